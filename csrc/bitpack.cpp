@@ -1,0 +1,101 @@
+// Scalar bit packing (the reference) and the dispatching, threaded driver.
+#include "bitpack.h"
+
+#include <algorithm>
+
+#include "threadpool.h"
+
+namespace onebit {
+
+void pack_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t cols, std::uint64_t* out) {
+  const std::int64_t words = words_for(cols);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * cols;
+    std::uint64_t* dst = out + r * words;
+    for (std::int64_t w = 0; w < words; ++w) {
+      const std::int64_t begin = w * 64;
+      const std::int64_t n = cols - begin < 64 ? cols - begin : 64;
+      std::uint64_t word = 0;
+      for (std::int64_t j = 0; j < n; ++j) {
+        word |= static_cast<std::uint64_t>(row[begin + j] < 0.0f) << j;
+      }
+      dst[w] = word;
+    }
+  }
+}
+
+void unpack_rows_f32_scalar(const std::uint64_t* packed, std::int64_t rows, std::int64_t cols, float* out) {
+  const std::int64_t words = words_for(cols);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::uint64_t* src = packed + r * words;
+    float* row = out + r * cols;
+    for (std::int64_t j = 0; j < cols; ++j) {
+      row[j] = ((src[j / 64] >> (j % 64)) & 1u) ? -1.0f : 1.0f;
+    }
+  }
+}
+
+const BitpackKernels kBitpackScalar = {pack_rows_f32_scalar, unpack_rows_f32_scalar};
+
+const BitpackKernels& bitpack_kernels(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return kBitpackAvx512.pack ? kBitpackAvx512 : kBitpackScalar;
+    case Isa::avx2: return kBitpackAvx2.pack ? kBitpackAvx2 : kBitpackScalar;
+    case Isa::scalar: break;
+  }
+  return kBitpackScalar;
+}
+
+namespace {
+
+// Below this many floats per thread, threads cost more than they save.
+constexpr std::int64_t kMinFloatsPerThread = std::int64_t{1} << 18;
+
+struct PackJob {
+  const BitpackKernels* kern;
+  const float* x;
+  const std::uint64_t* packed;
+  std::uint64_t* out_words;
+  float* out_floats;
+  std::int64_t rows, cols, words, rows_per_task;
+};
+
+void pack_task(void* ctx, std::int64_t task, int) {
+  const PackJob& j = *static_cast<const PackJob*>(ctx);
+  const std::int64_t r0 = task * j.rows_per_task, r1 = std::min(j.rows, r0 + j.rows_per_task);
+  j.kern->pack(j.x + r0 * j.cols, r1 - r0, j.cols, j.out_words + r0 * j.words);
+}
+
+void unpack_task(void* ctx, std::int64_t task, int) {
+  const PackJob& j = *static_cast<const PackJob*>(ctx);
+  const std::int64_t r0 = task * j.rows_per_task, r1 = std::min(j.rows, r0 + j.rows_per_task);
+  j.kern->unpack(j.packed + r0 * j.words, r1 - r0, j.cols, j.out_floats + r0 * j.cols);
+}
+
+std::int64_t split(PackJob& j, int num_threads) {
+  const std::int64_t total = j.rows * std::max<std::int64_t>(j.cols, 1);
+  const std::int64_t threads = std::clamp<std::int64_t>(total / kMinFloatsPerThread, 1, num_threads);
+  const std::int64_t tasks = std::min<std::int64_t>(j.rows, threads == 1 ? 1 : 4 * threads);
+  j.rows_per_task = (j.rows + tasks - 1) / std::max<std::int64_t>(tasks, 1);
+  return threads;
+}
+
+}  // namespace
+
+void pack_rows_f32(const float* x, std::int64_t rows, std::int64_t cols, std::uint64_t* out,
+                   int num_threads, Isa isa) {
+  if (rows <= 0 || cols <= 0) return;
+  PackJob j{&bitpack_kernels(isa), x, nullptr, out, nullptr, rows, cols, words_for(cols), rows};
+  const std::int64_t threads = split(j, num_threads);
+  parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, pack_task, &j);
+}
+
+void unpack_rows_f32(const std::uint64_t* packed, std::int64_t rows, std::int64_t cols, float* out,
+                     int num_threads, Isa isa) {
+  if (rows <= 0 || cols <= 0) return;
+  PackJob j{&bitpack_kernels(isa), nullptr, packed, nullptr, out, rows, cols, words_for(cols), rows};
+  const std::int64_t threads = split(j, num_threads);
+  parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, unpack_task, &j);
+}
+
+}  // namespace onebit

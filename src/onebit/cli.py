@@ -1,0 +1,207 @@
+"""The ``onebit`` command line: parses arguments and calls the library, nothing more.
+
+Every error about the user's input (unknown names, missing or malformed files) is a
+:class:`~onebit.errors.OnebitError`; it is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from onebit.errors import ConfigError, OnebitError
+
+DEFAULT_MODEL = "binarynet_mlp"
+DEFAULT_DATA = "digits"
+
+
+def _model_arg(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; VALUE is a Python literal (``3``, ``0.5``, ``None``, ``[1, 2]``) or a bare string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value.lower() in ("none", "null", "float"):
+        return key, None
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="onebit", description="Binary neural networks: train, inspect and evaluate."
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    model_args = argparse.ArgumentParser(add_help=False)
+    model_args.add_argument(
+        "--model-arg", "-M", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
+        help="extra model argument, repeatable (e.g. -M hidden=1024 -M dropout=0.2)",
+    )
+    model_args.add_argument(
+        "--float", action="store_true",
+        help="the float twin of the model: input_quantizer=None, weight_quantizer=None",
+    )
+
+    t = sub.add_parser("train", parents=[model_args], help="train a model and write a run folder")
+    t.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model name (default {DEFAULT_MODEL})")
+    t.add_argument("--data", default=DEFAULT_DATA, help="digits, mnist1d, or a folder (MNIST layout or cifar-10-batches-py)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the model/data recipe)")
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--optimizer", default="adam", help="adam, adamw, sgd or bop")
+    t.add_argument("--schedule", default="cosine", help="cosine, constant or step")
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("summary", parents=[model_args], help="print a model's per-layer table")
+    s.add_argument("model", help="registered model name")
+    s.add_argument("--data", default=None, help="take the input shape and classes from this data set")
+    s.add_argument("--in-shape", default=None, help="input shape without batch, e.g. 1,28,28 (default 1,28,28)")
+    s.add_argument("--num-classes", type=int, default=None)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on its data set's test split")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--data", default=None, help="data set (default: the one recorded in the checkpoint)")
+
+    sub.add_parser("models", help="list the registered models")
+    return p
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = dict(args.model_arg)
+    if args.float:
+        kwargs.update(input_quantizer=None, weight_quantizer=None)
+    return kwargs
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from onebit.data import load_dataset
+    from onebit.models import create_model
+    from onebit.recipes import recipe_for
+    from onebit.model_summary import summary
+    from onebit.train import fit
+
+    data = load_dataset(args.data, seed=args.seed)
+    kwargs = _model_kwargs(args)
+    model = create_model(args.model, num_classes=data.num_classes, in_shape=data.in_shape, **kwargs)
+    recipe = recipe_for(args.model, data.name)
+    epochs = args.epochs if args.epochs is not None else recipe.epochs
+    batch_size = args.batch_size if args.batch_size is not None else recipe.batch_size
+    lr = args.lr if args.lr is not None else recipe.lr
+    out = args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"run folder {out} already exists and is not empty; choose another --out")
+
+    print(f"onebit train: model {args.model} on {data.name} ({data.source})")
+    print(f"  {len(data.x_train)} training / {len(data.x_test)} test samples, input {data.in_shape}, "
+          f"{data.num_classes} classes; {epochs} epochs, batch {batch_size}, lr {lr}, {args.optimizer}, seed {args.seed}")
+    table = summary(model, data.in_shape)
+    print(table)
+    result = fit(
+        model, data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=args.optimizer,
+        schedule=args.schedule, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
+        seed=args.seed, out_dir=out, progress=not args.no_progress,
+        info={"model": args.model, "model_args": kwargs, "data": args.data, "data_name": data.name,
+              "summary": table.to_dict()["totals"]},
+    )
+    print(f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}")
+    print(f"test accuracy: {result.test_accuracy:.2%}  ({len(data.x_test)} samples)")
+    print(f"wrote {out}/checkpoint.safetensors, last.safetensors, metrics.json, curves.png")
+    return 0
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--in-shape must be comma-separated integers like 1,28,28, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise ConfigError(f"--in-shape must be positive integers like 1,28,28, got {text!r}")
+    return shape
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from onebit.models import create_model
+    from onebit.model_summary import summary
+
+    in_shape, num_classes = (1, 28, 28), 10
+    if args.data is not None:
+        from onebit.data import load_dataset
+
+        data = load_dataset(args.data)
+        in_shape, num_classes = data.in_shape, data.num_classes
+    if args.in_shape is not None:
+        in_shape = _parse_shape(args.in_shape)
+    if args.num_classes is not None:
+        num_classes = args.num_classes
+    model = create_model(args.model, num_classes=num_classes, in_shape=in_shape, **_model_kwargs(args))
+    print(summary(model, in_shape))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from onebit.checkpoint import load_checkpoint
+    from onebit.data import load_dataset
+    from onebit.train import evaluate
+
+    model, meta = load_checkpoint(args.checkpoint)
+    spec = args.data or meta.get("info", {}).get("data")
+    if spec is None:
+        raise ConfigError(f"{args.checkpoint} records no data set; pass --data")
+    data = load_dataset(spec)
+    expected = tuple(meta["model"]["args"].get("in_shape", ()))
+    if expected and tuple(data.in_shape) != expected:
+        raise ConfigError(f"data set {spec!r} has input shape {data.in_shape}, the checkpoint's model expects {expected}")
+    result = evaluate(model, data.x_test, data.y_test)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model"]["name"], "data": str(spec),
+                      "test_samples": len(data.x_test), "test_accuracy": result["accuracy"],
+                      "test_loss": result["loss"]}, indent=2))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from onebit.models import list_models, model_info
+
+    for name in list_models():
+        info = model_info(name)
+        print(f"{name:16s} {info.family:10s} {info.description}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "summary": _cmd_summary, "eval": _cmd_eval, "models": _cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except OnebitError as exc:
+        print(f"onebit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"onebit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except ImportError as exc:
+        print(f"onebit {args.command}: error: {exc}; install the training extras: pip install 'onebit[train]'",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The exceptions onebit raises on bad input: one base class, one subclass per area.
+
+Each subclasses ``ValueError`` (or ``FileNotFoundError`` for missing files) too, so
+code written against the standard exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class OnebitError(Exception):
+    """Base class of every error onebit raises about its input."""
+
+
+class ConfigError(OnebitError, ValueError):
+    """An argument, name or option that is not one of the valid choices."""
+
+
+class DataError(OnebitError, ValueError):
+    """A data set that cannot be found, read or used as given."""
+
+
+class CheckpointError(OnebitError, ValueError):
+    """A checkpoint or model file that is missing, malformed or inconsistent."""
+
+
+class MissingFileError(OnebitError, FileNotFoundError):
+    """A path that does not exist."""
+
+
+def unknown_choice(kind: str, name: object, choices: Iterable[str]) -> ConfigError:
+    """The error for a name that is not among ``choices``: names both."""
+    listed = ", ".join(sorted(choices))
+    return ConfigError(f"unknown {kind} {name!r}; valid choices: {listed}")

@@ -1,0 +1,309 @@
+"""Training: ``fit`` (the loop), ``evaluate``, and the run folder they write.
+
+``fit`` trains with cross-entropy on in-memory data, validates after every epoch,
+keeps the best (by validation accuracy) and last checkpoints, and writes
+``metrics.json`` and ``curves.png`` to ``out_dir``. The learning rate follows a
+per-step schedule. With a fixed seed, runs on CPU are bit-for-bit reproducible
+(same torch build and thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from onebit.checkpoint import save_checkpoint
+from onebit.data import Dataset
+from onebit.errors import ConfigError, DataError, unknown_choice
+from onebit.optim import make_optimizer
+
+__all__ = ["SCHEDULES", "EpochRecord", "FitResult", "evaluate", "fit", "plot_curves", "set_seed"]
+
+SCHEDULES = ("cosine", "constant", "step")
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's numbers, as written to ``metrics.json``."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the per-epoch history and the final numbers."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_accuracy: float = 0.0
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    out_dir: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and torch so a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _as_tensors(x: np.ndarray, y: np.ndarray, what: str) -> tuple[Tensor, Tensor]:
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{what}: expected x of shape (N, ...) and y of shape (N,), got {x.shape} and {y.shape}")
+    if len(x) == 0:
+        raise DataError(f"{what} is empty")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what}: labels must be integers, got {y.dtype}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{what}: inputs hold NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+
+
+def _check_labels(y: Tensor, num_classes: int, what: str) -> None:
+    if y.min() < 0 or y.max() >= num_classes:
+        raise DataError(
+            f"{what}: labels must lie in [0, {num_classes}) for a model with {num_classes} outputs, "
+            f"got range [{int(y.min())}, {int(y.max())}]"
+        )
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
+    xt, yt = _as_tensors(x, y, "evaluation data")
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    try:
+        for idx in _batches(len(xt), batch_size, None):
+            logits = model(xt[idx])
+            _check_labels(yt[idx], logits.shape[1], "evaluation data")
+            loss_sum += F.cross_entropy(logits, yt[idx], reduction="sum").item()
+            correct += int((logits.argmax(1) == yt[idx]).sum())
+    finally:
+        model.train(was_training)
+    return {"loss": loss_sum / len(xt), "accuracy": correct / len(xt)}
+
+
+def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return lambda step: 0.1 ** sum(step >= total_steps * f for f in (0.5, 0.75))
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset | Arrays,
+    *,
+    val: Arrays | None = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    schedule: str = "cosine",
+    weight_decay: float = 0.0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+    info: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` and return its history; the weights end as the *best* epoch's.
+
+    ``data`` is a :class:`~onebit.data.Dataset` (a validation split of
+    ``val_fraction`` is held out of its training part unless ``val`` is given, and
+    its test split is evaluated at the end) or an ``(x, y)`` pair of arrays.
+    ``optimizer`` is a name from :data:`onebit.optim.OPTIMIZERS` or a ready optimizer.
+    With ``out_dir``: ``checkpoint.safetensors`` (best), ``last.safetensors``,
+    ``metrics.json`` (rewritten every epoch) and ``curves.png``. ``progress`` shows a
+    progress bar (stderr), ``verbose`` prints a line per epoch.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+    if schedule not in SCHEDULES:
+        raise unknown_choice("schedule", schedule, SCHEDULES)
+
+    test: Arrays | None = None
+    if isinstance(data, Dataset):
+        test = (data.x_test, data.y_test)
+        if val is None:
+            data, val = data.split_validation(val_fraction, seed=seed)
+        train_arrays: Arrays = (data.x_train, data.y_train)
+    else:
+        train_arrays = data
+    x_train, y_train = _as_tensors(*train_arrays, "training data")
+    if val is None:
+        raise ConfigError("fit needs validation data: pass a Dataset or val=(x, y)")
+    _as_tensors(*val, "validation data")
+
+    set_seed(seed)
+    if isinstance(optimizer, str):
+        opt = make_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = optimizer
+    steps_per_epoch = max(1, len(x_train) // batch_size + (len(x_train) % batch_size > 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(schedule, epochs * steps_per_epoch))
+    generator = torch.Generator().manual_seed(seed)
+
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    result = FitResult(out_dir=out)
+    best_state: dict[str, Tensor] | None = None
+    run_info = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+        "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
+        "train_size": len(x_train), "val_size": len(val[0]), **(info or {}),
+    }
+    bar = _progress(epochs * steps_per_epoch, progress)
+    try:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            epoch_lr = opt.param_groups[0]["lr"]
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for idx in _batches(len(x_train), batch_size, generator):
+                if len(idx) < 2:
+                    continue  # BatchNorm cannot train on a single sample
+                logits = model(x_train[idx])
+                if seen == 0 and epoch == 1:
+                    _check_labels(y_train, logits.shape[1], "training data")
+                loss = F.cross_entropy(logits, y_train[idx])
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"training diverged: loss is {loss.item()} at epoch {epoch}; lower the lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == y_train[idx]).sum())
+                seen += len(idx)
+                if bar is not None:
+                    bar.set_postfix_str(f"epoch {epoch}/{epochs} loss {loss.item():.3f}", refresh=False)
+                    bar.update(1)
+            v = evaluate(model, *val, batch_size=max(batch_size, 256))
+            record = EpochRecord(
+                epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
+                time.perf_counter() - start,
+            )
+            result.history.append(record)
+            if best_state is None or record.val_accuracy > result.best_val_accuracy:
+                result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
+                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                if out is not None:
+                    save_checkpoint(out / "checkpoint.safetensors", model, epoch=epoch, info=run_info)
+            if verbose:
+                line = (
+                    f"epoch {epoch:3d}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
+                    f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s"
+                )
+                bar.write(line) if bar is not None else print(line, flush=True)
+            if out is not None:
+                save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
+                result.metrics = _metrics(result, run_info)
+                _write_json(out / "metrics.json", result.metrics)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    if test is not None:
+        t = evaluate(model, *test, batch_size=max(batch_size, 256))
+        result.test_accuracy, result.test_loss = t["accuracy"], t["loss"]
+    result.metrics = _metrics(result, run_info)
+    if out is not None:
+        _write_json(out / "metrics.json", result.metrics)
+        plot_curves(result.history, out / "curves.png")
+    return result
+
+
+def _metrics(result: FitResult, run_info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **run_info,
+        "best_epoch": result.best_epoch,
+        "best_val_accuracy": result.best_val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "history": [asdict(r) for r in result.history],
+    }
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def plot_curves(history: list[EpochRecord], path: str | os.PathLike) -> Path:
+    """Save loss and accuracy per epoch (train and validation) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    ax_loss.plot(epochs, [r.train_loss for r in history], label="train")
+    ax_loss.plot(epochs, [r.val_loss for r in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    ax_acc.plot(epochs, [100 * r.train_accuracy for r in history], label="train")
+    ax_acc.plot(epochs, [100 * r.val_accuracy for r in history], label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,96 @@
+"""The ``onebit`` command: error paths exit non-zero with one clear line; summary and eval work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from onebit.cli import main
+from onebit.data import load_dataset
+from onebit.models import create_model
+from onebit.checkpoint import save_checkpoint
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The installed entry point, as a user runs it (a fresh interpreter)."""
+    return subprocess.run([sys.executable, "-m", "onebit.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_unknown_model_names_the_choices():
+    assert_one_line_error(run_cli("train", "--model", "resnet9000"), "unknown model 'resnet9000'", "lfc", "tfc")
+
+
+def test_unknown_data_names_the_choices():
+    assert_one_line_error(run_cli("train", "--data", "imagenet"), "imagenet", "digits", "mnist1d")
+
+
+def test_missing_data_folder(tmp_path):
+    assert_one_line_error(run_cli("train", "--data", str(tmp_path / "nothing")), str(tmp_path / "nothing"))
+
+
+def test_folder_that_is_no_data_set(tmp_path):
+    (tmp_path / "readme.txt").write_text("hello")
+    assert_one_line_error(run_cli("train", "--data", str(tmp_path)), str(tmp_path))
+
+
+def test_missing_and_corrupted_checkpoints(tmp_path):
+    assert_one_line_error(run_cli("eval", str(tmp_path / "none.safetensors")), "not found")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    assert_one_line_error(run_cli("eval", str(bad)), "bad.safetensors")
+
+
+def test_corrupted_idx_file_in_a_data_folder(tmp_path):
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05garbage")
+    assert_one_line_error(run_cli("train", "--data", str(tmp_path)), "idx")
+
+
+def test_bad_model_arg_and_bad_option_values():
+    assert_one_line_error(run_cli("summary", "lfc", "-M", "width=3"), "unknown argument", "width")
+    assert_one_line_error(run_cli("summary", "lfc", "--in-shape", "a,b"), "--in-shape")
+    assert_one_line_error(run_cli("train", "--epochs", "0"), "epochs")
+    assert_one_line_error(run_cli("train", "--optimizer", "lamb"), "unknown optimizer 'lamb'", "adam", "bop")
+    proc = run_cli("train", "-M", "oops")
+    assert proc.returncode == 2 and "KEY=VALUE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_summary_command(capsys):
+    assert main(["summary", "lfc", "--in-shape", "1,8,8", "--num-classes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "QuantLinear" in out and "Params:" in out and "MACs:" in out
+    assert main(["summary", "binary_cnn1d", "--in-shape", "1,40", "--float"]) == 0
+
+
+def test_models_command(capsys):
+    assert main(["models"]) == 0
+    assert "lfc" in capsys.readouterr().out
+
+
+def test_eval_command_reads_everything_from_the_checkpoint(tmp_path, capsys):
+    data = load_dataset("digits")
+    model = create_model("tfc", num_classes=10, in_shape=data.in_shape)
+    path = save_checkpoint(tmp_path / "c.safetensors", model, info={"data": "digits"})
+    assert main(["eval", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "tfc" and report["test_samples"] == 360 and 0 <= report["test_accuracy"] <= 1
+    assert main(["eval", str(path), "--data", "mnist1d"]) == 2  # wrong input shape: clear error
+    assert "input shape" in capsys.readouterr().err
+
+
+def test_out_folder_that_is_not_empty(tmp_path):
+    (tmp_path / "x").write_text("keep me")
+    assert_one_line_error(run_cli("train", "--out", str(tmp_path)), "already exists")

@@ -1,0 +1,49 @@
+"""``import onebit.runtime`` works where torch cannot be imported (a deployment without torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class BlockTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"torch is blocked in this test (import of {name})")
+            return None
+
+    sys.meta_path.insert(0, BlockTorch())
+    """
+)
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_runtime_imports_and_runs_without_torch():
+    proc = run_without_torch(
+        """
+        import numpy as np
+        import onebit
+        import onebit.runtime as rt
+        x = np.array([[-1.0, 0.0, -0.0, 2.0]], dtype=np.float32)
+        packed = rt.pack_bits(x)
+        assert packed.tolist() == [[1]], packed
+        assert rt.unpack_bits(packed, 4).tolist() == [[-1.0, 1.0, 1.0, 1.0]]
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_the_block_really_blocks_torch():
+    proc = run_without_torch("import onebit.nn")
+    assert proc.returncode != 0 and "torch is blocked" in proc.stderr

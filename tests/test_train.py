@@ -1,0 +1,137 @@
+"""fit/evaluate, checkpoints and the run folder: determinism, atomic files, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from onebit.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from onebit.data import load_dataset
+from onebit.errors import CheckpointError, ConfigError, DataError, MissingFileError
+from onebit.models import create_model
+from onebit.train import evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _tiny(digits, **kw):
+    return create_model("tfc", num_classes=digits.num_classes, in_shape=digits.in_shape, **kw)
+
+
+def test_fit_writes_the_run_folder_and_restores_the_best_epoch(digits, tmp_path):
+    model = _tiny(digits)
+    r = fit(model, digits, epochs=3, batch_size=64, lr=3e-3, out_dir=tmp_path, progress=False, verbose=False,
+            info={"data": "digits"})
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "checkpoint.safetensors", "last.safetensors", "metrics.json", "curves.png"
+    }
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["seed"] == 0 and metrics["data"] == "digits"
+    assert len(metrics["history"]) == 3 and metrics["test_accuracy"] == r.test_accuracy
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the checkpoint is the best epoch and the returned model holds the same weights
+    best, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["epoch"] == r.best_epoch
+    for a, b in zip(best.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert evaluate(best, digits.x_test, digits.y_test)["accuracy"] == r.test_accuracy
+
+
+def test_fixed_seed_gives_identical_weights(digits):
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)  # different global state before: fit must seed everything itself
+        torch.rand(7)
+        m = _tiny(digits)
+        fit(m, digits, epochs=2, seed=5, progress=False, verbose=False)
+        runs.append(m.state_dict())
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+def test_fit_on_arrays_and_bop(digits):
+    model = _tiny(digits, dropout=0.0)
+    train, (xv, yv) = digits.split_validation(0.2)
+    r = fit(model, (train.x_train, train.y_train), val=(xv, yv), epochs=2, optimizer="bop",
+            progress=False, verbose=False)
+    assert r.test_accuracy is None and r.best_val_accuracy > 0.3
+    w = model[1].weight
+    assert set(w.detach().unique().tolist()) <= {-1.0, 1.0}  # Bop keeps the weights binary
+
+
+def test_fit_errors(digits):
+    m = _tiny(digits)
+    x, y = digits.x_train, digits.y_train
+    with pytest.raises(ConfigError, match="epochs"):
+        fit(m, digits, epochs=0)
+    with pytest.raises(ConfigError, match="unknown schedule"):
+        fit(m, digits, schedule="linear")
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        fit(m, digits, optimizer="lamb", epochs=1, progress=False, verbose=False)
+    with pytest.raises(ConfigError, match="validation data"):
+        fit(m, (x, y))
+    with pytest.raises(DataError, match=r"labels must lie in \[0, 10\)"):
+        fit(m, (x, y + 5), val=(x, y), epochs=1, progress=False, verbose=False)
+    with pytest.raises(DataError, match="is empty"):
+        fit(m, (x[:0], y[:0]), val=(x, y), epochs=1, progress=False, verbose=False)
+    with pytest.raises(DataError, match="shape"):
+        fit(m, (x, y[:-1]), val=(x, y), epochs=1, progress=False, verbose=False)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        fit(m, (bad, y), val=(x, y), epochs=1, progress=False, verbose=False)
+
+
+def test_checkpoint_round_trip_and_atomic_write(digits, tmp_path):
+    m = _tiny(digits)
+    path = save_checkpoint(tmp_path / "c.safetensors", m, epoch=7)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temporary left behind
+    m2, meta = load_checkpoint(path)
+    assert meta["epoch"] == 7 and meta["model"]["name"] == "tfc"
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    assert not m2.training
+
+
+def test_checkpoint_errors(digits, tmp_path):
+    with pytest.raises(MissingFileError, match="not found"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="create_model"):
+        save_checkpoint(tmp_path / "x.safetensors", torch.nn.Linear(2, 2))
+    good = save_checkpoint(tmp_path / "good.safetensors", _tiny(digits))
+    data = good.read_bytes()
+    for name, payload in [
+        ("garbage", b"not a safetensors file at all"),
+        ("truncated", data[: len(data) // 2]),
+        ("empty", b""),
+        ("header-only", data[:200]),
+    ]:
+        p = tmp_path / f"{name}.safetensors"
+        p.write_bytes(payload)
+        with pytest.raises(CheckpointError):
+            load_checkpoint(p)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(CheckpointError, match="not a onebit checkpoint"):
+        load_checkpoint(plain)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"w": torch.zeros(2)}, str(wrong), metadata={"onebit": json.dumps(
+        {"format": "onebit-checkpoint", "version": 1, "model": {"name": "tfc", "args": {"in_shape": [1, 8, 8]}}})})
+    with pytest.raises(CheckpointError, match="do not match model 'tfc'"):
+        load_checkpoint(wrong)
+    future = tmp_path / "future.safetensors"
+    save_file({"w": torch.zeros(2)}, str(future), metadata={"onebit": json.dumps(
+        {"format": "onebit-checkpoint", "version": 99, "model": {"name": "tfc", "args": {}}})})
+    with pytest.raises(CheckpointError, match="version 99"):
+        read_checkpoint_meta(future)
+    unknown = tmp_path / "unknown.safetensors"
+    save_file({"w": torch.zeros(2)}, str(unknown), metadata={"onebit": json.dumps(
+        {"format": "onebit-checkpoint", "version": 1, "model": {"name": "gpt5", "args": {}}})})
+    with pytest.raises(CheckpointError, match="cannot rebuild model 'gpt5'"):
+        load_checkpoint(unknown)
