@@ -15,6 +15,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bgemm.h"
@@ -67,8 +68,9 @@ const T* checked(const AnyArray& x, std::size_t ndim, const char* fn, const char
     throw std::invalid_argument(std::string(fn) + ": " + what + " must be " + std::to_string(ndim) +
                                 "-D, got shape " + shape_str(x));
   }
-  std::int64_t expect = 1;
-  for (std::size_t i = ndim; i-- > 0;) {
+  // An array with no elements is contiguous whatever its strides (numpy gives them 0).
+  std::int64_t expect = x.size() == 0 ? -1 : 1;
+  for (std::size_t i = ndim; i-- > 0 && expect > 0;) {
     if (x.shape(i) > 1 && x.stride(i) != expect) {
       throw std::invalid_argument(std::string(fn) + ": " + what +
                                   " must be C-contiguous (use numpy.ascontiguousarray)");
@@ -235,6 +237,13 @@ NB_MODULE(_core, m) {
                                       " must both have ceil(k/64) words for k=" + std::to_string(k));
         }
         const auto rows = static_cast<std::int64_t>(a.shape(0)), n = static_cast<std::int64_t>(w.shape(0));
+        for (const auto& [what, data, count] : {std::make_tuple("a", ad, rows), std::make_tuple("w", wd, n)}) {
+          const std::int64_t bad = onebit::first_row_with_tail_bits(data, count, onebit::words_for(k), k);
+          if (bad >= 0) {
+            throw std::invalid_argument(std::string("bgemm_reference: row ") + std::to_string(bad) + " of " + what +
+                                        " has bits set beyond k=" + std::to_string(k) + " (padding bits must be 0)");
+          }
+        }
         auto out = new_matrix<std::int32_t>(rows, n);
         {
           nb::gil_scoped_release release;
@@ -250,7 +259,9 @@ NB_MODULE(_core, m) {
       [](const std::string& isa, std::int64_t iters) {
         const onebit::Isa which = onebit::resolve_isa(isa);
         const onebit::BgemmKernels& k = onebit::bgemm_kernels(which);
-        if (k.peak == nullptr) throw std::invalid_argument("peak_binary_macs: no peak loop for " + isa);
+        if (k.peak == nullptr) {
+          throw std::invalid_argument(std::string("peak_binary_macs: no peak loop for ") + onebit::isa_name(which));
+        }
         if (iters < 1) throw std::invalid_argument("peak_binary_macs: iters must be >= 1");
         std::uint64_t macs;
         double seconds;

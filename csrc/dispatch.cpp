@@ -122,6 +122,13 @@ std::string cpu_features() {
 
 namespace {
 
+// "scalar, avx2, ...": the ISAs this CPU can run, for error messages.
+std::string available_names() {
+  std::string s;
+  for (Isa isa : available_isas()) s += std::string(s.empty() ? "" : ", ") + isa_name(isa);
+  return s;
+}
+
 Isa resolve_selected() {
   const char* env = std::getenv("ONEBIT_ISA");
   if (env != nullptr && *env != '\0') {
@@ -134,7 +141,8 @@ Isa resolve_selected() {
     }
     if (!isa_supported(isa)) {
       throw std::invalid_argument(std::string("ONEBIT_ISA=") + env +
-                                  " but this CPU cannot run it (detected: " + cpu_features() + ")");
+                                  " but this CPU cannot run it (detected: " + cpu_features() +
+                                  "); valid choices here: " + available_names());
     }
     return isa;
   }
@@ -159,7 +167,7 @@ Isa resolve_isa(const std::string& name) {
   const Isa isa = parse_isa(name);
   if (!isa_supported(isa)) {
     throw std::invalid_argument(std::string("ISA '") + name + "' is not supported by this CPU (detected: " +
-                                cpu_features() + ")");
+                                cpu_features() + "); valid choices here: " + available_names());
   }
   return isa;
 }

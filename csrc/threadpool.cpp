@@ -81,15 +81,18 @@ class ThreadPool {
   }
 
   void ensure_workers(int n) {
+    // A new worker starts from the generation before the job that needs it is published
+    // (run() bumps it after this returns): reading it in the thread instead could see the
+    // bumped value if the thread starts late, miss the job, and leave run() waiting forever.
+    const std::uint64_t seen = generation_.load(std::memory_order_acquire);
     while (static_cast<int>(workers_.size()) < n) {
       const int index = static_cast<int>(workers_.size());
-      workers_.emplace_back([this, index] { worker_main(index); });
+      workers_.emplace_back([this, index, seen] { worker_main(index, seen); });
       workers_.back().detach();  // the pool lives until the process exits
     }
   }
 
-  void worker_main(int index) {
-    std::uint64_t seen = generation_.load(std::memory_order_acquire);
+  void worker_main(int index, std::uint64_t seen) {
     for (;;) {
       // Wait for a new job: spin, then sleep.
       const auto until = std::chrono::steady_clock::now() + kSpin;

@@ -33,3 +33,15 @@ def unknown_choice(kind: str, name: object, choices: Iterable[str]) -> ConfigErr
     """The error for a name that is not among ``choices``: names both."""
     listed = ", ".join(sorted(choices))
     return ConfigError(f"unknown {kind} {name!r}; valid choices: {listed}")
+
+
+class ModelFileError(OnebitError, ValueError):
+    """A ``.onebit`` model file that is truncated, corrupted or inconsistent."""
+
+
+class InputError(OnebitError, ValueError):
+    """An input array the runtime cannot run (wrong shape, dtype, or non-finite values)."""
+
+
+class ExportError(OnebitError, ValueError):
+    """A model (or layer) the exporter cannot turn into a ``.onebit`` file."""

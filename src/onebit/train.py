@@ -187,6 +187,7 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
     result = FitResult(out_dir=out)
     best_state: dict[str, Tensor] | None = None
+    best_loss = math.inf
     run_info = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
@@ -225,7 +226,10 @@ def fit(
                 time.perf_counter() - start,
             )
             result.history.append(record)
-            if best_state is None or record.val_accuracy > result.best_val_accuracy:
+            # Best = highest validation accuracy; ties (frequent on small validation
+            # sets) go to the lower validation loss, not to the earliest epoch.
+            if best_state is None or (record.val_accuracy, -record.val_loss) > (result.best_val_accuracy, -best_loss):
+                best_loss = record.val_loss
                 result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
                 best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
                 if out is not None:

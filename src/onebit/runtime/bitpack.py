@@ -6,6 +6,8 @@ axis of length C becomes ceil(C / 64) uint64 words; the unused tail bits are 0.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from onebit import _core
@@ -20,8 +22,8 @@ def pack_bits(x: np.ndarray) -> np.ndarray:
     if x.ndim == 0:
         raise ConfigError("pack_bits expects at least one axis, got a scalar")
     lead, channels = x.shape[:-1], x.shape[-1]
-    flat = np.ascontiguousarray(x.reshape(-1, channels))
-    return _core.pack_rows(flat).reshape(*lead, -1)
+    flat = np.ascontiguousarray(x.reshape(math.prod(lead), channels))
+    return _core.pack_rows(flat).reshape(*lead, (channels + 63) // 64)
 
 
 def unpack_bits(packed: np.ndarray, channels: int) -> np.ndarray:
@@ -35,5 +37,5 @@ def unpack_bits(packed: np.ndarray, channels: int) -> np.ndarray:
             f"in the last axis, got shape {packed.shape}"
         )
     lead = packed.shape[:-1]
-    flat = np.ascontiguousarray(packed.reshape(-1, packed.shape[-1]))
+    flat = np.ascontiguousarray(packed.reshape(math.prod(lead), packed.shape[-1]))
     return _core.unpack_rows(flat, channels).reshape(*lead, channels)
