@@ -36,8 +36,10 @@ def test_default_run_on_digits_is_binary_and_reaches_97_percent(tmp_path):
     assert metrics["summary"]["binary_mac_fraction"] > 0.95  # only the float-input first layer is not XNOR
     assert metrics["test_accuracy"] >= 0.97, metrics["test_accuracy"]
     assert f"test accuracy: {metrics['test_accuracy']:.2%}" in proc.stdout
-    for name in ("checkpoint.safetensors", "last.safetensors", "metrics.json", "curves.png"):
+    for name in ("checkpoint.safetensors", "last.safetensors", "metrics.json", "curves.png", "model.onebit"):
         assert (tmp_path / "binary" / name).is_file()
+    # The bit-packed engine scores the exported file as PyTorch scores the checkpoint.
+    assert abs(metrics["runtime_test_accuracy"] - metrics["test_accuracy"]) <= 1 / 360
 
     # The float twin of the same MLP, for the README's comparison.
     proc = _train_cli("--float", "--out", str(tmp_path / "float"))

@@ -94,3 +94,19 @@ def test_eval_command_reads_everything_from_the_checkpoint(tmp_path, capsys):
 def test_out_folder_that_is_not_empty(tmp_path):
     (tmp_path / "x").write_text("keep me")
     assert_one_line_error(run_cli("train", "--out", str(tmp_path)), "already exists")
+
+
+def test_export_and_bench_commands(tmp_path, capsys):
+    """`onebit export` writes a .onebit file the runtime scores; `onebit bench` prints the latency table."""
+    data = load_dataset("digits")
+    model = create_model("tfc", num_classes=10, in_shape=data.in_shape)
+    path = save_checkpoint(tmp_path / "c.safetensors", model, info={"data": "digits"})
+    assert main(["export", str(path), "-o", str(tmp_path / "m.onebit")]) == 0
+    out = capsys.readouterr().out
+    assert "binary weights, float input" in out and "test accuracy on digits computed by onebit.runtime" in out
+    assert main(["bench", str(tmp_path / "m.onebit"), "--threads", "1,2", "--repeats", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "| threads |" in table and "PyTorch fp32" in table and len(table.strip().splitlines()) == 6
+    assert_one_line_error(run_cli("bench", str(tmp_path / "none.onebit")), "not found")
+    assert_one_line_error(run_cli("bench", str(path)), "c.safetensors")  # a checkpoint is not a .onebit file
+    assert_one_line_error(run_cli("bench", str(tmp_path / "m.onebit"), "--threads", "x"), "--threads")

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from onebit.errors import ConfigError, OnebitError
+from onebit.errors import ConfigError, ExportError, OnebitError
 
 DEFAULT_MODEL = "binarynet_mlp"
 # The default run's width: BinaryNet's 4096 units are sized for MNIST and take minutes
@@ -81,6 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--data", default=None, help="data set (default: the one recorded in the checkpoint)")
 
+    x = sub.add_parser("export", help="export a checkpoint to a .onebit file for the runtime")
+    x.add_argument("checkpoint", type=Path)
+    x.add_argument("-o", "--output", type=Path, default=None, help="the .onebit file (default: beside the checkpoint)")
+    x.add_argument("--data", default=None, help="data set for the check (default: the one recorded in the checkpoint)")
+
+    b = sub.add_parser("bench", help="latency of a .onebit model: onebit vs PyTorch fp32, 1 and N threads")
+    b.add_argument("model", type=Path, help="a .onebit file")
+    b.add_argument("--batch-size", type=int, default=1)
+    b.add_argument("--threads", default=None, help="comma-separated thread counts (default 1 and all cores)")
+    b.add_argument("--repeats", type=int, default=50)
+
     sub.add_parser("models", help="list the registered models")
     return p
 
@@ -104,7 +115,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from onebit.models import create_model
     from onebit.recipes import recipe_for
     from onebit.model_summary import summary
-    from onebit.train import fit
+    from onebit.export import export_checked
+    from onebit.train import fit, record_metrics
 
     data = load_dataset(args.data, seed=args.seed)
     name, kwargs = _model_kwargs(args)
@@ -131,7 +143,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     print(f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}")
     print(f"test accuracy: {result.test_accuracy:.2%}  ({len(data.x_test)} samples)")
-    print(f"wrote {out}/checkpoint.safetensors, last.safetensors, metrics.json, curves.png")
+    written = "checkpoint.safetensors, last.safetensors, metrics.json, curves.png"
+    try:
+        engine = export_checked(model, out / "model.onebit", data.x_test, data.y_test, verbose=False,
+                                info={"data": args.data})
+    except ExportError as exc:  # a model the engine cannot run yet: the training results stand
+        print(f"model.onebit not written: {exc}")
+    else:
+        record_metrics(out, runtime_test_accuracy=engine.accuracy, model_onebit_bytes=engine.report.file_bytes)
+        print(f"engine (onebit.runtime, {engine.report.file_bytes:,} bytes, "
+              f"{engine.report.compression:.1f}x smaller than float32): test accuracy {engine.accuracy:.2%}")
+        written += ", model.onebit"
+    print(f"wrote {out}/{{{written}}}")
     return 0
 
 
@@ -166,9 +189,20 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from onebit.train import evaluate
+
+    model, meta, data, spec = _checkpoint_and_data(args)
+    result = evaluate(model, data.x_test, data.y_test)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model"]["name"], "data": spec,
+                      "test_samples": len(data.x_test), "test_accuracy": result["accuracy"],
+                      "test_loss": result["loss"]}, indent=2))
+    return 0
+
+
+def _checkpoint_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any, str]:
+    """The model rebuilt from a checkpoint, its metadata, and the data set to check it on."""
     from onebit.checkpoint import load_checkpoint
     from onebit.data import load_dataset
-    from onebit.train import evaluate
 
     model, meta = load_checkpoint(args.checkpoint)
     spec = args.data or meta.get("info", {}).get("data")
@@ -178,10 +212,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     expected = tuple(meta["model"]["args"].get("in_shape", ()))
     if expected and tuple(data.in_shape) != expected:
         raise ConfigError(f"data set {spec!r} has input shape {data.in_shape}, the checkpoint's model expects {expected}")
-    result = evaluate(model, data.x_test, data.y_test)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "model": meta["model"]["name"], "data": str(spec),
-                      "test_samples": len(data.x_test), "test_accuracy": result["accuracy"],
-                      "test_loss": result["loss"]}, indent=2))
+    return model, meta, data, str(spec)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from onebit.export import export_checked
+
+    model, meta, data, spec = _checkpoint_and_data(args)
+    output = args.output or args.checkpoint.with_suffix(".onebit")
+    engine = export_checked(model, output, data.x_test, data.y_test, info={"data": spec})
+    print(f"test accuracy on {spec} computed by onebit.runtime: {engine.accuracy:.2%} ({len(data.y_test)} samples)")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from onebit.bench import bench_model
+
+    threads = None
+    if args.threads is not None:
+        try:
+            threads = [int(t) for t in args.threads.split(",") if t.strip()]
+        except ValueError:
+            raise ConfigError(f"--threads must be comma-separated integers like 1,2, got {args.threads!r}") from None
+    print(bench_model(args.model, batch_size=args.batch_size, threads=threads, repeats=args.repeats))
     return 0
 
 
@@ -194,7 +247,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "summary": _cmd_summary, "eval": _cmd_eval, "models": _cmd_models}
+COMMANDS = {
+    "train": _cmd_train, "summary": _cmd_summary, "eval": _cmd_eval, "export": _cmd_export,
+    "bench": _cmd_bench, "models": _cmd_models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from onebit.data import Dataset
 from onebit.errors import ConfigError, DataError, unknown_choice
 from onebit.optim import make_optimizer
 
-__all__ = ["SCHEDULES", "EpochRecord", "FitResult", "evaluate", "fit", "plot_curves", "set_seed"]
+__all__ = ["SCHEDULES", "EpochRecord", "FitResult", "evaluate", "fit", "plot_curves", "record_metrics", "set_seed"]
 
 SCHEDULES = ("cosine", "constant", "step")
 
@@ -259,6 +259,15 @@ def fit(
         _write_json(out / "metrics.json", result.metrics)
         plot_curves(result.history, out / "curves.png")
     return result
+
+
+def record_metrics(out_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """Add ``fields`` to the run folder's ``metrics.json`` (atomically); returns the result."""
+    path = Path(out_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics.update(fields)
+    _write_json(path, metrics)
+    return metrics
 
 
 def _metrics(result: FitResult, run_info: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from onebit.export.graph import LayerReport, capture
 from onebit.runtime.container import write_container
 from onebit.runtime.model import FORMAT, FORMAT_VERSION, META_KEY
 
-__all__ = ["ExportReport", "LayerReport", "export"]
+__all__ = ["CheckedExport", "ExportReport", "LayerReport", "export", "export_checked"]
 
 
 @dataclass
@@ -95,3 +95,29 @@ def export(
     if verbose:
         print(report)
     return report
+
+
+@dataclass
+class CheckedExport:
+    """An export plus the test accuracy the runtime reaches with the written file."""
+
+    report: ExportReport
+    accuracy: float
+    agreement: float  # fraction of test inputs where runtime and PyTorch predict the same class
+
+
+def export_checked(
+    model: nn.Module, path: str | os.PathLike, x_test: np.ndarray, y_test: np.ndarray, *,
+    verbose: bool = True, info: dict[str, Any] | None = None,
+) -> CheckedExport:
+    """Export with the first test inputs as the example, then measure accuracy with the runtime."""
+    from onebit.runtime import load
+
+    report = export(model, path, x_test[:256], verbose=verbose, info=info)
+    engine = load(path)
+    predicted = engine.predict(np.asarray(x_test, dtype=np.float32))
+    model.eval()
+    with torch.no_grad():
+        reference = torch.cat([model(torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))).argmax(1)
+                               for b in np.array_split(x_test, max(1, len(x_test) // 1024))]).numpy()
+    return CheckedExport(report, float((predicted == y_test).mean()), float((predicted == reference).mean()))

@@ -89,6 +89,13 @@ class Model:
                 layer._run(values)
         return values[self._output]
 
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """The argmax class of each row of ``x``, run in batches of ``batch_size``."""
+        x = self._check_input(x)
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
     def _check_input(self, x: Any) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             raise InputError(f"input must be a numpy array, got {type(x).__name__}")
@@ -229,7 +236,7 @@ def _flatten(r: _Reader, model: Model, src: str, out: str, in_shape: tuple[int, 
 
     def run(values: dict[str, Any]) -> None:
         x = values[src]
-        values[out] = x.reshape(len(x), -1)
+        values[out] = x.reshape(len(x), flat[0])
 
     return Layer("", "flatten", "reshape", in_shape, flat, False, _run=run)
 

@@ -1,0 +1,128 @@
+"""Latency of a ``.onebit`` model in the runtime against PyTorch fp32 of the same architecture.
+
+The PyTorch baseline is the network recorded in the file (registry name and arguments)
+rebuilt with float layers (``input_quantizer=None, weight_quantizer=None`` where the
+builder takes them): the model a user would otherwise deploy. Times are medians of
+``repeats`` calls after warm-up, per thread count; the ratio is PyTorch / onebit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from onebit.errors import ConfigError
+
+__all__ = ["BenchRow", "bench_model", "cpu_name", "time_call"]
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (or the platform's processor string)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tuple[float, float, float]:
+    """(median, min, max) seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times), max(times)
+
+
+@dataclass
+class BenchRow:
+    threads: int
+    onebit: tuple[float, float, float]
+    torch: tuple[float, float, float] | None
+
+    def line(self) -> str:
+        ob = f"{self.onebit[0] * 1e3:9.3f} ({self.onebit[1] * 1e3:.3f}–{self.onebit[2] * 1e3:.3f})"
+        if self.torch is None:
+            return f"| {self.threads:7d} | {ob} | n/a | n/a |"
+        tt = f"{self.torch[0] * 1e3:9.3f} ({self.torch[1] * 1e3:.3f}–{self.torch[2] * 1e3:.3f})"
+        return f"| {self.threads:7d} | {ob} | {tt} | {self.torch[0] / self.onebit[0]:6.1f}× |"
+
+
+def _torch_twin(graph: dict) -> Callable[[np.ndarray], object] | None:
+    """The recorded architecture with float layers, as a callable on numpy input; None without torch."""
+    try:
+        import torch
+
+        from onebit.models import create_model, model_info
+    except ImportError:
+        return None
+    source = (graph.get("source") or {}).get("model")
+    if not isinstance(source, dict) or "name" not in source:
+        return None
+    args = dict(source.get("args", {}))
+    params = inspect.signature(model_info(source["name"]).builder).parameters
+    for key in ("input_quantizer", "weight_quantizer", "first_input_quantizer"):
+        if key in params:
+            args[key] = None
+    model = create_model(source["name"], **args).eval()
+
+    def run(x: np.ndarray) -> object:
+        with torch.no_grad():
+            return model(torch.from_numpy(x))
+
+    return run
+
+
+def bench_model(
+    path: str | os.PathLike, *, batch_size: int = 1, threads: list[int] | None = None, repeats: int = 50
+) -> str:
+    """A Markdown table: median (min–max) ms per batch, onebit vs PyTorch fp32, per thread count."""
+    from onebit import _core
+    from onebit.runtime import load
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
+    cores = int(_core.default_num_threads())
+    threads = threads or sorted({1, cores})
+    if any(t < 1 for t in threads):
+        raise ConfigError(f"thread counts must be positive, got {threads}")
+    model = load(path, num_threads=threads[0])
+    x = np.random.default_rng(0).standard_normal((batch_size, *model.in_shape)).astype(np.float32)
+    twin = _torch_twin(model.graph)
+    rows = []
+    for t in threads:
+        model.num_threads = t
+        ob = time_call(lambda: model(x), repeats)
+        tt = None
+        if twin is not None:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(t)
+            try:
+                tt = time_call(lambda: twin(x), repeats)
+            finally:
+                torch.set_num_threads(previous)
+        rows.append(BenchRow(t, ob, tt))
+    head = [
+        f"{path}: batch {batch_size}, {repeats} calls per cell, ISA {_core.selected_isa()}, {cpu_name()}",
+        "",
+        "| threads | onebit ms, median (min–max) | PyTorch fp32 ms, median (min–max) | speed-up |",
+        "|--------:|----------------------------:|----------------------------------:|---------:|",
+    ]
+    return "\n".join(head + [r.line() for r in rows])

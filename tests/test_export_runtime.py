@@ -1,0 +1,229 @@
+"""Export to ``.onebit`` and run in ``onebit.runtime``: equal to the PyTorch eval forward,
+small on disk, torch-free, and every bad file or input a clear onebit error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import onebit.runtime as rt
+from onebit import _core
+from onebit.errors import ExportError, InputError, MissingFileError, ModelFileError
+from onebit.export import export
+from onebit.export.fold import thresholds
+from onebit.model_summary import packed_weight_bytes
+from onebit.models import create_model
+from onebit.nn import QuantLinear
+from onebit.runtime.container import read_container, write_container
+from tests.test_runtime_import import run_without_torch
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial eval statistics and affine parameters (both signs of w)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 4)
+            m.running_var.copy_(torch.rand(n, generator=g) * 20 + 1)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+
+
+def _mlp(in_shape=(1, 8, 8), seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = create_model("binarynet_mlp", num_classes=10, in_shape=in_shape, **kwargs)
+    _randomize_bn(model, seed)
+    return model.eval()
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return np.random.default_rng(0).standard_normal((1000, 1, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("hidden", [100, 256])
+def test_exported_mlp_equals_pytorch_on_1000_inputs(tmp_path, inputs, hidden):
+    """Hidden widths that are and are not multiples of 64; relative logit error ≤ 1e-4, same predictions."""
+    model = _mlp(hidden=hidden)
+    report = export(model, tmp_path / "m.onebit", inputs[:32], verbose=False)
+    assert [l.kind for l in report.layers] == ["binary weights, float input", "binary", "binary", "binary"]
+    engine = rt.load(tmp_path / "m.onebit")
+    got, want = engine(inputs), _logits(model, inputs)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+
+
+def test_every_isa_and_thread_count_gives_identical_logits(tmp_path, inputs):
+    """The integer parts are bit-exact across ISAs and threads, so the logits are identical."""
+    model = _mlp(hidden=130)
+    export(model, tmp_path / "m.onebit", inputs[:8], verbose=False)
+    code = (
+        "import numpy as np, onebit.runtime as rt, sys\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"for t in (1, 2): np.save({str(tmp_path)!r} + f'/{{sys.argv[1]}}-{{t}}.npy', rt.load({str(tmp_path / 'm.onebit')!r}, num_threads=t)(x))\n"
+    )
+    np.save(tmp_path / "x.npy", inputs)
+    for isa in _core.available_isas():
+        proc = subprocess.run([sys.executable, "-c", code, isa], env={**os.environ, "ONEBIT_ISA": isa},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    results = [np.load(tmp_path / f"{isa}-{t}.npy") for isa in _core.available_isas() for t in (1, 2)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_thresholds_match_brute_force():
+    """Folded integer thresholds reproduce sign(alpha·y + beta) for every reachable y, all signs of alpha."""
+    rng = np.random.default_rng(1)
+    k = 37
+    alpha = np.concatenate([rng.standard_normal(200), [0.0, 0.0, 1.0, -1.0, 1e-9]])
+    beta = np.concatenate([rng.standard_normal(200) * 20, [1.0, -1.0, 0.0, 0.0, 5.0]])
+    beta[:20] = alpha[:20] * rng.integers(-k, k + 1, 20)  # ties: alpha·y + beta == 0 exactly at some y
+    t, flip = thresholds(alpha, beta, k)
+    y = np.arange(-k, k + 1)[:, None]
+    want = alpha * y + beta >= 0
+    got = flip * (y - t.astype(np.int64)) >= 0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_binarynet_mlp_file_is_under_a_25th_of_float32_and_summary_agrees(tmp_path):
+    """784-4096-4096-4096-10: the .onebit file vs its float32 state dict; weight bytes as the summary says."""
+    model = _mlp(in_shape=(1, 28, 28))
+    report = export(model, tmp_path / "b.onebit", torch.randn(4, 1, 28, 28), verbose=False)
+    assert report.file_bytes * 25 <= report.float32_state_bytes, report.compression  # measured 31.4×
+    tensors, _ = read_container(tmp_path / "b.onebit")
+    weight_bytes = sum(a.nbytes for name, a in tensors.items() if name.endswith(".weight"))
+    assert weight_bytes == sum(packed_weight_bytes(m) for m in model.modules() if isinstance(m, QuantLinear))
+
+
+def test_float_twin_and_scaled_weights_export(tmp_path, inputs):
+    """Float layers and XNOR-style scaled binary weights fold into scale and bias exactly."""
+    for kwargs in ({"input_quantizer": None, "weight_quantizer": None}, {"weight_quantizer": "xnor_sign"},
+                   {"weight_quantizer": "magnitude_aware_sign"}):
+        model = _mlp(hidden=96, **kwargs)
+        export(model, tmp_path / "m.onebit", inputs[:8], verbose=False)
+        got, want = rt.load(tmp_path / "m.onebit")(inputs), _logits(model, inputs)
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), kwargs
+
+
+def test_runtime_loads_and_runs_a_model_without_torch(tmp_path, inputs):
+    model = _mlp(hidden=64)
+    export(model, tmp_path / "m.onebit", inputs[:8], verbose=False)
+    np.save(tmp_path / "x.npy", inputs[:10])
+    np.save(tmp_path / "want.npy", _logits(model, inputs[:10]))
+    proc = run_without_torch(f"""
+        import numpy as np, onebit.runtime as rt
+        m = rt.load({str(tmp_path / 'm.onebit')!r})
+        got, want = m(np.load({str(tmp_path / 'x.npy')!r})), np.load({str(tmp_path / 'want.npy')!r})
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+        assert "torch" not in sys.modules
+        print("ok")
+    """)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_unsupported_layers_are_named(tmp_path):
+    model = nn.Sequential(nn.Flatten(), QuantLinear(64, 32, input_quantizer=None), nn.BatchNorm1d(32),
+                          nn.Sigmoid(), nn.Linear(32, 10))
+    with pytest.raises(ExportError, match=r"layer '3' \(Sigmoid\)"):
+        export(model, tmp_path / "m.onebit", torch.randn(2, 1, 8, 8), verbose=False)
+    model = nn.Sequential(nn.Flatten(), QuantLinear(64, 32, input_quantizer="dorefa"), nn.Linear(32, 10))
+    with pytest.raises(ExportError, match="input quantizer 'dorefa'"):
+        export(model, tmp_path / "m.onebit", torch.randn(2, 1, 8, 8), verbose=False)
+    with pytest.raises(ExportError, match="nn.Sequential"):
+        export(nn.Linear(4, 2), tmp_path / "m.onebit", torch.randn(2, 4), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, inputs):
+    path = tmp_path_factory.mktemp("m") / "m.onebit"
+    export(_mlp(hidden=70), path, inputs[:4], verbose=False)
+    return path
+
+
+def test_truncated_and_corrupted_files_raise_model_file_error(model_file, tmp_path):
+    data = model_file.read_bytes()
+    bad = tmp_path / "bad.onebit"
+    for cut in (0, 4, 8, 20, len(data) // 2, len(data) - 1):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ModelFileError):
+            rt.load(bad)
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # random byte flips: a clean error or a model that still runs
+        mutated = bytearray(data)
+        for i in rng.integers(0, len(data), 3):
+            mutated[i] = rng.integers(0, 256)
+        bad.write_bytes(bytes(mutated))
+        try:
+            rt.load(bad)(np.zeros((2, 1, 8, 8), np.float32))
+        except (ModelFileError, InputError):
+            pass
+    with pytest.raises(MissingFileError):
+        rt.load(tmp_path / "missing.onebit")
+
+
+def test_inconsistent_graphs_are_refused_at_load(model_file, tmp_path):
+    tensors, meta = read_container(model_file)
+    graph = json.loads(meta["onebit"])
+
+    def rewrite(mutate, match):
+        g = json.loads(json.dumps(graph))
+        mutate(g)
+        write_container(tmp_path / "g.onebit", tensors, {"onebit": json.dumps(g)})
+        with pytest.raises(ModelFileError, match=match):
+            rt.load(tmp_path / "g.onebit")
+
+    rewrite(lambda g: g.update(version=99), "version 99")
+    rewrite(lambda g: g["nodes"][1].update(k=65), "k=65")
+    rewrite(lambda g: g["nodes"][1].update(op="conv9"), "op must be")
+    rewrite(lambda g: g["nodes"][2].update(input="nowhere"), "'nowhere' is not produced")
+    rewrite(lambda g: g["nodes"][2]["tensors"].update(weight="missing"), "not in the file")
+    rewrite(lambda g: g.update(output="v1"), "packed bits")
+
+
+def test_bad_inputs_raise_input_error(model_file):
+    m = rt.load(model_file)
+    with pytest.raises(InputError, match="float32"):
+        m(np.zeros((2, 1, 8, 8), np.float64))
+    with pytest.raises(InputError, match=r"shape \(N, 1, 8, 8\)"):
+        m(np.zeros((2, 64), np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        m(np.full((2, 1, 8, 8), np.nan, np.float32))
+    with pytest.raises(InputError, match="numpy array"):
+        m([[0.0]])
+    assert m(np.zeros((0, 1, 8, 8), np.float32)).shape == (0, 10)
+    view = np.zeros((4, 1, 8, 16), np.float32)[..., ::2]  # non-contiguous
+    assert m(view).shape == (4, 10)
+
+
+def test_thread_count_from_argument_and_environment(model_file, monkeypatch):
+    assert rt.load(model_file, num_threads=2).num_threads == 2
+    monkeypatch.setenv("ONEBIT_NUM_THREADS", "1")
+    assert rt.load(model_file).num_threads == 1
+    monkeypatch.setenv("ONEBIT_NUM_THREADS", "lots")
+    with pytest.raises(Exception, match="ONEBIT_NUM_THREADS"):
+        rt.load(model_file)
+    with pytest.raises(Exception, match="num_threads"):
+        rt.load(model_file, num_threads=0)
+
+
+def test_layers_and_per_layer_timing(model_file):
+    m = rt.load(model_file)
+    assert [l.kind for l in m.layers] == ["reshape", "binary weights, float input", "binary", "binary", "binary"]
+    m.profile = True
+    m(np.zeros((3, 1, 8, 8), np.float32))
+    assert all(calls == 1 for calls in (l.calls for l in m.layers))
+    assert len(m.timings()) == len(m.layers)
