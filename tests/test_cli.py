@@ -110,3 +110,11 @@ def test_export_and_bench_commands(tmp_path, capsys):
     assert_one_line_error(run_cli("bench", str(tmp_path / "none.onebit")), "not found")
     assert_one_line_error(run_cli("bench", str(path)), "c.safetensors")  # a checkpoint is not a .onebit file
     assert_one_line_error(run_cli("bench", str(tmp_path / "m.onebit"), "--threads", "x"), "--threads")
+
+
+def test_train_with_a_fixed_seed_repeats_exactly(tmp_path):
+    """Two processes, same seed: byte-identical weights (initialisation included)."""
+    for run in ("a", "b"):
+        proc = run_cli("train", "--no-progress", "--model", "tfc", "--epochs", "2", "--out", str(tmp_path / run))
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "a" / "last.safetensors").read_bytes() == (tmp_path / "b" / "last.safetensors").read_bytes()

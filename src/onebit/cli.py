@@ -116,10 +116,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from onebit.recipes import recipe_for
     from onebit.model_summary import summary
     from onebit.export import export_checked
-    from onebit.train import fit, record_metrics
+    from onebit.train import fit, record_metrics, set_seed
 
     data = load_dataset(args.data, seed=args.seed)
     name, kwargs = _model_kwargs(args)
+    set_seed(args.seed)  # the initial weights too, so that a seed fixes the whole run
     model = create_model(name, num_classes=data.num_classes, in_shape=data.in_shape, **kwargs)
     recipe = recipe_for(name, data.name)
     epochs = args.epochs if args.epochs is not None else recipe.epochs
