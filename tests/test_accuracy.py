@@ -54,6 +54,7 @@ def test_lfc_on_real_mnist_reaches_93_percent(mnist_t10k_dir, tmp_path):
     images = read_idx(mnist_t10k_dir / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(mnist_t10k_dir / "t10k-labels-idx1-ubyte.gz")
     folder = tmp_path / "mnist"
+    folder.mkdir()
     write_idx(folder / "train-images-idx3-ubyte", images[:8000])
     write_idx(folder / "train-labels-idx1-ubyte", labels[:8000])
     write_idx(folder / "t10k-images-idx3-ubyte", images[8000:])
