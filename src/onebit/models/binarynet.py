@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from onebit.errors import ConfigError
 from onebit.models.mlp import BinaryMLP
 from onebit.models.registry import register_model
-from onebit.nn import QuantizerSpec
+from onebit.nn import QuantConv2d, QuantizerSpec, QuantLinear
 
 PAPER = "Courbariaux et al. 2016, Binarized Neural Networks (arXiv:1602.02830)"
 
@@ -32,3 +33,53 @@ def binarynet_mlp(
         input_quantizer=input_quantizer, weight_quantizer=weight_quantizer,
         dropout_in=dropout_in, dropout=dropout,
     )
+
+
+@register_model(family="BinaryNet", paper=PAPER)
+def binarynet_cnn(
+    num_classes: int,
+    in_shape: tuple[int, ...],
+    channels: list[int] | tuple[int, ...] = (128, 256, 512),
+    hidden: int = 1024,
+    input_quantizer: QuantizerSpec = "ste_sign",
+    weight_quantizer: QuantizerSpec = "ste_sign",
+    pad_value: float = 0.0,
+) -> nn.Module:
+    """BinaryNet's CIFAR-10 VGG-small: (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10.
+
+    Every layer is conv/linear → (max-pool) → BatchNorm → Hardtanh, the sign being the
+    next layer's input quantizer; the first conv sees the real-valued image (binary
+    weights). Convolutions pad with 0 as the paper's Theano code did (``pad_value=1``
+    costs nothing in the engine; 0 needs a per-position correction).
+    """
+    if len(in_shape) != 3:
+        raise ConfigError(f"binarynet_cnn needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
+    if len(channels) != 3 or min(channels) < 1:
+        raise ConfigError(f"channels must be three positive widths, got {channels!r}")
+    c, h, w = in_shape
+    if h < 8 or w < 8:
+        raise ConfigError(f"binarynet_cnn pools three times: inputs must be at least 8x8, got {h}x{w}")
+    layers: list[nn.Module] = []
+    width = c
+    for stage, out in enumerate(channels):
+        for j in range(2):
+            first = stage == 0 and j == 0
+            layers.append(QuantConv2d(
+                width, out, 3, padding=1, bias=False, pad_value=pad_value,
+                input_quantizer=None if first else input_quantizer, weight_quantizer=weight_quantizer,
+            ))
+            if j == 1:
+                layers.append(nn.MaxPool2d(2))
+            layers += [nn.BatchNorm2d(out, eps=1e-4), nn.Hardtanh()]
+            width = out
+    layers.append(nn.Flatten())
+    width *= (h // 8) * (w // 8)
+    for out in (hidden, hidden, num_classes):
+        layers += [
+            QuantLinear(width, out, bias=False, input_quantizer=input_quantizer, weight_quantizer=weight_quantizer),
+            nn.BatchNorm1d(out, eps=1e-4),
+        ]
+        if out != num_classes:
+            layers.append(nn.Hardtanh())
+        width = out
+    return nn.Sequential(*layers)

@@ -1,29 +1,16 @@
 """Loading and running a ``.onebit`` model: a list of nodes over named values.
 
-A value is either a float32 array ``(N, ...)`` or packed bits ``(N, ceil(C/64))``
-uint64 with its channel count ``C`` (bit 1 = −1, see the architecture notes). Nodes:
-
-``flatten``  float ``(N, ...)`` → ``(N, prod(...))``.
-``sign``     float ``(N, C)`` → bits: −1 where ``x < 0`` (sign(0) = +1).
-``dense``    ``y = x · Wᵀ`` with ``W`` binary (packed, 1 bit per weight in the file) or
-             float, ``x`` float or bits (then ``y = K − 2·popcount(x XOR w)``, exact
-             integers), then the output stage:
-             ``out="bits"`` after bits: ``+1 iff flip·(y − threshold) ≥ 0`` (BatchNorm and
-             the next sign folded into integers; no float round trip);
-             ``out="bits"`` after float: ``+1 iff y·scale + bias ≥ 0``;
-             ``out="float"``: ``act(y·scale + bias)``, act in none/relu/hardtanh.
-The graph is checked against the tensors at load time, so a bad file fails in
-:func:`load`, never inside a kernel.
+:func:`load` reads the container, checks the graph (format version, node kinds, value
+references, every tensor's dtype and shape, attribute ranges) and builds each node's
+closure (:mod:`onebit.runtime.ops`), so a bad file fails in ``load``, never inside a
+kernel. :class:`Model` runs float32 batches in the PyTorch layout (NCHW).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,33 +18,13 @@ import numpy as np
 from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
+from onebit.runtime.ops import BUILDERS, Layer, NodeReader
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
 
 FORMAT = "onebit-model"
 FORMAT_VERSION = 1
 META_KEY = "onebit"
-ACTIVATIONS = ("none", "relu", "hardtanh")
-_MAX_DIM = 2**31 - 1
-
-
-@dataclass
-class Layer:
-    """One node as the runtime runs it: what it computes and on which operands."""
-
-    name: str
-    op: str
-    kind: str  # "binary" (XNOR-popcount), "binary weights, float input", "float", "reshape"
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    out_bits: bool
-    seconds: float = 0.0  # accumulated when the model runs with profile=True
-    calls: int = 0
-    _run: Any = field(default=None, repr=False)
-
-    def __str__(self) -> str:
-        out = f"{self.out_shape} {'bits' if self.out_bits else 'float32'}"
-        return f"{self.name:24s} {self.op:8s} {self.kind:28s} {self.in_shape} -> {out}"
 
 
 class Model:
@@ -82,11 +49,11 @@ class Model:
         for layer in self.layers:
             if self.profile:
                 start = time.perf_counter()
-                layer._run(values)
+                layer.run(values, self.num_threads)
                 layer.seconds += time.perf_counter() - start
                 layer.calls += 1
             else:
-                layer._run(values)
+                layer.run(values, self.num_threads)
         return values[self._output]
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -155,48 +122,6 @@ def _resolve_threads(num_threads: int | None) -> int:
 # ---------------------------------------------------------------- graph building
 
 
-class _Reader:
-    """Typed access to a node's fields and tensors with errors that name the node."""
-
-    def __init__(self, node: Any, index: int, tensors: dict[str, np.ndarray], where: str):
-        if not isinstance(node, dict):
-            raise ModelFileError(f"{where}: node {index} must be a JSON object")
-        self.node, self.tensors = node, tensors
-        self.label = f"{where}: node {index} ({node.get('name', '?')!r})"
-
-    def error(self, message: str) -> ModelFileError:
-        return ModelFileError(f"{self.label}: {message}")
-
-    def str(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        value = self.node.get(key)
-        if not isinstance(value, str) or (choices is not None and value not in choices):
-            valid = f" (valid: {', '.join(choices)})" if choices else ""
-            raise self.error(f"{key} must be a string{valid}, got {value!r}")
-        return value
-
-    def int(self, key: str, low: int = 1, high: int = _MAX_DIM) -> int:
-        value = self.node.get(key)
-        if type(value) is not int or not low <= value <= high:
-            raise self.error(f"{key} must be an integer in [{low}, {high}], got {value!r}")
-        return value
-
-    def tensor(self, key: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-        names = self.node.get("tensors")
-        if not isinstance(names, dict) or not isinstance(names.get(key), str):
-            raise self.error(f"tensors.{key} must name a tensor")
-        array = self.tensors.get(names[key])
-        if array is None:
-            raise self.error(f"tensor {names[key]!r} ({key}) is not in the file")
-        if array.dtype != np.dtype(dtype) or array.shape != shape:
-            raise self.error(f"tensor {names[key]!r} ({key}) must be {dtype} {shape}, got {array.dtype} {array.shape}")
-        return array
-
-    def finite(self, array: np.ndarray, key: str) -> np.ndarray:
-        if not np.isfinite(array).all():
-            raise self.error(f"tensor {key} holds NaN or infinite values")
-        return array
-
-
 def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], where: str) -> None:
     spec = graph.get("input")
     if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list) and spec["shape"]
@@ -205,20 +130,17 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
     nodes = graph.get("nodes")
     if not isinstance(nodes, list) or not nodes:
         raise ModelFileError(f"{where}: graph has no nodes")
-    # name -> (shape without batch, bits?)
+    # value name -> (shape without batch, packed bits?)
     known: dict[str, tuple[tuple[int, ...], bool]] = {"input": (tuple(spec["shape"]), False)}
     for i, node in enumerate(nodes):
-        r = _Reader(node, i, tensors, where)
-        op = r.str("op", ("flatten", "sign", "dense"))
-        name = r.str("name")
-        src = r.str("input")
-        out = r.str("output")
+        r = NodeReader(node, i, tensors, where)
+        op = r.str("op", tuple(BUILDERS))
+        name, src, out = r.str("name"), r.str("input"), r.str("output")
         if src not in known:
             raise r.error(f"input {src!r} is not produced by an earlier node")
         if out in known:
             raise r.error(f"output {out!r} is already defined")
-        in_shape, in_bits = known[src]
-        layer = _BUILDERS[op](r, model, src, out, in_shape, in_bits)
+        layer = BUILDERS[op](r, src, out, *known[src])
         layer.name = name
         known[out] = (layer.out_shape, layer.out_bits)
         model.layers.append(layer)
@@ -227,105 +149,3 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
         raise ModelFileError(f"{where}: graph output {output!r} is not produced by any node")
     if known[output][1]:
         raise ModelFileError(f"{where}: graph output {output!r} is packed bits; the output must be float")
-
-
-def _flatten(r: _Reader, model: Model, src: str, out: str, in_shape: tuple[int, ...], in_bits: bool) -> Layer:
-    if in_bits:
-        raise r.error("flatten of packed bits is not supported")
-    flat = (math.prod(in_shape),)
-
-    def run(values: dict[str, Any]) -> None:
-        x = values[src]
-        values[out] = x.reshape(len(x), flat[0])
-
-    return Layer("", "flatten", "reshape", in_shape, flat, False, _run=run)
-
-
-def _sign(r: _Reader, model: Model, src: str, out: str, in_shape: tuple[int, ...], in_bits: bool) -> Layer:
-    if in_bits or len(in_shape) != 1:
-        raise r.error(f"sign needs a float (N, C) input, got {'bits' if in_bits else 'float'} {in_shape}")
-
-    def run(values: dict[str, Any]) -> None:
-        values[out] = _core.pack_rows(values[src], model.num_threads)
-
-    return Layer("", "sign", "pack", in_shape, in_shape, True, _run=run)
-
-
-def _dense(r: _Reader, model: Model, src: str, out: str, in_shape: tuple[int, ...], in_bits: bool) -> Layer:
-    k, n = r.int("k"), r.int("n")
-    if in_shape != (k,):
-        raise r.error(f"k={k} does not match its input of shape {in_shape}")
-    weights = r.str("weights", ("bits", "float"))
-    out_kind = r.str("out", ("bits", "float"))
-    act = r.str("act", ACTIVATIONS) if out_kind == "float" else "none"
-    if in_bits and weights != "bits":
-        raise r.error("a packed-bit input needs binary weights")
-    words = (k + 63) // 64
-    if weights == "bits":
-        w = r.tensor("weight", "uint64", (n, words))
-        if _tail_bits(w, k):
-            raise r.error(f"weight has bits set beyond k={k}")
-    else:
-        w = r.finite(r.tensor("weight", "float32", (n, k)), "weight")
-
-    if in_bits:
-        packed = _core.PackedWeights(np.ascontiguousarray(w), k)
-        kind = "binary"
-        if out_kind == "bits":
-            thresholds = r.tensor("threshold", "int32", (n,))
-            flips = r.tensor("flip", "int8", (n,))
-            if not np.isin(flips, (-1, 1)).all():
-                raise r.error("flip must hold only +1 and -1")
-            thresholds, flips = np.ascontiguousarray(thresholds), np.ascontiguousarray(flips)
-
-            def run(values: dict[str, Any]) -> None:
-                values[out] = _core.bgemm_threshold(values[src], packed, thresholds, flips, model.num_threads)
-        else:
-            scale, bias = _affine(r, n)
-
-            def run(values: dict[str, Any]) -> None:
-                y = _core.bgemm(values[src], packed, model.num_threads).astype(np.float32)
-                values[out] = _activate(y * scale + bias, act)
-    else:
-        # Float input: BLAS on the weights as float32. Binary weights are stored at one bit
-        # and expanded to ±1 once here: a float GEMM with ±1 operands is exact to the same
-        # rounding as PyTorch's and faster than any bit trick for a float input.
-        wt = np.ascontiguousarray(
-            (_core.unpack_rows(np.ascontiguousarray(w), k) if weights == "bits" else np.asarray(w, np.float32)).T
-        )
-        kind = "binary weights, float input" if weights == "bits" else "float"
-        scale, bias = _affine(r, n)
-
-        def run(values: dict[str, Any]) -> None:
-            z = values[src] @ wt
-            z *= scale
-            z += bias
-            if out_kind == "bits":
-                values[out] = _core.pack_rows(z, model.num_threads)
-            else:
-                values[out] = _activate(z, act)
-
-    return Layer("", "dense", kind, (k,), (n,), out_kind == "bits", _run=run)
-
-
-def _tail_bits(w: np.ndarray, k: int) -> bool:
-    if k % 64 == 0:
-        return False
-    return bool((w[:, -1] >> np.uint64(k % 64)).any())
-
-
-def _affine(r: _Reader, n: int) -> tuple[np.ndarray, np.ndarray]:
-    scale = r.finite(r.tensor("scale", "float32", (n,)), "scale")
-    bias = r.finite(r.tensor("bias", "float32", (n,)), "bias")
-    return np.ascontiguousarray(scale), np.ascontiguousarray(bias)
-
-
-def _activate(z: np.ndarray, act: str) -> np.ndarray:
-    if act == "relu":
-        np.maximum(z, 0.0, out=z)
-    elif act == "hardtanh":
-        np.clip(z, -1.0, 1.0, out=z)
-    return z
-
-
-_BUILDERS = {"flatten": _flatten, "sign": _sign, "dense": _dense}

@@ -1,0 +1,368 @@
+"""The runtime's operations: each builder checks one graph node against the file and
+returns the closure that runs it.
+
+Values are float32 arrays ``(N, *shape)`` or packed bits ``(N, *shape[:-1], ceil(C/64))``
+uint64 with ``C = shape[-1]`` (bit 1 = −1, tail bits 0). Image tensors are NHWC inside
+the runtime (channels last, so bits pack along channels); the graph's ``to_nhwc`` node
+converts the user's NCHW input once.
+
+``to_nhwc``   float ``(C, H, W)`` → ``(H, W, C)``.
+``flatten``   float or bits → one axis (bits: ``C`` a multiple of 64 unless already flat).
+``sign``      float → bits: −1 where ``x < 0`` (sign(0) = +1).
+``dense``     ``y = x · Wᵀ``, ``conv2d``: ``y = x ⋆ W``, with ``W`` binary (1 bit per weight in
+              the file) or float, ``x`` float or bits (then ``y`` is the exact integer
+              ``K − 2·popcount(x XOR w)``), an optional max-pool of ``y``, then the output stage:
+              ``out="bits"`` after bits: ``+1 iff flip·(y − threshold) ≥ 0`` (BatchNorm and the
+              next sign folded into integers; a pool then runs on the packed bits: AND where
+              flip = +1, OR where flip = −1, which equals pooling ``y`` first);
+              ``out="bits"`` after float: ``+1 iff y·scale + bias ≥ 0``;
+              ``out="float"``: ``act(y·scale + bias)``, act ∈ none/relu/hardtanh.
+``maxpool2d`` on float NHWC or bits (max of ±1 = AND of the bits).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from onebit import _core
+from onebit.errors import ModelFileError
+
+ACTIVATIONS = ("none", "relu", "hardtanh")
+MAX_DIM = 2**31 - 1
+Values = dict[str, Any]
+
+
+@dataclass
+class Layer:
+    """One node as the runtime runs it: what it computes and on which operands."""
+
+    name: str
+    op: str
+    kind: str  # "binary" (XNOR-popcount), "binary weights, float input", "float", "reshape", ...
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    out_bits: bool
+    seconds: float = 0.0  # accumulated while the model runs with profile = True
+    calls: int = 0
+    run: Callable[[Values, int], None] | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        out = f"{self.out_shape} {'bits' if self.out_bits else 'float32'}"
+        return f"{self.name:24s} {self.op:9s} {self.kind:28s} {self.in_shape} -> {out}"
+
+
+class NodeReader:
+    """Typed access to a node's fields and tensors; every error names the node."""
+
+    def __init__(self, node: Any, index: int, tensors: dict[str, np.ndarray], where: str):
+        if not isinstance(node, dict):
+            raise ModelFileError(f"{where}: node {index} must be a JSON object")
+        self.node, self.tensors = node, tensors
+        self.label = f"{where}: node {index} ({node.get('name', '?')!r})"
+
+    def error(self, message: str) -> ModelFileError:
+        return ModelFileError(f"{self.label}: {message}")
+
+    def str(self, key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = self.node.get(key)
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            valid = f" (valid: {', '.join(choices)})" if choices else ""
+            raise self.error(f"{key} must be a string{valid}, got {value!r}")
+        return value
+
+    def int(self, key: str, low: int = 1, high: int = MAX_DIM) -> int:
+        value = self.node.get(key)
+        if type(value) is not int or not low <= value <= high:
+            raise self.error(f"{key} must be an integer in [{low}, {high}], got {value!r}")
+        return value
+
+    def pair(self, key: str, low: int, high: int = 4096, node: dict | None = None) -> tuple[int, int]:
+        value = (node or self.node).get(key)
+        if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int and low <= v <= high for v in value)):
+            raise self.error(f"{key} must be two integers in [{low}, {high}], got {value!r}")
+        return value[0], value[1]
+
+    def tensor(self, key: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        names = self.node.get("tensors")
+        if not isinstance(names, dict) or not isinstance(names.get(key), str):
+            raise self.error(f"tensors.{key} must name a tensor")
+        array = self.tensors.get(names[key])
+        if array is None:
+            raise self.error(f"tensor {names[key]!r} ({key}) is not in the file")
+        if array.dtype != np.dtype(dtype) or array.shape != shape:
+            raise self.error(f"tensor {names[key]!r} ({key}) must be {dtype} {shape}, got {array.dtype} {array.shape}")
+        return np.ascontiguousarray(array)
+
+    def finite(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        array = self.tensor(key, "float32", shape)
+        if not np.isfinite(array).all():
+            raise self.error(f"tensor {key} holds NaN or infinite values")
+        return array
+
+
+def words(channels: int) -> int:
+    return (channels + 63) // 64
+
+
+def _tail_bits(w: np.ndarray, k: int) -> bool:
+    return k % 64 != 0 and bool((w[..., -1] >> np.uint64(k % 64)).any())
+
+
+def _activate(z: np.ndarray, act: str) -> np.ndarray:
+    if act == "relu":
+        np.maximum(z, 0.0, out=z)
+    elif act == "hardtanh":
+        np.clip(z, -1.0, 1.0, out=z)
+    return z
+
+
+def _pack_last(z: np.ndarray, threads: int) -> np.ndarray:
+    c = z.shape[-1]
+    packed = _core.pack_rows(np.ascontiguousarray(z.reshape(-1, c)), threads)
+    return packed.reshape(*z.shape[:-1], words(c))
+
+
+# ------------------------------------------------------------------ reshaping ops
+
+
+def to_nhwc(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    if bits or len(shape) != 3:
+        raise r.error(f"to_nhwc needs a float (C, H, W) input, got {shape}")
+    c, h, w = shape
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = np.ascontiguousarray(values[src].transpose(0, 2, 3, 1))
+
+    return Layer("", "to_nhwc", "reshape", shape, (h, w, c), False, run=run)
+
+
+def flatten(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    if bits and len(shape) > 1 and shape[-1] % 64:
+        raise r.error(f"flatten of packed bits needs a channel count that is a multiple of 64, got {shape}")
+    flat = math.prod(shape)
+    row = words(flat) if bits and len(shape) == 1 else (flat // 64 if bits else flat)
+
+    def run(values: Values, threads: int) -> None:
+        x = values[src]
+        values[out] = x.reshape(len(x), row)
+
+    return Layer("", "flatten", "reshape", shape, (flat,), bits, run=run)
+
+
+def sign(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    if bits:
+        raise r.error("sign needs a float input")
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = _pack_last(values[src], threads)
+
+    return Layer("", "sign", "pack", shape, shape, True, run=run)
+
+
+# ------------------------------------------------------------------ output stage
+
+
+def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[np.ndarray, int], np.ndarray] | None, Any]:
+    """Reads out/act and the stage's tensors; returns (out kind, float stage or None, (thresholds, flips))."""
+    out_kind = r.str("out", ("bits", "float"))
+    if out_kind == "bits" and in_bits:
+        thresholds = r.tensor("threshold", "int32", (n,))
+        flips = r.tensor("flip", "int8", (n,))
+        if not np.isin(flips, (-1, 1)).all():
+            raise r.error("flip must hold only +1 and -1")
+        return out_kind, None, (thresholds, flips)
+    act = r.str("act", ACTIVATIONS) if out_kind == "float" else "none"
+    scale, bias = r.finite("scale", (n,)), r.finite("bias", (n,))
+
+    def stage(y: np.ndarray, threads: int) -> np.ndarray:
+        z = y.astype(np.float32, copy=False)
+        z *= scale
+        z += bias
+        return _pack_last(z, threads) if out_kind == "bits" else _activate(z, act)
+
+    return out_kind, stage, None
+
+
+# ------------------------------------------------------------------ dense
+
+
+def dense(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bool) -> Layer:
+    k, n = r.int("k"), r.int("n")
+    if shape != (k,):
+        raise r.error(f"k={k} does not match its input of shape {shape}")
+    weights = r.str("weights", ("bits", "float"))
+    if in_bits and weights != "bits":
+        raise r.error("a packed-bit input needs binary weights")
+    if weights == "bits":
+        w = r.tensor("weight", "uint64", (n, words(k)))
+        if _tail_bits(w, k):
+            raise r.error(f"weight has bits set beyond k={k}")
+    else:
+        w = r.finite("weight", (n, k))
+    out_kind, stage, folded = _output_stage(r, n, in_bits)
+
+    if in_bits:
+        packed = _core.PackedWeights(w, k)
+        if folded is not None:
+            t, f = folded
+
+            def run(values: Values, threads: int) -> None:
+                values[out] = _core.bgemm_threshold(values[src], packed, t, f, threads)
+        else:
+
+            def run(values: Values, threads: int) -> None:
+                values[out] = stage(_core.bgemm(values[src], packed, threads), threads)
+
+        kind = "binary"
+    else:
+        # Float input: BLAS on float32 weights. Binary weights are stored at one bit and
+        # expanded to ±1 once here; a float GEMM on ±1 operands rounds as PyTorch's does.
+        wt = np.ascontiguousarray((_core.unpack_rows(w, k) if weights == "bits" else w).T)
+
+        def run(values: Values, threads: int) -> None:
+            values[out] = stage(values[src] @ wt, threads)
+
+        kind = "binary weights, float input" if weights == "bits" else "float"
+    return Layer("", "dense", kind, (k,), (n,), out_kind == "bits", run=run)
+
+
+# ------------------------------------------------------------------ conv2d and pooling
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _float_pool(y: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]) -> np.ndarray:
+    """Max-pool of NHWC floats; padded positions never win (PyTorch pads with −inf)."""
+    if any(pad):
+        y = np.pad(y, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)), constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(y, kernel, axis=(1, 2))[:, :: stride[0], :: stride[1]]
+    return np.ascontiguousarray(win.max(axis=(-2, -1)))
+
+
+def _pool_spec(r: NodeReader, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int] | None:
+    pool = r.node.get("pool")
+    if pool is None:
+        return None
+    if not isinstance(pool, dict):
+        raise r.error("pool must be an object with kernel, stride and padding")
+    kernel, stride = r.pair("kernel", 1, node=pool), r.pair("stride", 1, node=pool)
+    pad = r.pair("padding", 0, node=pool)
+    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+        raise r.error(f"pool padding {pad} must be at most half the kernel {kernel}")
+    ph, pw = _out_size(h, kernel[0], stride[0], pad[0], 1), _out_size(w, kernel[1], stride[1], pad[1], 1)
+    if ph < 1 or pw < 1:
+        raise r.error(f"pool {kernel} does not fit its {h}x{w} input")
+    return kernel, stride, pad, ph, pw
+
+
+def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    if len(shape) != 3:
+        raise r.error(f"maxpool2d needs an (H, W, C) input, got {shape}")
+    h, w, c = shape
+    spec = _pool_spec(r, h, w)
+    if spec is None:
+        raise r.error("maxpool2d needs a pool object")
+    kernel, stride, pad, ph, pw = spec
+    if bits:
+        mask = np.full(words(c), np.uint64(2**64 - 1), dtype=np.uint64)
+
+        def run(values: Values, threads: int) -> None:
+            values[out] = _core.bmaxpool2d(values[src], c, kernel, stride, pad, mask, threads)
+    else:
+
+        def run(values: Values, threads: int) -> None:
+            values[out] = _float_pool(values[src], kernel, stride, pad)
+
+    return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run)
+
+
+def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bool) -> Layer:
+    if len(shape) != 3:
+        raise r.error(f"conv2d needs an (H, W, C) input, got {shape}")
+    h, w, c = shape
+    cin, cout, groups = r.int("cin"), r.int("cout"), r.int("groups")
+    if cin != c:
+        raise r.error(f"cin={cin} does not match its input of shape {shape}")
+    if cin % groups or cout % groups:
+        raise r.error(f"groups={groups} must divide cin={cin} and cout={cout}")
+    kernel, stride = r.pair("kernel", 1, 64), r.pair("stride", 1, 64)
+    padding, dilation = r.pair("padding", 0, 64), r.pair("dilation", 1, 64)
+    pad_value = r.node.get("pad_value")
+    if pad_value not in (-1, 0, 1):
+        raise r.error(f"pad_value must be -1, 0 or 1, got {pad_value!r}")
+    oh, ow = (_out_size(s, k, st, p, d) for s, k, st, p, d in zip((h, w), kernel, stride, padding, dilation))
+    if oh < 1 or ow < 1:
+        raise r.error(f"kernel {kernel} does not fit its {h}x{w} input with padding {padding}")
+    weights = r.str("weights", ("bits", "float"))
+    if in_bits and weights != "bits":
+        raise r.error("a packed-bit input needs binary weights")
+    cg = cin // groups
+    if weights == "bits":
+        wbits = r.tensor("weight", "uint64", (cout, *kernel, words(cg)))
+        if _tail_bits(wbits, cg):
+            raise r.error(f"weight has bits set beyond the {cg} channels of a group")
+    else:
+        wfloat = r.finite("weight", (cout, *kernel, cg))
+    spec = _pool_spec(r, oh, ow)
+    out_hw = (oh, ow) if spec is None else spec[3:]
+    out_kind, stage, folded = _output_stage(r, cout, in_bits)
+
+    if in_bits:
+        try:
+            conv = _core.BinaryConv2d(wbits, cin, groups, stride, padding, dilation, int(pad_value))
+        except ValueError as exc:
+            raise r.error(str(exc)) from None
+        if folded is not None:
+            t, f = folded
+            # and_mask bit c set ⇔ flip[c] = +1 ⇔ AND-pool (pack_rows sets the bits of negative values).
+            and_mask = _core.pack_rows(np.where(f > 0, -1.0, 1.0).astype(np.float32)[None], 1)[0]
+
+            def run(values: Values, threads: int) -> None:
+                y = conv.run_threshold(values[src], t, f, threads)
+                if spec is not None:
+                    y = _core.bmaxpool2d(y, cout, spec[0], spec[1], spec[2], and_mask, threads)
+                values[out] = y
+        else:
+
+            def run(values: Values, threads: int) -> None:
+                y = conv.run(values[src], threads)
+                if spec is not None:
+                    y = _float_pool(y.astype(np.float32), *spec[:3])
+                values[out] = stage(y, threads)
+
+        kind = "binary"
+    else:
+        wmat = (_core.unpack_rows(wbits.reshape(-1, words(cg)), cg) if weights == "bits" else wfloat)
+        wmat = wmat.reshape(groups, cout // groups, kernel[0] * kernel[1] * cg).transpose(0, 2, 1).copy()
+
+        def run(values: Values, threads: int) -> None:
+            x = values[src]
+            if any(padding):
+                x = np.pad(x, ((0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)), constant_values=float(pad_value))
+            win = np.lib.stride_tricks.sliding_window_view(
+                x, (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1), axis=(1, 2)
+            )[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]][:, :oh, :ow]
+            n = len(x)
+            ys = []
+            for g in range(groups):
+                cols = win[:, :, :, g * cg : (g + 1) * cg].transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
+                ys.append(cols @ wmat[g])
+            y = (ys[0] if groups == 1 else np.concatenate(ys, axis=1)).reshape(n, oh, ow, cout)
+            if spec is not None:
+                y = _float_pool(y, *spec[:3])
+            values[out] = stage(y, threads)
+
+        kind = "binary weights, float input" if weights == "bits" else "float"
+    return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run)
+
+
+BUILDERS = {
+    "to_nhwc": to_nhwc, "flatten": flatten, "sign": sign, "dense": dense, "conv2d": conv2d, "maxpool2d": maxpool2d,
+}
