@@ -1,14 +1,14 @@
 """From a PyTorch model to the runtime's node list: a walk over its layers in order.
 
 The walk accepts ``nn.Sequential`` models (nested ones are flattened) built from the
-layers the engine runs: ``QuantLinear``/``nn.Linear``, ``QuantConv2d``/``nn.Conv2d``,
-``BatchNorm1d``/``BatchNorm2d`` after them, ``MaxPool2d``, ``Hardtanh``/``ReLU``,
+layers the engine runs: ``QuantLinear``/``nn.Linear``, ``QuantConv1d/2d``/``nn.Conv1d/2d``,
+``BatchNorm1d``/``BatchNorm2d`` after them, ``MaxPool1d/2d``, ``Hardtanh``/``ReLU``,
 ``Flatten``, ``Dropout``/``Identity`` (no-ops in eval). Anything else fails with an
 :class:`ExportError` that names the layer. Each weighted layer is recorded with the
 reason it runs binary or stays float.
 
-Image values are NHWC in the runtime: the first convolution is preceded by a
-``to_nhwc`` node, and a dense layer after a ``Flatten`` of an image gets its weight
+Image values are NHWC in the runtime (a 1-D signal (C, L) is the image (1, L, C), its
+convolutions and pools 1 × k): the first convolution is preceded by a ``to_nhwc`` node, and a dense layer after a ``Flatten`` of an image gets its weight
 columns permuted from PyTorch's (C, H, W) order to (H, W, C), so no transpose runs.
 """
 
@@ -29,7 +29,7 @@ from onebit.runtime.bitpack import pack_bits
 # Input quantizers whose forward is sign(x) with sign(0) = +1: the engine packs their input.
 SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign")
 _NO_OPS = (nn.Dropout, nn.Identity)
-_SUPPORTED = ("QuantLinear, Linear, QuantConv2d, Conv2d, BatchNorm1d, BatchNorm2d, MaxPool2d, Hardtanh, ReLU, "
+_SUPPORTED = ("QuantLinear, Linear, QuantConv1d/2d, Conv1d/2d, BatchNorm1d/2d, MaxPool1d/2d, Hardtanh, ReLU, "
               "Flatten, Dropout, Identity")
 
 
@@ -98,12 +98,16 @@ def _binary_weight(name: str, layer: nn.Module) -> tuple[np.ndarray, np.ndarray]
     return signs.astype(np.float32), alpha
 
 
-def _pool_attrs(name: str, m: nn.MaxPool2d) -> dict[str, Any]:
-    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
-    if m.ceil_mode or pair(m.dilation) != [1, 1] or m.return_indices:
-        raise ExportError(f"layer {name!r}: MaxPool2d with ceil_mode, dilation or return_indices is not supported")
+def _pool_attrs(name: str, m: nn.MaxPool1d | nn.MaxPool2d) -> dict[str, Any]:
+    if isinstance(m, nn.MaxPool1d):  # as a 1 x k pool
+        pair = lambda v: [1, v[0] if isinstance(v, tuple) else v]  # noqa: E731
+        pad = lambda v: [0, v[0] if isinstance(v, tuple) else v]  # noqa: E731
+    else:
+        pair = pad = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
+    if m.ceil_mode or pad(m.dilation) not in ([1, 1], [0, 1]) or m.return_indices:
+        raise ExportError(f"layer {name!r}: {type(m).__name__} with ceil_mode, dilation or return_indices is not supported")
     stride = m.stride if m.stride is not None else m.kernel_size
-    return {"kernel": pair(m.kernel_size), "stride": pair(stride), "padding": pair(m.padding)}
+    return {"kernel": pair(m.kernel_size), "stride": pair(stride), "padding": pad(m.padding)}
 
 
 class _Walk:
@@ -114,7 +118,7 @@ class _Walk:
         self.tensors: dict[str, np.ndarray] = {}
         self.report: list[LayerReport] = []
         self.value, self.bits, self.shape = "input", False, in_shape
-        self.nchw = len(in_shape) == 3  # the user's input layout, until to_nhwc
+        self.nchw = len(in_shape) in (2, 3)  # the user's layout (NCHW or NCL), until to_nhwc
         self.pending: _Pending | None = None
         self.flat_from: tuple[int, int, int] | None = None  # (H, W, C) of a flattened image
         self._count = 0
@@ -194,10 +198,10 @@ class _Walk:
         in_bits = iq is not None
         if self.pending is not None:
             self.finish(in_bits)
-        if isinstance(m, nn.Conv2d) and self.nchw:
-            if len(self.shape) != 3:
-                raise ExportError(f"layer {name!r}: Conv2d needs (C, H, W) inputs, got {self.shape}")
-            c, h, w = self.shape
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and self.nchw:
+            if len(self.shape) != (2 if isinstance(m, nn.Conv1d) else 3):
+                raise ExportError(f"layer {name!r}: {type(m).__name__} does not fit inputs of shape {self.shape}")
+            c, h, w = self.shape if len(self.shape) == 3 else (self.shape[0], 1, self.shape[1])
             self.emit("to_nhwc", f"{name}.to_nhwc", {}, {}, False, (h, w, c))
             self.nchw = False
         if in_bits and not self.bits:
@@ -258,23 +262,27 @@ def capture(model: nn.Module, example: torch.Tensor) -> tuple[list[dict[str, Any
                                     weight_bits, alpha, beta)
             walk.record(name, in_bits, weight_bits)
             continue
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             in_bits = walk.begin(name, m)
-            pads = m._reversed_padding_repeated_twice
+            pads = list(m._reversed_padding_repeated_twice)
+            if isinstance(m, nn.Conv1d):  # a 1-D conv runs as a 1 x k 2-D conv on (1, L, C)
+                pads += [0, 0]
             if m.padding_mode != "zeros" or pads[0] != pads[1] or pads[2] != pads[3]:
                 raise ExportError(f"layer {name!r}: only symmetric zero-mode padding is supported, got {pads}")
             pad_value = float(getattr(m, "pad_value", 0.0)) if any(pads) else 0.0
             n = m.out_channels
             weight_bits, weight, alpha, beta = walk.scales(name, m, n)
-            attrs = {"cin": m.in_channels, "cout": n, "groups": m.groups, "kernel": list(m.kernel_size),
-                     "stride": list(m.stride), "padding": [pads[2], pads[0]], "dilation": list(m.dilation),
+            two_d = lambda v: [1, *v] if isinstance(m, nn.Conv1d) else list(v)  # noqa: E731
+            attrs = {"cin": m.in_channels, "cout": n, "groups": m.groups, "kernel": two_d(m.kernel_size),
+                     "stride": two_d(m.stride), "padding": [pads[2], pads[0]], "dilation": two_d(m.dilation),
                      "pad_value": int(pad_value)}
-            k = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            k = m.in_channels // m.groups * int(np.prod(m.kernel_size))
+            weight = weight.reshape(n, m.in_channels // m.groups, *attrs["kernel"])
             weight = np.ascontiguousarray(weight.transpose(0, 2, 3, 1))  # (O, KH, KW, Cg)
             walk.pending = _Pending("conv2d", name, attrs, n, k, in_bits, weight, weight_bits, alpha, beta)
             walk.record(name, in_bits, weight_bits)
             continue
-        if isinstance(m, nn.MaxPool2d):
+        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
             pool = _pool_attrs(name, m)
             if p is not None and p.op == "conv2d" and p.pool is None and not p.bn and not p.act:
                 p.pool = pool

@@ -131,12 +131,14 @@ def _pack_last(z: np.ndarray, threads: int) -> np.ndarray:
 
 
 def to_nhwc(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
-    if bits or len(shape) != 3:
-        raise r.error(f"to_nhwc needs a float (C, H, W) input, got {shape}")
-    c, h, w = shape
+    """(C, H, W) → (H, W, C); a 1-D signal (C, L) becomes the image (1, L, C)."""
+    if bits or len(shape) not in (2, 3):
+        raise r.error(f"to_nhwc needs a float (C, H, W) or (C, L) input, got {shape}")
+    c, h, w = shape if len(shape) == 3 else (shape[0], 1, shape[1])
 
     def run(values: Values, threads: int) -> None:
-        values[out] = np.ascontiguousarray(values[src].transpose(0, 2, 3, 1))
+        x = values[src]
+        values[out] = np.ascontiguousarray(x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1))
 
     return Layer("", "to_nhwc", "reshape", shape, (h, w, c), False, run=run)
 
