@@ -1,0 +1,105 @@
+"""Convolutional BNNs through export and the runtime: equal to the PyTorch eval forward.
+
+Binary convs with every padding value, strides, dilation, groups and kernel sizes; max-pool
+folded before BatchNorm (pooled on packed bits after the threshold) and after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import onebit.runtime as rt
+from onebit.errors import ExportError
+from onebit.export import export
+from onebit.models import create_model
+from onebit.nn import QuantConv2d, QuantLinear
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
+            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
+            m.weight.data.copy_(torch.randn(n, generator=g))  # both signs: flips of both kinds
+            m.bias.data.copy_(torch.randn(n, generator=g))
+    return model.eval()
+
+
+def _check(model: nn.Module, x: torch.Tensor, path) -> np.ndarray:
+    export(model, path, x[:8], verbose=False)
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = rt.load(path)(x.numpy())
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+    return got
+
+
+@pytest.mark.parametrize("pad_value", [-1.0, 0.0, 1.0])
+def test_binarynet_cnn_equals_pytorch_on_1000_inputs(tmp_path, pad_value):
+    """VGG-small shape at reduced width (40 channels: not a multiple of 64) on 16x16 inputs."""
+    torch.manual_seed(0)
+    model = create_model("binarynet_cnn", num_classes=10, in_shape=(3, 16, 16), channels=(40, 64, 128), hidden=96,
+                         pad_value=pad_value)
+    _randomize_bn(model)
+    x = torch.randn(1000, 3, 16, 16)
+    _check(model, x, tmp_path / "vgg.onebit")
+    kinds = [layer.kind for layer in rt.load(tmp_path / "vgg.onebit").layers if layer.op in ("conv2d", "dense")]
+    assert kinds == ["binary weights, float input"] + ["binary"] * 8
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,groups,cin", [
+    (1, 1, 1, 1, 70), (3, 2, 1, 1, 65), (5, 1, 2, 1, 64), (7, 2, 1, 1, 3), (3, 1, 1, 2, 128),
+])
+def test_binary_conv_geometries(tmp_path, kernel, stride, dilation, groups, cin):
+    torch.manual_seed(1)
+    pad = dilation * (kernel - 1) // 2
+    size = (11 + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    pooled = (size + 2 - 3) // 2 + 1
+    model = nn.Sequential(
+        QuantConv2d(cin, 64, 3, padding=1, weight_quantizer="ste_sign"), nn.BatchNorm2d(64), nn.Hardtanh(),
+        QuantConv2d(64, cin, 1, input_quantizer="ste_sign", weight_quantizer="ste_sign"), nn.BatchNorm2d(cin),
+        QuantConv2d(cin, 128, kernel, stride=stride, padding=pad, dilation=dilation, groups=groups, pad_value=0.0,
+                    input_quantizer="ste_sign", weight_quantizer="ste_sign"),
+        nn.BatchNorm2d(128), nn.Hardtanh(), nn.MaxPool2d(3, 2, padding=1),
+        nn.Flatten(), QuantLinear(128 * pooled * pooled, 10, input_quantizer="ste_sign", weight_quantizer="xnor_sign"),
+        nn.BatchNorm1d(10),
+    )
+    _check(_randomize_bn(model), torch.randn(64, cin, 11, 11), tmp_path / "g.onebit")
+
+
+def test_float_head_after_binary_conv(tmp_path):
+    """A binary conv ending in float (ReLU, pooled before BN) feeding a float classifier."""
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        QuantConv2d(3, 64, 3, padding=1, weight_quantizer="ste_sign"), nn.BatchNorm2d(64), nn.Hardtanh(),
+        QuantConv2d(64, 32, 3, padding=1, pad_value=-1.0, input_quantizer="ste_sign", weight_quantizer="ste_sign"),
+        nn.MaxPool2d(2), nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
+    )
+    _check(_randomize_bn(model), torch.randn(100, 3, 8, 8), tmp_path / "h.onebit")
+
+
+def test_unsupported_conv_constructs_are_named(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.raises(ExportError, match=r"layer '1' \(AvgPool2d\)"):
+        export(model, tmp_path / "m.onebit", torch.randn(2, 3, 4, 4), verbose=False)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding="same", padding_mode="reflect"), nn.Flatten(), nn.Linear(128, 2))
+    with pytest.raises(ExportError, match="symmetric zero-mode padding"):
+        export(model, tmp_path / "m.onebit", torch.randn(2, 3, 4, 4), verbose=False)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3))
+    with pytest.raises(ExportError, match="output has shape"):
+        export(model, tmp_path / "m.onebit", torch.randn(2, 3, 4, 4), verbose=False)
+
+
+def test_binary_conv1d_net_runs_as_1xk_convs(tmp_path):
+    """MNIST-1D's binary_cnn1d (float stem, binary 1-D convs padded with +1, MaxPool1d) exports exactly."""
+    torch.manual_seed(3)
+    model = _randomize_bn(create_model("binary_cnn1d", num_classes=10, in_shape=(1, 40), channels=64))
+    _check(model, torch.randn(500, 1, 40), tmp_path / "c1d.onebit")
+    kinds = [layer.kind for layer in rt.load(tmp_path / "c1d.onebit").layers if layer.op in ("conv2d", "dense")]
+    assert kinds == ["float", "binary", "binary", "binary", "float"]
