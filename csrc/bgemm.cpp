@@ -28,8 +28,9 @@ namespace onebit {
 
 void PackedWeights::Free::operator()(std::uint64_t* p) const noexcept { std::free(p); }
 
-PackedWeights::PackedWeights(const std::uint64_t* w, std::int64_t n, std::int64_t words, std::int64_t k)
-    : n_(n), k_(k), words_(words) {
+namespace {
+
+std::int64_t checked_words(std::int64_t n, std::int64_t words, std::int64_t k) {
   if (k < 1) throw std::invalid_argument("PackedWeights: k must be >= 1, got " + std::to_string(k));
   if (n < 0) throw std::invalid_argument("PackedWeights: n must be >= 0");
   if (words != (k + 63) / 64) {
@@ -37,6 +38,26 @@ PackedWeights::PackedWeights(const std::uint64_t* w, std::int64_t n, std::int64_
                                 std::to_string((k + 63) / 64) + " words per row, got " +
                                 std::to_string(words));
   }
+  return words;
+}
+
+}  // namespace
+
+PackedWeights::PackedWeights(const std::uint64_t* w, std::int64_t n, std::int64_t words, std::int64_t k)
+    : PackedWeights(KBitsTag{}, w, n, checked_words(n, words, k), k) {}
+
+PackedWeights PackedWeights::with_k_bits(const std::uint64_t* w, std::int64_t n, std::int64_t words,
+                                         std::int64_t k_bits) {
+  if (n < 0 || words < 1 || k_bits < 1 || k_bits > 64 * words) {
+    throw std::invalid_argument("PackedWeights: k_bits=" + std::to_string(k_bits) + " must be in 1.." +
+                                std::to_string(64 * words) + " for " + std::to_string(words) +
+                                " words per row (n=" + std::to_string(n) + ")");
+  }
+  return PackedWeights(KBitsTag{}, w, n, words, k_bits);
+}
+
+PackedWeights::PackedWeights(KBitsTag, const std::uint64_t* w, std::int64_t n, std::int64_t words, std::int64_t k)
+    : n_(n), k_(k), words_(words) {
   tiles_ = (n + kBgemmNR - 1) / kBgemmNR;
   std::size_t bytes = nbytes();
   bytes = (std::max<std::size_t>(bytes, 64) + 63) / 64 * 64;
@@ -82,19 +103,36 @@ const BgemmKernels& bgemm_kernels(Isa isa) {
 
 namespace {
 
-// Fewer threads than asked for when there is too little work: a thread must get at least
-// this many word pairs (XOR + popcount of 64 bits), ~10-20 us of work.
-constexpr std::int64_t kMinPairsPerThread = std::int64_t{1} << 16;
+// Fewer threads than asked for when there is too little work. Waking a sleeping pool
+// worker costs the caller a few microseconds (a futex call; ~5 us in a VM), and a worker
+// whose core is busy may not come at all, leaving the caller to do everything: an extra
+// thread is only worth it for work that dwarfs that. Each thread must get at least
+// kMinMicrosPerThread of (estimated, single-thread) work: no second thread below ~50 us.
+constexpr double kMinMicrosPerThread = 25.0;
+
+// Rough single-thread speed in word pairs (XOR + popcount of 64 bits) per microsecond, by
+// ISA (measured on a Zen 5 core; weights in L2/L3): gemv = false when the micro-kernel is
+// compute bound (GEMM: each weight tile reused across row groups); gemv = true for M = 1,
+// where it streams the weights once and is bound by bandwidth (with M <= mr rows at a
+// time, the weights streamed per microsecond stay about the same). Only thread counts
+// depend on these; slower machines err on the side of fewer threads.
+double pairs_per_us(const BgemmKernels* kern, bool gemv) {
+  if (kern == &kBgemmAvx512) return gemv ? 12000.0 : 40000.0;
+  if (kern == &kBgemmAvx2) return gemv ? 4500.0 : 8000.0;
+  return 600.0;  // scalar
+}
 
 struct Job {
   const BgemmKernels* kern;
   const std::uint64_t* a;
+  std::int64_t lda;  // row stride of a (words for bgemm)
   std::int64_t m, n, words, tiles;
   std::int32_t k_bits;
   const PackedWeights* w;
   std::int64_t mc, nc, n_blocks, kc;  // task shape and K block
-  // bgemm: int32 output
+  // bgemm: int32 output; row stride ldc, column 0 of c is the first column of tile c_t0
   std::int32_t* c;
+  std::int64_t ldc, c_t0;
   // threshold: packed output
   const std::int32_t* thresh;
   const std::uint32_t* neg;  // sign bits, one 32-bit half per tile
@@ -102,10 +140,8 @@ struct Job {
   std::int64_t out_halves;
 };
 
-void run_task(void* ctx, std::int64_t task, int /*thread*/) {
-  const Job& j = *static_cast<const Job*>(ctx);
-  const std::int64_t m0 = (task / j.n_blocks) * j.mc, m1 = std::min(j.m, m0 + j.mc);
-  const std::int64_t t0 = (task % j.n_blocks) * j.nc, t1 = std::min(j.tiles, t0 + j.nc);
+// Rows [m0, m1) x weight tiles [t0, t1) of the job, on the calling thread.
+void compute_block(const Job& j, std::int64_t m0, std::int64_t m1, std::int64_t t0, std::int64_t t1) {
   const std::int64_t mr = j.kern->mr;
   const BgemmUkernelFn ukernel = j.kern->ukernel;
   const bool threshold = j.out != nullptr;
@@ -131,13 +167,14 @@ void run_task(void* ctx, std::int64_t task, int /*thread*/) {
       const std::int64_t nr = std::min(kBgemmNR, j.n - t * kBgemmNR);
       for (std::int64_t m = m0; m < m1; m += mr) {
         const std::int64_t rows = std::min(mr, m1 - m);
-        const std::uint64_t* a = j.a + m * j.words + k0;
+        const std::uint64_t* a = j.a + m * j.lda + k0;
         if (!threshold) {
-          ukernel(rows, nr, kc, a, j.words, wt, j.c + m * j.n + t * kBgemmNR, j.n, j.k_bits, flags);
+          ukernel(rows, nr, kc, a, j.lda, wt, j.c + m * j.ldc + (t - j.c_t0) * kBgemmNR, j.ldc, j.k_bits,
+                  flags);
           continue;
         }
         std::int32_t* dst = multi_block ? scratch + (m - m0) * lds + (t - t0) * kBgemmNR : scratch;
-        ukernel(rows, nr, kc, a, j.words, wt, dst, lds, j.k_bits, flags);
+        ukernel(rows, nr, kc, a, j.lda, wt, dst, lds, j.k_bits, flags);
         if (flags & kBgemmLast) {
           j.kern->threshold(rows, nr, dst, lds, j.thresh + t * kBgemmNR, j.neg[t],
                             j.out + m * j.out_halves + t, j.out_halves);
@@ -147,10 +184,20 @@ void run_task(void* ctx, std::int64_t task, int /*thread*/) {
   }
 }
 
+void run_task(void* ctx, std::int64_t task, int /*thread*/) {
+  const Job& j = *static_cast<const Job*>(ctx);
+  const std::int64_t m0 = (task / j.n_blocks) * j.mc, m1 = std::min(j.m, m0 + j.mc);
+  const std::int64_t t0 = (task % j.n_blocks) * j.nc, t1 = std::min(j.tiles, t0 + j.nc);
+  compute_block(j, m0, m1, t0, t1);
+}
+
 int plan(Job& j, int num_threads) {
   const std::int64_t mr = j.kern->mr;
-  const std::int64_t pairs = j.m * j.n * j.words;
-  int threads = static_cast<int>(std::clamp<std::int64_t>(pairs / kMinPairsPerThread, 1, num_threads));
+  // Estimated single-thread time: compute bound, or (M <= mr) streaming the weights once.
+  const double weight_words = static_cast<double>(j.n) * static_cast<double>(j.words);
+  double micros = static_cast<double>(j.m) * weight_words / pairs_per_us(j.kern, false);
+  if (j.m <= mr) micros = std::max(micros, weight_words / pairs_per_us(j.kern, true));
+  int threads = static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, num_threads));
   if (j.m <= mr) {
     // GEMV / small batch: one row block, no K blocking (no reuse across row groups to
     // gain), split N only. Each task streams nc whole tiles of contiguous weights.
@@ -179,8 +226,10 @@ Job make_job(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, Isa
     throw std::invalid_argument(std::string("bgemm: ISA ") + isa_name(isa) + " is not compiled in");
   }
   j.a = a;
+  j.lda = w.words();
   j.m = m;
   j.n = w.n();
+  j.ldc = w.n();
   j.words = w.words();
   j.tiles = w.tiles();
   j.k_bits = static_cast<std::int32_t>(w.k());
@@ -197,6 +246,33 @@ void bgemm(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, std::
   j.c = c;
   const int threads = plan(j, num_threads);
   parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j);
+}
+
+int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads) {
+  const double micros = pairs / pairs_per_us(&kern, false);
+  return static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, std::max(num_threads, 1)));
+}
+
+void bgemm_serial(const BgemmKernels& kern, const std::uint64_t* a, std::int64_t lda, std::int64_t m,
+                  const PackedWeights& w, std::int64_t t0, std::int64_t t1, std::int32_t* c,
+                  std::int64_t ldc) {
+  t1 = std::min(t1, w.tiles());
+  if (m <= 0 || t0 >= t1) return;
+  Job j{};
+  j.kern = &kern;
+  j.a = a;
+  j.lda = lda;
+  j.m = m;
+  j.n = w.n();
+  j.words = w.words();
+  j.tiles = w.tiles();
+  j.k_bits = static_cast<std::int32_t>(w.k());
+  j.w = &w;
+  j.kc = m <= kern.mr ? std::max<std::int64_t>(j.words, 1) : kBgemmKC;
+  j.c = c;
+  j.ldc = ldc;
+  j.c_t0 = t0;
+  compute_block(j, 0, m, t0, t1);
 }
 
 void bgemm_threshold(const std::uint64_t* a, std::int64_t m, const PackedWeights& w,

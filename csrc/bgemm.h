@@ -42,7 +42,16 @@ class PackedWeights {
   // w: n x words row-major; words must be ceil(k / 64). Throws std::invalid_argument.
   PackedWeights(const std::uint64_t* w, std::int64_t n, std::int64_t words, std::int64_t k);
 
+  // Internal (bconv): rows of `words` words whose valid bits need not be the first k_bits,
+  // e.g. an im2col row of KH * KW taps of ceil(Cg / 64) words, each with its own zero
+  // tail. k_bits (1 <= k_bits <= 64 * words) is the true K of K - 2 * popcount: exact
+  // only when every bit that is not one of the k_bits valid ones is 0 in both operands
+  // (the caller's guarantee; nothing is checked beyond the range of k_bits).
+  static PackedWeights with_k_bits(const std::uint64_t* w, std::int64_t n, std::int64_t words,
+                                   std::int64_t k_bits);
+
   std::int64_t n() const { return n_; }
+  // The true bit count K (== the bits of the rows, at most 64 * words()).
   std::int64_t k() const { return k_; }
   std::int64_t words() const { return words_; }
   std::int64_t tiles() const { return tiles_; }
@@ -53,6 +62,8 @@ class PackedWeights {
   void unpack(std::uint64_t* w) const;
 
  private:
+  struct KBitsTag {};
+  PackedWeights(KBitsTag, const std::uint64_t* w, std::int64_t n, std::int64_t words, std::int64_t k);
   struct Free {
     void operator()(std::uint64_t* p) const noexcept;
   };
@@ -117,6 +128,19 @@ void bgemm(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, std::
 void bgemm_threshold(const std::uint64_t* a, std::int64_t m, const PackedWeights& w,
                      const std::int32_t* thresh, const std::int8_t* sign, std::uint64_t* out,
                      int num_threads, Isa isa);
+
+// Internal, for drivers that thread on their own (bconv.cpp): how many threads (1 ..
+// num_threads) the bgemm driver's rule gives `pairs` word pairs of GEMM work (M > MR).
+int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads);
+
+// Internal, for drivers that tile and thread on their own (bconv.cpp): on the calling
+// thread, for i < m and the columns j of weight tiles [t0, t1) (j < w.n()):
+//   c[i * ldc + j - t0 * kBgemmNR] = K - 2 * popcount(a[i * lda + 0 .. words) ^ W[j])
+// with the same K blocking and micro-kernels as bgemm (kern: bgemm_kernels(isa), which
+// must be compiled in). lda >= w.words(), ldc >= the columns written.
+void bgemm_serial(const BgemmKernels& kern, const std::uint64_t* a, std::int64_t lda, std::int64_t m,
+                  const PackedWeights& w, std::int64_t t0, std::int64_t t1, std::int32_t* c,
+                  std::int64_t ldc);
 
 // The specification, on the unpacked n x words weight rows; single thread, no blocking.
 void bgemm_reference(const std::uint64_t* a, std::int64_t m, const std::uint64_t* w,

@@ -10,6 +10,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bconv.h"
 #include "bgemm.h"
 #include "bitpack.h"
 #include "dispatch.h"
@@ -106,6 +108,72 @@ const std::uint64_t* checked_activations(const AnyArray& a, const onebit::Packed
                                 " (padding bits must be 0, as pack_bits writes them)");
   }
   return data;
+}
+
+template <typename T>
+nb::ndarray<nb::numpy, T, nb::ndim<4>> new_array4(std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t d3) {
+  const std::int64_t total = d0 * d1 * d2 * d3;
+  T* data = new T[static_cast<std::size_t>(total > 0 ? total : 1)];
+  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+  return nb::ndarray<nb::numpy, T, nb::ndim<4>>(
+      data, {static_cast<std::size_t>(d0), static_cast<std::size_t>(d1), static_cast<std::size_t>(d2),
+             static_cast<std::size_t>(d3)},
+      owner);
+}
+
+// An int v (-> (v, v)) or a tuple/list of two ints.
+std::array<std::int64_t, 2> pair_arg(nb::handle h, const char* fn, const char* what) {
+  std::int64_t a = 0, b = 0;
+  if (!nb::isinstance<nb::bool_>(h) && nb::try_cast<std::int64_t>(h, a)) return {a, a};
+  if ((nb::isinstance<nb::tuple>(h) || nb::isinstance<nb::list>(h)) && nb::len(h) == 2) {
+    nb::object x0 = h[0], x1 = h[1];
+    if (!nb::isinstance<nb::bool_>(x0) && !nb::isinstance<nb::bool_>(x1) && nb::try_cast<std::int64_t>(x0, a) &&
+        nb::try_cast<std::int64_t>(x1, b)) {
+      return {a, b};
+    }
+  }
+  throw std::invalid_argument(std::string(fn) + ": " + what + " must be an int or a pair of ints, got " +
+                              nb::cast<std::string>(nb::repr(h)));
+}
+
+nb::tuple pair_tuple(const std::array<std::int64_t, 2>& p) { return nb::make_tuple(p[0], p[1]); }
+
+// Packed NHWC activations: 4-D uint64 (N, H, W, ceil(channels / 64)), zero tail bits.
+const std::uint64_t* checked_nhwc(const AnyArray& x, std::int64_t channels, const char* fn) {
+  const std::uint64_t* data = checked<std::uint64_t>(x, 4, fn, "x");
+  if (static_cast<std::int64_t>(x.shape(3)) != onebit::words_for(channels)) {
+    throw std::invalid_argument(std::string(fn) + ": x has " + std::to_string(x.shape(3)) +
+                                " words per pixel but " + std::to_string(channels) + " channels need " +
+                                std::to_string(onebit::words_for(channels)) + " (x must be (N, H, W, ceil(C/64)))");
+  }
+  const auto pixels = static_cast<std::int64_t>(x.shape(0) * x.shape(1) * x.shape(2));
+  const std::int64_t bad = onebit::first_row_with_tail_bits(data, pixels, onebit::words_for(channels), channels);
+  if (bad >= 0) {
+    const std::int64_t w = static_cast<std::int64_t>(x.shape(2)), hw = static_cast<std::int64_t>(x.shape(1)) * w;
+    throw std::invalid_argument(std::string(fn) + ": pixel (" + std::to_string(bad / hw) + ", " +
+                                std::to_string(bad % hw / w) + ", " + std::to_string(bad % w) +
+                                ") of x has bits set beyond channel " + std::to_string(channels) +
+                                " (padding bits must be 0, as pack_bits writes them)");
+  }
+  return data;
+}
+
+// Per-output-channel thresholds (int32) and flips (int8, +-1) of a threshold output stage.
+void check_thresholds(const AnyArray& thresholds, const AnyArray& flips, std::int64_t n, const char* fn,
+                      const char* flips_name, const std::int32_t** t, const std::int8_t** f) {
+  *t = checked<std::int32_t>(thresholds, 1, fn, "thresholds");
+  *f = checked<std::int8_t>(flips, 1, fn, flips_name);
+  if (static_cast<std::int64_t>(thresholds.shape(0)) != n || static_cast<std::int64_t>(flips.shape(0)) != n) {
+    throw std::invalid_argument(std::string(fn) + ": thresholds and " + flips_name + " need " + std::to_string(n) +
+                                " entries (one per output channel), got " + shape_str(thresholds) + " and " +
+                                shape_str(flips));
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    if ((*f)[i] != 1 && (*f)[i] != -1) {
+      throw std::invalid_argument(std::string(fn) + ": " + flips_name + " must be +1 or -1, got " +
+                                  std::to_string((*f)[i]) + " at index " + std::to_string(i));
+    }
+  }
 }
 
 std::vector<std::string> isa_names(const std::vector<onebit::Isa>& isas) {
@@ -324,4 +392,176 @@ NB_MODULE(_core, m) {
       },
       nb::arg("packed"), nb::arg("cols"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
       "Unpack (rows, ceil(cols/64)) uint64 words into a (rows, cols) float32 matrix of +-1.");
+
+  // ---- binary convolution ----
+  nb::class_<onebit::BinaryConv2d>(
+      m, "BinaryConv2d",
+      "Binary 2-D convolution on packed NHWC activations, built once from packed weights "
+      "(O, KH, KW, ceil(Cg/64)) uint64, Cg = in_channels / groups, bit 1 = -1, tail bits 0. "
+      "Computes the integer convolution of the +-1 tensors with the input padded by pad_value "
+      "(-1, 0 or +1) by bit-level im2col + the bgemm micro-kernels. groups: 1, or Cg a multiple "
+      "of 64 and out_channels divisible by groups.")
+      .def(
+          "__init__",
+          [](onebit::BinaryConv2d* self, const AnyArray& weights, std::int64_t in_channels, std::int64_t groups,
+             nb::handle stride, nb::handle padding, nb::handle dilation, int pad_value) {
+            const char* fn = "BinaryConv2d";
+            const std::uint64_t* data = checked<std::uint64_t>(weights, 4, fn, "weights");
+            const auto s = pair_arg(stride, fn, "stride");
+            const auto p = pair_arg(padding, fn, "padding");
+            const auto d = pair_arg(dilation, fn, "dilation");
+            const auto o = static_cast<std::int64_t>(weights.shape(0));
+            const auto kh = static_cast<std::int64_t>(weights.shape(1));
+            const auto kw = static_cast<std::int64_t>(weights.shape(2));
+            const auto wg = static_cast<std::int64_t>(weights.shape(3));
+            if (o < 1 || kh < 1 || kw < 1) {
+              throw std::invalid_argument("BinaryConv2d: weights (O, KH, KW, words) need O, KH, KW >= 1, got " +
+                                          shape_str(weights));
+            }
+            if (in_channels < 1) {
+              throw std::invalid_argument("BinaryConv2d: in_channels must be >= 1, got " + std::to_string(in_channels));
+            }
+            if (groups < 1 || in_channels % groups != 0) {
+              throw std::invalid_argument("BinaryConv2d: groups must be >= 1 and divide in_channels=" +
+                                          std::to_string(in_channels) + ", got " + std::to_string(groups));
+            }
+            const std::int64_t cg = in_channels / groups;
+            if (wg != onebit::words_for(cg)) {
+              throw std::invalid_argument("BinaryConv2d: weights have " + std::to_string(wg) +
+                                          " words per tap but in_channels / groups = " + std::to_string(cg) +
+                                          " needs " + std::to_string(onebit::words_for(cg)) + " (weights " +
+                                          shape_str(weights) + ")");
+            }
+            const std::int64_t bad = onebit::first_row_with_tail_bits(data, o * kh * kw, wg, cg);
+            if (bad >= 0) {
+              throw std::invalid_argument("BinaryConv2d: weights[" + std::to_string(bad / (kh * kw)) + ", " +
+                                          std::to_string(bad % (kh * kw) / kw) + ", " + std::to_string(bad % kw) +
+                                          "] has bits set beyond channel " + std::to_string(cg) +
+                                          " (padding bits must be 0)");
+            }
+            nb::gil_scoped_release release;
+            new (self) onebit::BinaryConv2d(data, o, kh, kw, in_channels, groups, s, p, d, pad_value);
+          },
+          nb::arg("weights"), nb::arg("in_channels"), nb::arg("groups") = 1, nb::arg("stride") = nb::make_tuple(1, 1),
+          nb::arg("padding") = nb::make_tuple(0, 0), nb::arg("dilation") = nb::make_tuple(1, 1),
+          nb::arg("pad_value") = 1)
+      .def(
+          "run",
+          [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {
+            const char* fn = "BinaryConv2d.run";
+            const std::uint64_t* data = checked_nhwc(x, self.in_channels(), fn);
+            const int threads = checked_threads(num_threads, fn);
+            const onebit::Isa which = onebit::resolve_isa(isa);
+            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+            const auto w = static_cast<std::int64_t>(x.shape(2));
+            const auto shape = self.output_shape(h, w);
+            auto out = new_array4<std::int32_t>(n, shape[0], shape[1], self.out_channels());
+            {
+              nb::gil_scoped_release release;
+              self.run(data, n, h, w, out.data(), threads, which);
+            }
+            return out;
+          },
+          nb::arg("x"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          "int32 (N, OH, OW, O): the convolution of the packed (N, H, W, ceil(C/64)) uint64 input. "
+          "num_threads 0 = default; isa '' = selected.")
+      .def(
+          "run_threshold",
+          [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,
+             int num_threads, const std::string& isa) {
+            const char* fn = "BinaryConv2d.run_threshold";
+            const std::uint64_t* data = checked_nhwc(x, self.in_channels(), fn);
+            const std::int32_t* t;
+            const std::int8_t* f;
+            check_thresholds(thresholds, flips, self.out_channels(), fn, "flips", &t, &f);
+            const int threads = checked_threads(num_threads, fn);
+            const onebit::Isa which = onebit::resolve_isa(isa);
+            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+            const auto w = static_cast<std::int64_t>(x.shape(2));
+            const auto shape = self.output_shape(h, w);
+            auto out = new_array4<std::uint64_t>(n, shape[0], shape[1], onebit::words_for(self.out_channels()));
+            {
+              nb::gil_scoped_release release;
+              self.run_threshold(data, n, h, w, t, f, out.data(), threads, which);
+            }
+            return out;
+          },
+          nb::arg("x"), nb::arg("thresholds"), nb::arg("flips"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          "Packed uint64 (N, OH, OW, ceil(O/64)): +1 (bit 0) iff flips[o] * (y - thresholds[o]) >= 0, "
+          "y the convolution (the rule of bgemm_threshold).")
+      .def(
+          "_run_profiled",
+          [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {
+            const char* fn = "BinaryConv2d._run_profiled";
+            const std::uint64_t* data = checked_nhwc(x, self.in_channels(), fn);
+            const int threads = checked_threads(num_threads, fn);
+            const onebit::Isa which = onebit::resolve_isa(isa);
+            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+            const auto w = static_cast<std::int64_t>(x.shape(2));
+            const auto shape = self.output_shape(h, w);
+            auto out = new_array4<std::int32_t>(n, shape[0], shape[1], self.out_channels());
+            onebit::BinaryConv2d::Profile prof;
+            {
+              nb::gil_scoped_release release;
+              self.run(data, n, h, w, out.data(), threads, which, &prof);
+            }
+            return nb::make_tuple(out, prof.im2col_s, prof.gemm_s, prof.epilogue_s);
+          },
+          nb::arg("x"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          "Benchmarking aid: run() plus the seconds spent in im2col, the GEMM and the epilogue "
+          "(zero-padding correction), summed over threads: (y, im2col_s, gemm_s, epilogue_s).")
+      .def(
+          "output_shape",
+          [](const onebit::BinaryConv2d& self, std::int64_t h, std::int64_t w) {
+            return pair_tuple(self.output_shape(h, w));
+          },
+          nb::arg("h"), nb::arg("w"), "(OH, OW) for an H x W input; ValueError if either would be < 1.")
+      .def_prop_ro("out_channels", &onebit::BinaryConv2d::out_channels)
+      .def_prop_ro("in_channels", &onebit::BinaryConv2d::in_channels)
+      .def_prop_ro("groups", &onebit::BinaryConv2d::groups)
+      .def_prop_ro("kernel_size", [](const onebit::BinaryConv2d& self) { return pair_tuple(self.kernel_size()); })
+      .def_prop_ro("stride", [](const onebit::BinaryConv2d& self) { return pair_tuple(self.stride()); })
+      .def_prop_ro("padding", [](const onebit::BinaryConv2d& self) { return pair_tuple(self.padding()); })
+      .def_prop_ro("dilation", [](const onebit::BinaryConv2d& self) { return pair_tuple(self.dilation()); })
+      .def_prop_ro("pad_value", &onebit::BinaryConv2d::pad_value);
+
+  // ---- binary max-pool ----
+  m.def(
+      "bmaxpool2d",
+      [](const AnyArray& x, std::int64_t channels, nb::handle kernel, nb::handle stride, nb::handle padding,
+         const AnyArray& and_mask, int num_threads, const std::string& isa) {
+        const char* fn = "bmaxpool2d";
+        if (channels < 1) throw std::invalid_argument("bmaxpool2d: channels must be >= 1, got " + std::to_string(channels));
+        const std::uint64_t* data = checked_nhwc(x, channels, fn);
+        const std::uint64_t* mask = checked<std::uint64_t>(and_mask, 1, fn, "and_mask");
+        const std::int64_t words = onebit::words_for(channels);
+        if (static_cast<std::int64_t>(and_mask.shape(0)) != words) {
+          throw std::invalid_argument("bmaxpool2d: and_mask must have " + std::to_string(words) + " words for " +
+                                      std::to_string(channels) + " channels, got shape " + shape_str(and_mask));
+        }
+        if (onebit::first_row_with_tail_bits(mask, 1, words, channels) >= 0) {
+          throw std::invalid_argument("bmaxpool2d: and_mask has bits set beyond channel " + std::to_string(channels) +
+                                      " (padding bits must be 0)");
+        }
+        const auto k = pair_arg(kernel, fn, "kernel");
+        const auto s = pair_arg(stride, fn, "stride");
+        const auto p = pair_arg(padding, fn, "padding");
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+        const auto w = static_cast<std::int64_t>(x.shape(2));
+        const auto shape = onebit::bmaxpool2d_output_shape(h, w, k, s, p);
+        auto out = new_array4<std::uint64_t>(n, shape[0], shape[1], words);
+        {
+          nb::gil_scoped_release release;
+          onebit::bmaxpool2d(data, n, h, w, channels, k, s, p, mask, out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("channels"), nb::arg("kernel"), nb::arg("stride"), nb::arg("padding"),
+      nb::arg("and_mask"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+      "Max-pool of packed +-1 NHWC activations (N, H, W, ceil(C/64)) uint64, padded positions "
+      "ignored (floor mode; 2 * padding <= kernel). Per channel: AND of the window's bits where "
+      "and_mask has a 1 (max of +-1), OR elsewhere (min: pool after a threshold with flip -1). "
+      "kernel, stride, padding: int or (h, w).");
 }

@@ -48,8 +48,19 @@ const BitpackKernels& bitpack_kernels(Isa isa) {
 
 namespace {
 
-// Below this many floats per thread, threads cost more than they save.
-constexpr std::int64_t kMinFloatsPerThread = std::int64_t{1} << 18;
+// Fewer threads than asked for when there is too little work: each thread must get at
+// least this much (estimated, single-thread) work, so no second thread below ~50 us.
+// Waking a sleeping pool worker costs the caller a few microseconds, and a worker on a
+// busy core may not come at all (see bgemm.cpp).
+constexpr double kMinMicrosPerThread = 25.0;
+
+// Rough single-thread speed in floats per microsecond (measured on a Zen 5 core), only
+// used for the thread count.
+double floats_per_us(const BitpackKernels* kern, bool pack) {
+  if (kern == &kBitpackAvx512) return 25000.0;
+  if (kern == &kBitpackAvx2) return pack ? 22000.0 : 16000.0;
+  return pack ? 3000.0 : 250.0;  // scalar
+}
 
 struct PackJob {
   const BitpackKernels* kern;
@@ -72,9 +83,10 @@ void unpack_task(void* ctx, std::int64_t task, int) {
   j.kern->unpack(j.packed + r0 * j.words, r1 - r0, j.cols, j.out_floats + r0 * j.cols);
 }
 
-std::int64_t split(PackJob& j, int num_threads) {
-  const std::int64_t total = j.rows * std::max<std::int64_t>(j.cols, 1);
-  const std::int64_t threads = std::clamp<std::int64_t>(total / kMinFloatsPerThread, 1, num_threads);
+std::int64_t split(PackJob& j, int num_threads, bool pack) {
+  const double micros = static_cast<double>(j.rows) * static_cast<double>(std::max<std::int64_t>(j.cols, 1)) /
+                        floats_per_us(j.kern, pack);
+  const auto threads = static_cast<std::int64_t>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, num_threads));
   const std::int64_t tasks = std::min<std::int64_t>(j.rows, threads == 1 ? 1 : 4 * threads);
   j.rows_per_task = (j.rows + tasks - 1) / std::max<std::int64_t>(tasks, 1);
   return threads;
@@ -86,7 +98,7 @@ void pack_rows_f32(const float* x, std::int64_t rows, std::int64_t cols, std::ui
                    int num_threads, Isa isa) {
   if (rows <= 0 || cols <= 0) return;
   PackJob j{&bitpack_kernels(isa), x, nullptr, out, nullptr, rows, cols, words_for(cols), rows};
-  const std::int64_t threads = split(j, num_threads);
+  const std::int64_t threads = split(j, num_threads, true);
   parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, pack_task, &j);
 }
 
@@ -94,7 +106,7 @@ void unpack_rows_f32(const std::uint64_t* packed, std::int64_t rows, std::int64_
                      int num_threads, Isa isa) {
   if (rows <= 0 || cols <= 0) return;
   PackJob j{&bitpack_kernels(isa), nullptr, packed, nullptr, out, rows, cols, words_for(cols), rows};
-  const std::int64_t threads = split(j, num_threads);
+  const std::int64_t threads = split(j, num_threads, false);
   parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, unpack_task, &j);
 }
 

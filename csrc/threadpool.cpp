@@ -1,6 +1,22 @@
+// The kernels' thread pool. Design (see threadpool.h for the contract):
+//
+// * A job is published as a 64-bit word job_ = (seq << 32) | helpers, after its fields.
+//   Workers 0..helpers-1 (threads 1..helpers) take part in it; the others ignore it.
+// * Tasks are claimed through claim_ = (seq << 32) | next task, with a compare-exchange
+//   that only succeeds while the word still carries the claimer's job seq and tasks are
+//   left. A worker that wakes late (the job is finished, or a later one is running) fails
+//   the claim and goes back to waiting: it never runs a task of the wrong job, and nobody
+//   waits for it.
+// * The caller takes tasks too, and returns once every task is done (done_ == num_tasks):
+//   it waits only for tasks a worker actually claimed and is running, never for workers
+//   to check in. If no worker shows up in time, the caller simply does all the tasks.
+// * Idle workers spin briefly (pause instruction, then sched_yield so that whatever else
+//   wants the core gets it), then sleep on their own condition variable. The caller wakes
+//   a worker (a futex call) only when that worker is asleep.
 #include "threadpool.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -28,107 +44,191 @@ inline void cpu_relax() {
 #endif
 }
 
-// How long an idle worker spins before sleeping, and how long the caller spins waiting
-// for the workers before sleeping.
-constexpr auto kSpin = std::chrono::microseconds(200);
+inline void yield_cpu() {
+#if defined(__linux__)
+  sched_yield();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Waiting, a thread first spins on the pause instruction for kSpin, then calls
+// sched_yield() between checks until k*Yield (cheap when the core is otherwise idle; when
+// it is not, whoever else wants the core, the caller included, gets it: a pause loop
+// would hold it for a whole time slice), then sleeps. An idle worker counts from the end
+// of its last job, so back-to-back kernel calls (e.g. the layers of a network) find it
+// awake; the caller, out of tasks, counts from then while it waits for the tasks workers
+// are still running (a worker that claimed a task may have been preempted).
+constexpr auto kSpin = std::chrono::microseconds(5);
+constexpr auto kWorkerYield = std::chrono::microseconds(60);
+constexpr auto kCallerYield = std::chrono::microseconds(50);
+// Tasks per job: the claim word keeps the task index in its low 32 bits.
+constexpr std::int64_t kMaxTasksPerJob = std::int64_t{1} << 31;
+
+constexpr std::uint64_t kLow = 0xffffffffu;
+
+struct alignas(64) Slot {  // one per worker, on its own cache line
+  std::atomic<bool> sleeping{false};
+  std::mutex mu;
+  std::condition_variable cv;
+};
 
 class ThreadPool {
  public:
-  void run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx) {
+  void run(int num_threads, std::int64_t num_tasks, std::int64_t offset, TaskFn fn, void* ctx) {
     std::unique_lock<std::mutex> caller(run_mu_, std::try_to_lock);
     if (!caller.owns_lock()) {  // another thread is using the pool: do it here
-      for (std::int64_t t = 0; t < num_tasks; ++t) fn(ctx, t, 0);
+      for (std::int64_t t = 0; t < num_tasks; ++t) fn(ctx, offset + t, 0);
       return;
     }
     const int helpers = num_threads - 1;
     ensure_workers(helpers);
-    fn_ = fn;
-    ctx_ = ctx;
-    num_tasks_ = num_tasks;
-    next_.store(0, std::memory_order_relaxed);
-    pending_.store(helpers, std::memory_order_relaxed);
-    {
-      // The helper count travels in the low bits of the generation word, so a worker
-      // that wakes late reads the job's id and its participant count in one load.
-      std::lock_guard<std::mutex> lock(mu_);
-      const std::uint64_t seq = (generation_.load(std::memory_order_relaxed) >> 16) + 1;
-      generation_.store((seq << 16) | static_cast<std::uint64_t>(helpers), std::memory_order_release);
-    }
-    cv_work_.notify_all();
+    const std::uint64_t seq = (job_.load(std::memory_order_relaxed) >> 32) + 1;
+    // Order matters: first close the claims of the previous job under the new seq (a late
+    // worker's compare-exchange now fails), then the fields (release: a worker that reads
+    // one of them also sees the new claim word), then the job word that announces it all.
+    claim_.store(seq << 32, std::memory_order_seq_cst);
+    done_.store(0, std::memory_order_relaxed);
+    fn_.store(fn, std::memory_order_release);
+    ctx_.store(ctx, std::memory_order_release);
+    offset_.store(offset, std::memory_order_release);
+    num_tasks_.store(num_tasks, std::memory_order_release);
+    job_.store((seq << 32) | static_cast<std::uint64_t>(helpers), std::memory_order_seq_cst);
+    // Wake the sleeping helpers as a tree: the caller wakes workers 0 and 1, worker i wakes
+    // 2i + 2 and 2i + 3, so the caller makes at most two futex calls however many there are.
+    wake(0, helpers);
+    wake(1, helpers);
 
-    drain(0);
+    work(seq, num_tasks, offset, fn, ctx, 0);
 
-    // Wait for the helpers: spin a little, then sleep.
-    const auto until = std::chrono::steady_clock::now() + kSpin;
+    // Wait for the tasks workers claimed and are still running (none, usually).
+    if (done_.load(std::memory_order_acquire) == num_tasks) return;
+    const auto start = Clock::now();
     unsigned spins = 0;
-    while (pending_.load(std::memory_order_acquire) != 0) {
-      cpu_relax();
-      if ((++spins & 63u) == 0 && std::chrono::steady_clock::now() > until) {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    while (done_.load(std::memory_order_acquire) != num_tasks) {
+      if ((++spins & 15u) != 0) {
+        cpu_relax();
+        continue;
+      }
+      const auto waited = Clock::now() - start;
+      if (waited < kSpin) {
+        cpu_relax();
+      } else if (waited < kCallerYield) {
+        yield_cpu();
+      } else {
+        std::unique_lock<std::mutex> lock(done_mu_);
+        caller_sleeping_.store(true, std::memory_order_seq_cst);
+        done_cv_.wait(lock, [&] { return done_.load(std::memory_order_seq_cst) == num_tasks; });
+        caller_sleeping_.store(false, std::memory_order_relaxed);
         break;
       }
     }
   }
 
  private:
-  void drain(int thread) {
+  // Claims and runs tasks of job seq until none is left (or the job is not seq any more).
+  void work(std::uint64_t seq, std::int64_t num_tasks, std::int64_t offset, TaskFn fn, void* ctx, int thread) {
+    std::uint64_t c = claim_.load(std::memory_order_acquire);
     for (;;) {
-      const std::int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= num_tasks_) return;
-      fn_(ctx_, t, thread);
+      if ((c >> 32) != seq || static_cast<std::int64_t>(c & kLow) >= num_tasks) return;
+      if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      fn(ctx, offset + static_cast<std::int64_t>(c & kLow), thread);
+      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == num_tasks && thread != 0 &&
+          caller_sleeping_.load(std::memory_order_seq_cst)) {
+        { std::lock_guard<std::mutex> lock(done_mu_); }
+        done_cv_.notify_one();
+      }
+      c = claim_.load(std::memory_order_acquire);
+    }
+  }
+
+  void wake(int index, int helpers) {
+    if (index >= helpers) return;
+    Slot& s = *slot_ptrs_[static_cast<std::size_t>(index)];
+    if (s.sleeping.load(std::memory_order_seq_cst)) {
+      { std::lock_guard<std::mutex> lock(s.mu); }
+      s.cv.notify_one();
     }
   }
 
   void ensure_workers(int n) {
-    // A new worker starts from the generation before the job that needs it is published
+    // A new worker starts from the job word before the job that needs it is published
     // (run() bumps it after this returns): reading it in the thread instead could see the
-    // bumped value if the thread starts late, miss the job, and leave run() waiting forever.
-    const std::uint64_t seen = generation_.load(std::memory_order_acquire);
+    // bumped value if the thread starts late and miss the job (harmless now: the caller
+    // would do the tasks, but the worker would sit the job out).
+    const std::uint64_t seen = job_.load(std::memory_order_acquire);
     while (static_cast<int>(workers_.size()) < n) {
       const int index = static_cast<int>(workers_.size());
-      workers_.emplace_back([this, index, seen] { worker_main(index, seen); });
+      Slot* slot = new Slot();  // never freed, like the pool
+      slot_ptrs_[static_cast<std::size_t>(index)] = slot;
+      workers_.emplace_back([this, index, slot, seen] { worker_main(index, slot, seen); });
       workers_.back().detach();  // the pool lives until the process exits
     }
   }
 
-  void worker_main(int index, std::uint64_t seen) {
-    for (;;) {
-      // Wait for a new job: spin, then sleep.
-      const auto until = std::chrono::steady_clock::now() + kSpin;
-      unsigned spins = 0;
-      std::uint64_t gen;
-      while ((gen = generation_.load(std::memory_order_acquire)) == seen) {
+  // Waits until the job word differs from seen: spin, yield, then sleep, the phases
+  // counted from start (the end of the worker's last job).
+  std::uint64_t wait_for_job(Slot& slot, std::uint64_t seen, Clock::time_point start) {
+    std::uint64_t job;
+    unsigned spins = 0;
+    while ((job = job_.load(std::memory_order_acquire)) == seen) {
+      if ((++spins & 15u) != 0) {
         cpu_relax();
-        if ((++spins & 63u) == 0 && std::chrono::steady_clock::now() > until) {
-          std::unique_lock<std::mutex> lock(mu_);
-          cv_work_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-          gen = generation_.load(std::memory_order_acquire);
-          break;
-        }
+        continue;
       }
-      seen = gen;
-      // Job fields were written before the generation was bumped (release/acquire), and
-      // cannot change until every helper of this job has decremented pending_.
-      if (index >= static_cast<int>(gen & 0xffffu)) continue;
-      drain(index + 1);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mu_);
-        cv_done_.notify_one();
+      const auto idle = Clock::now() - start;
+      if (idle < kSpin) {
+        cpu_relax();
+      } else if (idle < kWorkerYield) {
+        yield_cpu();
+      } else {
+        std::unique_lock<std::mutex> lock(slot.mu);
+        slot.sleeping.store(true, std::memory_order_seq_cst);
+        slot.cv.wait(lock, [&] { return job_.load(std::memory_order_seq_cst) != seen; });
+        slot.sleeping.store(false, std::memory_order_relaxed);
+        return job_.load(std::memory_order_acquire);
       }
+    }
+    return job;
+  }
+
+  void worker_main(int index, Slot* slot, std::uint64_t seen) {
+    auto idle_since = Clock::now();
+    for (;;) {
+      const std::uint64_t job = wait_for_job(*slot, seen, idle_since);
+      seen = job;
+      const int helpers = static_cast<int>(job & kLow);
+      if (index >= helpers) continue;  // not a helper of this job
+      wake(2 * index + 2, helpers);
+      wake(2 * index + 3, helpers);
+      // The fields may already belong to a later job; then the claim word carries a later
+      // seq too (it is written before them) and work() claims nothing.
+      const TaskFn fn = fn_.load(std::memory_order_acquire);
+      void* const ctx = ctx_.load(std::memory_order_acquire);
+      const std::int64_t offset = offset_.load(std::memory_order_acquire);
+      const std::int64_t num_tasks = num_tasks_.load(std::memory_order_acquire);
+      work(job >> 32, num_tasks, offset, fn, ctx, index + 1);
+      idle_since = Clock::now();
     }
   }
 
   std::mutex run_mu_;  // one caller at a time
-  std::mutex mu_;
-  std::condition_variable cv_work_, cv_done_;
   std::vector<std::thread> workers_;
-  std::atomic<std::uint64_t> generation_{0};
-  std::atomic<std::int64_t> next_{0};
-  std::atomic<int> pending_{0};
-  TaskFn fn_ = nullptr;
-  void* ctx_ = nullptr;
-  std::int64_t num_tasks_ = 0;
+  // Workers' slots, written by ensure_workers() before the worker (and any job that may
+  // wake it) exists; read by run() and by workers waking their children in the tree.
+  std::array<Slot*, kMaxThreads> slot_ptrs_{};
+  alignas(64) std::atomic<std::uint64_t> job_{0};
+  alignas(64) std::atomic<std::uint64_t> claim_{0};
+  alignas(64) std::atomic<std::int64_t> done_{0};
+  alignas(64) std::atomic<TaskFn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<std::int64_t> offset_{0};
+  std::atomic<std::int64_t> num_tasks_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
 };
 
 ThreadPool& pool() {
@@ -193,7 +293,10 @@ void parallel_run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx)
     for (std::int64_t t = 0; t < num_tasks; ++t) fn(ctx, t, 0);
     return;
   }
-  pool().run(std::min(num_threads, kMaxThreads), num_tasks, fn, ctx);
+  num_threads = std::min(num_threads, kMaxThreads);
+  for (std::int64_t offset = 0; offset < num_tasks; offset += kMaxTasksPerJob) {
+    pool().run(num_threads, std::min(kMaxTasksPerJob, num_tasks - offset), offset, fn, ctx);
+  }
 }
 
 int default_num_threads() {

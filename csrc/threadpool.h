@@ -1,11 +1,19 @@
 // A small persistent thread pool for the kernels (std::thread, no OpenMP).
 //
-// run(num_threads, num_tasks, fn, ctx) calls fn(ctx, task, thread) once for every task in
-// [0, num_tasks), on the calling thread (thread 0) plus up to num_threads - 1 pool workers
-// (threads 1..), handing tasks out through an atomic counter, and returns when all are
-// done. With num_threads == 1 (or one task) the tasks run in a plain loop on the calling
-// thread: no hand-off, no synchronisation. Workers spin briefly after a job (so back-to-
-// back calls do not pay a futex wake-up), then sleep on a condition variable.
+// parallel_run(num_threads, num_tasks, fn, ctx) calls fn(ctx, task, thread) exactly once
+// for every task in [0, num_tasks), on the calling thread (thread 0) plus up to
+// num_threads - 1 pool workers (threads 1..), handing tasks out through an atomic claim
+// word, and returns when all are done. With num_threads == 1 (or one task) the tasks run
+// in a plain loop on the calling thread: no hand-off, no synchronisation.
+//
+// The caller never waits for a worker to show up: it takes tasks itself and waits only
+// for tasks that a worker has already claimed and is running. A worker that wakes late
+// (its core was busy) finds the job finished, claims nothing, and goes back to waiting,
+// so num_threads is a maximum, and a busy core costs no waiting. Workers spin briefly
+// after a job (pause, then sched_yield so they never hold a core someone else wants), so
+// that back-to-back calls find them awake, then sleep; the caller wakes sleeping ones
+// (a few microseconds each, which is why the drivers give a call extra threads only for
+// enough work).
 //
 // Concurrent callers (the bindings release the GIL) are serialised on the pool; a caller
 // that finds it busy runs its tasks on its own thread instead of waiting. After fork() the

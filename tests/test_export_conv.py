@@ -103,3 +103,15 @@ def test_binary_conv1d_net_runs_as_1xk_convs(tmp_path):
     _check(model, torch.randn(500, 1, 40), tmp_path / "c1d.onebit")
     kinds = [layer.kind for layer in rt.load(tmp_path / "c1d.onebit").layers if layer.op in ("conv2d", "dense")]
     assert kinds == ["float", "binary", "binary", "binary", "float"]
+
+
+def test_pool_after_the_activation_on_bits_with_odd_channels(tmp_path):
+    """MaxPool after BN + Hardtanh runs on packed bits (AND of ±1); 70 channels leave tail bits."""
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        QuantConv2d(3, 70, 3, padding=1, weight_quantizer="ste_sign"), nn.BatchNorm2d(70), nn.Hardtanh(),
+        nn.MaxPool2d(2),
+        QuantConv2d(70, 64, 3, padding=1, pad_value=1.0, input_quantizer="ste_sign", weight_quantizer="ste_sign"),
+        nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(64 * 4 * 4, 10),
+    )
+    _check(_randomize_bn(model), torch.randn(100, 3, 8, 8), tmp_path / "p.onebit")

@@ -273,7 +273,7 @@ def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
         raise r.error("maxpool2d needs a pool object")
     kernel, stride, pad, ph, pw = spec
     if bits:
-        mask = np.full(words(c), np.uint64(2**64 - 1), dtype=np.uint64)
+        mask = _core.pack_rows(np.full((1, c), -1.0, np.float32), 1)[0]  # AND on every channel, tail bits 0
 
         def run(values: Values, threads: int) -> None:
             values[out] = _core.bmaxpool2d(values[src], c, kernel, stride, pad, mask, threads)

@@ -1,0 +1,470 @@
+// Binary 2-D convolution: bit-level im2col + the bgemm micro-kernels (see bconv.h).
+#include "bconv.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "threadpool.h"
+
+namespace onebit {
+
+namespace {
+
+// Bytes of im2col rows one task builds (they are re-read once per weight tile: keep them
+// in L2). The thread count follows the bgemm driver's rule (bgemm_threads_for).
+constexpr std::int64_t kTileBytes = 256 * 1024;
+// Bound on every size parameter, so no coordinate or K arithmetic can overflow.
+constexpr std::int64_t kMaxParam = std::int64_t{1} << 30;
+
+std::string pair_str(std::int64_t a, std::int64_t b) {
+  return "(" + std::to_string(a) + ", " + std::to_string(b) + ")";
+}
+
+// Valid taps [lo, hi) along one axis for an output coordinate whose first tap reads input
+// index base (= o * stride - pad): base + t * d in [0, size). Empty -> {0, 0}.
+struct Range {
+  std::int64_t lo, hi;
+  bool operator==(const Range& o) const { return lo == o.lo && hi == o.hi; }
+};
+
+Range valid_taps(std::int64_t base, std::int64_t d, std::int64_t k, std::int64_t size) {
+  const std::int64_t lo = base >= 0 ? 0 : (-base + d - 1) / d;
+  const std::int64_t hi = base > size - 1 ? 0 : std::min(k, (size - 1 - base) / d + 1);
+  return lo < hi ? Range{lo, hi} : Range{0, 0};
+}
+
+// Per output coordinate of one axis: its valid tap range, and an id among the distinct ones.
+struct Axis {
+  std::vector<Range> range;
+  std::vector<std::int32_t> id;
+  std::vector<Range> distinct;
+  std::int32_t full = -1;  // id of [0, k), -1 if no coordinate has all taps inside
+};
+
+Axis make_axis(std::int64_t out, std::int64_t s, std::int64_t p, std::int64_t d, std::int64_t k, std::int64_t size) {
+  Axis a;
+  a.range.resize(static_cast<std::size_t>(out));
+  a.id.resize(static_cast<std::size_t>(out));
+  for (std::int64_t i = 0; i < out; ++i) {
+    const Range r = valid_taps(i * s - p, d, k, size);
+    a.range[static_cast<std::size_t>(i)] = r;
+    // Patterns change only near the borders: compare with the previous ones first.
+    std::int32_t id = -1;
+    for (std::size_t q = a.distinct.size(); q-- > 0;) {
+      if (a.distinct[q] == r) {
+        id = static_cast<std::int32_t>(q);
+        break;
+      }
+    }
+    if (id < 0) {
+      id = static_cast<std::int32_t>(a.distinct.size());
+      a.distinct.push_back(r);
+      if (r.lo == 0 && r.hi == k) a.full = id;
+    }
+    a.id[static_cast<std::size_t>(i)] = id;
+  }
+  return a;
+}
+
+// Copies n words. im2col copies are short (one tap of a few words, or one kernel row of
+// taps): fixed-size chunks compile to plain vector moves, where a memcpy call per tap
+// would cost more than the copy.
+inline void copy_words(std::uint64_t* __restrict d, const std::uint64_t* __restrict s, std::int64_t n) {
+  for (; n >= 4; n -= 4, d += 4, s += 4) std::memcpy(d, s, 32);
+  if (n >= 2) {
+    std::memcpy(d, s, 16);
+    n -= 2, d += 2, s += 2;
+  }
+  if (n) *d = *s;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+// ---- construction ----
+
+BinaryConv2d::BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw,
+                           std::int64_t in_channels, std::int64_t groups, std::array<std::int64_t, 2> stride,
+                           std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation,
+                           int pad_value)
+    : o_(out_channels), kh_(kh), kw_(kw), c_(in_channels), g_(groups), sh_(stride[0]), sw_(stride[1]),
+      ph_(padding[0]), pw_(padding[1]), dh_(dilation[0]), dw_(dilation[1]), pad_value_(pad_value) {
+  const std::string fn = "BinaryConv2d: ";
+  auto in_range = [](std::int64_t v, std::int64_t lo) { return v >= lo && v <= kMaxParam; };
+  if (!in_range(o_, 1)) throw std::invalid_argument(fn + "out_channels must be >= 1, got " + std::to_string(o_));
+  if (!in_range(kh_, 1) || !in_range(kw_, 1)) {
+    throw std::invalid_argument(fn + "kernel size must be >= 1, got " + pair_str(kh_, kw_));
+  }
+  if (!in_range(c_, 1)) throw std::invalid_argument(fn + "in_channels must be >= 1, got " + std::to_string(c_));
+  if (!in_range(g_, 1)) throw std::invalid_argument(fn + "groups must be >= 1, got " + std::to_string(g_));
+  if (!in_range(sh_, 1) || !in_range(sw_, 1)) {
+    throw std::invalid_argument(fn + "stride must be >= 1, got " + pair_str(sh_, sw_));
+  }
+  if (!in_range(ph_, 0) || !in_range(pw_, 0)) {
+    throw std::invalid_argument(fn + "padding must be >= 0, got " + pair_str(ph_, pw_));
+  }
+  if (!in_range(dh_, 1) || !in_range(dw_, 1)) {
+    throw std::invalid_argument(fn + "dilation must be >= 1, got " + pair_str(dh_, dw_));
+  }
+  if (pad_value_ != -1 && pad_value_ != 0 && pad_value_ != 1) {
+    throw std::invalid_argument(fn + "pad_value must be -1, 0 or +1, got " + std::to_string(pad_value_));
+  }
+  if (c_ % g_ != 0 || o_ % g_ != 0) {
+    throw std::invalid_argument(fn + "in_channels=" + std::to_string(c_) + " and out_channels=" +
+                                std::to_string(o_) + " must both be divisible by groups=" + std::to_string(g_));
+  }
+  cg_ = c_ / g_;
+  og_ = o_ / g_;
+  if (g_ > 1 && cg_ % 64 != 0) {
+    throw std::invalid_argument(fn + "groups=" + std::to_string(g_) + " gives " + std::to_string(cg_) +
+                                " input channels per group; grouped convolutions need a multiple of 64 "
+                                "channels per group (each group whole uint64 words)");
+  }
+  taps_ = kh_ * kw_;
+  if (taps_ > kMaxParam || taps_ * cg_ > kMaxParam) {
+    throw std::invalid_argument(fn + "K = KH * KW * C/groups = " + std::to_string(taps_) + " * " +
+                                std::to_string(cg_) + " is too large (max 2^30)");
+  }
+  words_g_ = words_for(cg_);
+  in_words_ = words_for(c_);
+
+  const std::int64_t row_words = taps_ * words_g_;
+  packed_.reserve(static_cast<std::size_t>(g_));
+  for (std::int64_t gi = 0; gi < g_; ++gi) {
+    packed_.push_back(PackedWeights::with_k_bits(w + gi * og_ * row_words, og_, row_words, k_bits()));
+  }
+
+  pad_word_.assign(static_cast<std::size_t>(words_g_), 0);
+  if (pad_value_ == -1) {
+    for (std::int64_t q = 0; q < words_g_; ++q) pad_word_[static_cast<std::size_t>(q)] = ~std::uint64_t{0};
+    if (cg_ % 64) pad_word_.back() = (std::uint64_t{1} << (cg_ % 64)) - 1;
+  }
+  if (pad_value_ == 0) {
+    const std::int64_t px = kw_ + 1;
+    tap_prefix_.assign(static_cast<std::size_t>((kh_ + 1) * px * o_), 0);
+    auto at = [&](std::int64_t y, std::int64_t x, std::int64_t o) -> std::int32_t& {
+      return tap_prefix_[static_cast<std::size_t>((y * px + x) * o_ + o)];
+    };
+    for (std::int64_t o = 0; o < o_; ++o) {
+      for (std::int64_t ky = 0; ky < kh_; ++ky) {
+        for (std::int64_t kx = 0; kx < kw_; ++kx) {
+          const std::uint64_t* tap = w + (o * taps_ + ky * kw_ + kx) * words_g_;
+          std::int64_t ones = 0;
+          for (std::int64_t q = 0; q < words_g_; ++q) ones += __builtin_popcountll(tap[q]);
+          const auto s = static_cast<std::int32_t>(cg_ - 2 * ones);
+          at(ky + 1, kx + 1, o) = s + at(ky, kx + 1, o) + at(ky + 1, kx, o) - at(ky, kx, o);
+        }
+      }
+    }
+  }
+}
+
+std::array<std::int64_t, 2> BinaryConv2d::output_shape(std::int64_t h, std::int64_t w) const {
+  if (h < 1 || w < 1 || h > kMaxParam || w > kMaxParam) {
+    throw std::invalid_argument("BinaryConv2d: input size must be in 1..2^30, got " + pair_str(h, w));
+  }
+  const std::int64_t oh = (h + 2 * ph_ - dh_ * (kh_ - 1) - 1), ow = (w + 2 * pw_ - dw_ * (kw_ - 1) - 1);
+  if (oh < 0 || ow < 0) {
+    throw std::invalid_argument("BinaryConv2d: input " + pair_str(h, w) + " with padding " + pair_str(ph_, pw_) +
+                                " is smaller than the dilated kernel " +
+                                pair_str(dh_ * (kh_ - 1) + 1, dw_ * (kw_ - 1) + 1) +
+                                " (output size would be < 1)");
+  }
+  return {oh / sh_ + 1, ow / sw_ + 1};
+}
+
+// ---- run ----
+
+// One call of run / run_threshold: the plan and the shared state of its tasks.
+struct ConvRun {
+  const BinaryConv2d& cv;
+  const BgemmKernels* kern = nullptr;
+  const std::uint64_t* x = nullptr;
+  std::int64_t n = 0, h = 0, w = 0, oh = 0, ow = 0, np = 0;
+  Axis rows, cols;
+  // pad 0: corr[(row id * distinct cols + col id) * O + o], subtracted from border pixels
+  std::vector<std::int32_t> corr;
+  bool correct = false;
+  bool direct = false;  // 1x1, stride 1, no padding: x is the A matrix
+  std::int64_t lda = 0;  // im2col row: g * taps * words_g words
+  std::int64_t tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
+  // run: int32 output
+  std::int32_t* y = nullptr;
+  // run_threshold
+  const std::int32_t* thresh = nullptr;
+  std::vector<std::uint32_t> neg;
+  std::uint32_t* out = nullptr;
+  std::int64_t out_halves = 0;
+  // profiling, per thread
+  std::vector<BinaryConv2d::Profile>* prof = nullptr;
+
+  explicit ConvRun(const BinaryConv2d& c) : cv(c) {}
+
+  void setup(const std::uint64_t* xs, std::int64_t nn, std::int64_t hh, std::int64_t ww, Isa isa, bool threshold,
+             int& num_threads) {
+    kern = &bgemm_kernels(isa);
+    if (kern->ukernel == nullptr) {
+      throw std::invalid_argument(std::string("BinaryConv2d: ISA ") + isa_name(isa) + " is not compiled in");
+    }
+    if (nn < 0) throw std::invalid_argument("BinaryConv2d: batch must be >= 0");
+    const auto shape = cv.output_shape(hh, ww);
+    x = xs;
+    n = nn;
+    h = hh;
+    w = ww;
+    oh = shape[0];
+    ow = shape[1];
+    np = n * oh * ow;
+    rows = make_axis(oh, cv.sh_, cv.ph_, cv.dh_, cv.kh_, h);
+    cols = make_axis(ow, cv.sw_, cv.pw_, cv.dw_, cv.kw_, w);
+    direct = cv.kh_ == 1 && cv.kw_ == 1 && cv.sh_ == 1 && cv.sw_ == 1 && cv.ph_ == 0 && cv.pw_ == 0;
+    lda = cv.g_ * cv.taps_ * cv.words_g_;
+
+    // Zero padding: per border pattern (row id, col id), the sum of the weights at the taps
+    // outside the valid box, which the +1 fill added.
+    correct = cv.pad_value_ == 0 && (rows.distinct.size() > 1 || cols.distinct.size() > 1 || rows.full < 0 ||
+                                     cols.full < 0);
+    if (correct) {
+      const std::int64_t nr = static_cast<std::int64_t>(rows.distinct.size());
+      const std::int64_t nc = static_cast<std::int64_t>(cols.distinct.size());
+      corr.assign(static_cast<std::size_t>(nr * nc * cv.o_), 0);
+      for (std::int64_t r = 0; r < nr; ++r) {
+        for (std::int64_t c = 0; c < nc; ++c) {
+          if (r == rows.full && c == cols.full) continue;
+          const Range ry = rows.distinct[static_cast<std::size_t>(r)], rx = cols.distinct[static_cast<std::size_t>(c)];
+          // sum over the taps outside the box = all taps - the box
+          const std::int64_t px = cv.kw_ + 1, o_ = cv.o_;
+          const std::int32_t* pre = cv.tap_prefix_.data();
+          const std::int32_t* all = pre + (cv.kh_ * px + cv.kw_) * o_;
+          const std::int32_t* p11 = pre + (ry.hi * px + rx.hi) * o_;
+          const std::int32_t* p01 = pre + (ry.lo * px + rx.hi) * o_;
+          const std::int32_t* p10 = pre + (ry.hi * px + rx.lo) * o_;
+          const std::int32_t* p00 = pre + (ry.lo * px + rx.lo) * o_;
+          std::int32_t* dst = corr.data() + (r * nc + c) * o_;
+          for (std::int64_t o = 0; o < o_; ++o) dst[o] = all[o] - (p11[o] - p01[o] - p10[o] + p00[o]);
+        }
+      }
+    }
+
+    // Plan: pixel tiles of a multiple of MR rows whose im2col rows fit kTileBytes; enough
+    // tasks for the threads (smaller tiles, then a split of the output channels).
+    const std::int64_t mr = kern->mr;
+    const std::int64_t row_bytes = direct ? 0 : lda * 8;
+    tile = 16 * mr;
+    if (row_bytes > 0) tile = std::clamp<std::int64_t>(kTileBytes / row_bytes / mr * mr, mr, 16 * mr);
+    const double pairs = static_cast<double>(np) * static_cast<double>(cv.o_ * cv.taps_ * cv.words_g_);
+    int threads = bgemm_threads_for(*kern, pairs, num_threads);
+    if (threads > 1) {
+      const std::int64_t want = (np + 4 * threads - 1) / (4 * threads);
+      tile = std::min(tile, std::max(4 * mr, (want + mr - 1) / mr * mr));
+    }
+    tile = std::max<std::int64_t>(tile, 1);
+    pixel_tiles = (np + tile - 1) / tile;
+    tiles_g = cv.packed_[0].tiles();
+    total_tiles = tiles_g * cv.g_;
+    tiles_per_block = total_tiles;
+    // The threshold stage writes 32-bit halves of the output words: a task must own whole
+    // 32-channel chunks, which group tiles are unless a group's width is not a multiple of 32.
+    const bool splittable = !threshold || cv.g_ == 1 || cv.og_ % kBgemmNR == 0;
+    if (threads > 1 && splittable && pixel_tiles < 4 * threads) {
+      const std::int64_t blocks = std::min(total_tiles, (4 * threads + pixel_tiles - 1) / pixel_tiles);
+      tiles_per_block = (total_tiles + blocks - 1) / blocks;
+    }
+    n_blocks = (total_tiles + tiles_per_block - 1) / tiles_per_block;
+    num_threads = static_cast<int>(std::min<std::int64_t>(threads, pixel_tiles * n_blocks));
+  }
+
+  // im2col rows of pixels [p0, p1) for groups [g0, g1] into buf (rows of lda words).
+  void im2col(std::int64_t p0, std::int64_t p1, std::int64_t g0, std::int64_t g1, std::uint64_t* buf) const {
+    const std::int64_t wg = cv.words_g_, iw = cv.in_words_, kw = cv.kw_, taps = cv.taps_;
+    const std::uint64_t* pad = cv.pad_word_.data();
+    const bool zero_pad = cv.pad_value_ != -1;
+    const bool runs = cv.dw_ == 1 && wg == iw;  // a kernel row's taps are one contiguous run
+    auto fill = [&](std::uint64_t* d, std::int64_t count) {  // count taps of pad words
+      if (count <= 0) return;
+      if (zero_pad) {
+        std::memset(d, 0, static_cast<std::size_t>(count * wg) * 8);
+      } else {
+        for (std::int64_t t = 0; t < count; ++t) std::memcpy(d + t * wg, pad, static_cast<std::size_t>(wg) * 8);
+      }
+    };
+    std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh, b = p0 / (ow * oh);
+    for (std::int64_t p = p0; p < p1; ++p) {
+      std::uint64_t* row = buf + (p - p0) * lda;
+      const Range ry = rows.range[static_cast<std::size_t>(oy)], rx = cols.range[static_cast<std::size_t>(ox)];
+      const std::int64_t by = oy * cv.sh_ - cv.ph_, bx = ox * cv.sw_ - cv.pw_;
+      const std::uint64_t* img = x + b * h * w * iw;
+      if (runs && ry.hi - ry.lo == cv.kh_ && rx.hi - rx.lo == kw) {
+        // Interior pixel, one group, contiguous kernel rows: KH copies of KW * words.
+        const std::uint64_t* src = img + (by * w + bx) * iw;
+        for (std::int64_t ky = 0; ky < cv.kh_; ++ky) copy_words(row + ky * kw * wg, src + ky * cv.dh_ * w * iw, kw * wg);
+      } else {
+        for (std::int64_t gi = g0; gi <= g1; ++gi) {
+          std::uint64_t* dst = row + gi * taps * wg;
+          for (std::int64_t ky = 0; ky < cv.kh_; ++ky) {
+            std::uint64_t* d = dst + ky * kw * wg;
+            if (ky < ry.lo || ky >= ry.hi) {
+              fill(d, kw);
+              continue;
+            }
+            const std::uint64_t* src = img + (by + ky * cv.dh_) * w * iw + gi * wg;
+            fill(d, rx.lo);
+            if (runs) {
+              copy_words(d + rx.lo * wg, src + (bx + rx.lo) * iw, (rx.hi - rx.lo) * wg);
+            } else {
+              for (std::int64_t kx = rx.lo; kx < rx.hi; ++kx) copy_words(d + kx * wg, src + (bx + kx * cv.dw_) * iw, wg);
+            }
+            fill(d + rx.hi * wg, kw - rx.hi);
+          }
+        }
+      }
+      if (++ox == ow) {
+        ox = 0;
+        if (++oy == oh) {
+          oy = 0;
+          ++b;
+        }
+      }
+    }
+  }
+
+  void task(std::int64_t t, int thread) const {
+    using clock = std::chrono::steady_clock;
+    const std::int64_t pt = t / n_blocks, nb = t % n_blocks;
+    const std::int64_t p0 = pt * tile, p1 = std::min(np, p0 + tile), m = p1 - p0;
+    const std::int64_t t0 = nb * tiles_per_block, t1 = std::min(total_tiles, t0 + tiles_per_block);
+    const std::int64_t g0 = t0 / tiles_g, g1 = (t1 - 1) / tiles_g;
+    const std::int64_t c0 = g0 * cv.og_ + (t0 - g0 * tiles_g) * kBgemmNR;
+    const std::int64_t c1 = g1 * cv.og_ + std::min(cv.og_, (t1 - g1 * tiles_g) * kBgemmNR);
+    BinaryConv2d::Profile* pr = prof ? &(*prof)[static_cast<std::size_t>(thread)] : nullptr;
+    auto start = pr ? clock::now() : clock::time_point{};
+
+    const std::uint64_t* a = x + p0 * cv.in_words_;
+    std::int64_t lda_a = cv.in_words_, group_stride = cv.words_g_;
+    if (!direct) {
+      thread_local std::vector<std::uint64_t> buffer;
+      const std::size_t need = static_cast<std::size_t>(m * lda);
+      if (buffer.size() < need) buffer.resize(need);
+      im2col(p0, p1, g0, g1, buffer.data());
+      a = buffer.data();
+      lda_a = lda;
+      group_stride = cv.taps_ * cv.words_g_;
+      if (pr) {
+        pr->im2col_s += seconds_since(start);
+        start = clock::now();
+      }
+    }
+
+    // Destination: the int32 output (column 0 = channel 0), or a scratch of the task's
+    // channels [c0, c1) for the threshold stage.
+    std::int32_t* dst;
+    std::int64_t ldd, cbase;
+    if (out == nullptr) {
+      dst = y + p0 * cv.o_;
+      ldd = cv.o_;
+      cbase = 0;
+    } else {
+      thread_local std::vector<std::int32_t> scratch;
+      const std::size_t need = static_cast<std::size_t>(m * (c1 - c0));
+      if (scratch.size() < need) scratch.resize(need);
+      dst = scratch.data();
+      ldd = c1 - c0;
+      cbase = c0;
+    }
+    for (std::int64_t gi = g0; gi <= g1; ++gi) {
+      const std::int64_t lt0 = std::max<std::int64_t>(t0 - gi * tiles_g, 0);
+      const std::int64_t lt1 = std::min(t1 - gi * tiles_g, tiles_g);
+      const std::int64_t col = gi * cv.og_ + lt0 * kBgemmNR;
+      bgemm_serial(*kern, a + gi * group_stride, lda_a, m, cv.packed_[static_cast<std::size_t>(gi)], lt0, lt1,
+                   dst + (col - cbase), ldd);
+    }
+    if (pr) {
+      pr->gemm_s += seconds_since(start);
+      start = clock::now();
+    }
+
+    if (correct) {
+      const std::int64_t nc = static_cast<std::int64_t>(cols.distinct.size());
+      std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh;
+      for (std::int64_t p = 0; p < m; ++p) {
+        const std::int32_t r = rows.id[static_cast<std::size_t>(oy)], c = cols.id[static_cast<std::size_t>(ox)];
+        if (r != rows.full || c != cols.full) {
+          const std::int32_t* s = corr.data() + (r * nc + c) * cv.o_ + c0;
+          std::int32_t* d = dst + p * ldd + (c0 - cbase);
+          for (std::int64_t o = 0; o < c1 - c0; ++o) d[o] -= s[o];
+        }
+        if (++ox == ow) {
+          ox = 0;
+          if (++oy == oh) oy = 0;
+        }
+      }
+    }
+    if (out != nullptr) {
+      // c0 is a multiple of 32 (see setup): one threshold stage per 32-channel chunk.
+      for (std::int64_t q = c0 / kBgemmNR; q * kBgemmNR < c1; ++q) {
+        const std::int64_t nr = std::min(kBgemmNR, c1 - q * kBgemmNR);
+        kern->threshold(m, nr, dst + (q * kBgemmNR - c0), ldd, thresh + q * kBgemmNR,
+                        neg[static_cast<std::size_t>(q)], out + p0 * out_halves + q, out_halves);
+      }
+    }
+    if (pr) pr->epilogue_s += seconds_since(start);
+  }
+
+  static void run_task(void* ctx, std::int64_t t, int thread) { static_cast<const ConvRun*>(ctx)->task(t, thread); }
+
+  void execute(int threads, BinaryConv2d::Profile* profile) {
+    std::vector<BinaryConv2d::Profile> per_thread;
+    if (profile) {
+      per_thread.resize(static_cast<std::size_t>(threads));
+      prof = &per_thread;
+    }
+    parallel_run(threads, pixel_tiles * n_blocks, run_task, this);
+    if (profile) {
+      *profile = {};
+      for (const auto& p : per_thread) {
+        profile->im2col_s += p.im2col_s;
+        profile->gemm_s += p.gemm_s;
+        profile->epilogue_s += p.epilogue_s;
+      }
+    }
+  }
+};
+
+void BinaryConv2d::run(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int32_t* y,
+                       int num_threads, Isa isa, Profile* profile) const {
+  ConvRun r(*this);
+  int threads = num_threads;
+  r.setup(x, n, h, w, isa, false, threads);
+  if (r.np == 0) return;
+  r.y = y;
+  r.execute(threads, profile);
+}
+
+void BinaryConv2d::run_threshold(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
+                                 const std::int32_t* thresh, const std::int8_t* flip, std::uint64_t* out,
+                                 int num_threads, Isa isa, Profile* profile) const {
+  ConvRun r(*this);
+  int threads = num_threads;
+  r.setup(x, n, h, w, isa, true, threads);
+  const std::int64_t out_words = words_for(o_);
+  if (r.np == 0) return;
+  std::memset(out, 0, static_cast<std::size_t>(r.np * out_words) * 8);
+  r.neg.assign(static_cast<std::size_t>((o_ + kBgemmNR - 1) / kBgemmNR), 0u);
+  for (std::int64_t i = 0; i < o_; ++i) {
+    if (flip[i] < 0) r.neg[static_cast<std::size_t>(i / kBgemmNR)] |= 1u << (i % kBgemmNR);
+  }
+  r.thresh = thresh;
+  // uint64 output word q = halves 2q (bits 0..31) and 2q + 1 (bits 32..63): little endian.
+  static_assert(kBgemmNR == 32, "the threshold stage writes one 32-bit half per 32 channels");
+  r.out = reinterpret_cast<std::uint32_t*>(out);
+  r.out_halves = 2 * out_words;
+  r.execute(threads, profile);
+}
+
+}  // namespace onebit

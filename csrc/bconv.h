@@ -1,0 +1,113 @@
+// Binary 2-D convolution and binary max-pool on packed NHWC activations.
+//
+// Encoding (see shared/design/ARCHITECTURE.md): bit 0 = +1, bit 1 = -1, channels packed
+// into 64-bit words. Activations x: uint64 (N, H, W, ceil(C / 64)), tail bits 0.
+// Weights: uint64 (O, KH, KW, ceil(Cg / 64)), Cg = C / groups, tail bits 0.
+//
+// Specification of BinaryConv2d::run: y[n, oy, ox, o] (int32) is the integer convolution
+// of the ±1 tensors, PyTorch's conv2d(x_pm padded with pad_value, w_pm, stride, dilation,
+// groups) with the ±1 input padded by pad_value in {-1, 0, +1}:
+//   y = sum over taps (ky, kx) and c < Cg of w[o, ky, kx, c] * xp[n, oy*sh - ph + ky*dh,
+//       ox*sw - pw + kx*dw, g(o)*Cg + c],      OH = (H + 2ph - dh*(KH-1) - 1) / sh + 1.
+// run_threshold packs sign(flip[o] * (y - threshold[o])) (>= 0 -> +1, bit 0) along o,
+// the rule of bgemm_threshold.
+//
+// Method: bit-level im2col + the bgemm micro-kernels. The output pixels are cut into
+// tiles of P rows (a multiple of the ISA's MR, sized so the tile's im2col rows stay in
+// L2); each task of the thread pool copies, per pixel of its tile, the whole uint64 words
+// of every kernel tap into a row of KH*KW*words_g words (a padded tap gets the pad word:
+// all 0 for +1 and 0, the Cg valid bits for -1) and runs bgemm_serial on those rows
+// against the weights packed once (PackedWeights::with_k_bits, K = KH*KW*Cg: the word
+// tails are 0 in both operands). A 1x1 stride-1 unpadded conv reads x directly (no copy).
+// Zero padding: padded taps hold +1, so the sum includes sum_c w[o, tap, c] for each
+// padded tap; those per-tap weight sums are computed at construction (as 2-D prefix sums
+// over the taps) and, per run, turned into one correction vector per distinct border
+// pattern (the valid taps of a pixel form a box [ky0, ky1) x [kx0, kx1) that depends on
+// oy and ox only; O x 4 lookups per pattern), so the correction costs one subtraction
+// per output of a border pixel. When there are few pixel tiles (small images, batch 1) the
+// tasks also split the output channels.
+//
+// Groups: 1, or any g with Cg a multiple of 64 (whole words per group) and O % g == 0.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "bgemm.h"
+#include "bitpack.h"
+#include "dispatch.h"
+
+namespace onebit {
+
+class BinaryConv2d {
+ public:
+  // w: O x KH x KW x words_for(Cg) uint64 (tail bits 0: the caller checks them). Throws
+  // std::invalid_argument on bad parameters (see the class comment).
+  BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw,
+               std::int64_t in_channels, std::int64_t groups, std::array<std::int64_t, 2> stride,
+               std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation, int pad_value);
+  BinaryConv2d(const BinaryConv2d&) = delete;
+  BinaryConv2d& operator=(const BinaryConv2d&) = delete;
+
+  std::int64_t out_channels() const { return o_; }
+  std::int64_t in_channels() const { return c_; }
+  std::int64_t groups() const { return g_; }
+  std::array<std::int64_t, 2> kernel_size() const { return {kh_, kw_}; }
+  std::array<std::int64_t, 2> stride() const { return {sh_, sw_}; }
+  std::array<std::int64_t, 2> padding() const { return {ph_, pw_}; }
+  std::array<std::int64_t, 2> dilation() const { return {dh_, dw_}; }
+  int pad_value() const { return pad_value_; }
+  std::int64_t in_words() const { return in_words_; }        // words per input pixel
+  std::int64_t group_words() const { return words_g_; }      // words per tap and group
+  std::int64_t k_bits() const { return kh_ * kw_ * cg_; }    // K of each output
+  // (OH, OW) for an H x W input; throws std::invalid_argument if either is < 1.
+  std::array<std::int64_t, 2> output_shape(std::int64_t h, std::int64_t w) const;
+
+  // Time spent per phase by run / run_threshold (summed over threads) when asked for.
+  struct Profile {
+    double im2col_s = 0, gemm_s = 0, epilogue_s = 0;
+  };
+
+  // x: n x h x w x in_words() uint64, tail bits 0 (checked by the caller).
+  // y: n x OH x OW x O int32.
+  void run(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int32_t* y,
+           int num_threads, Isa isa, Profile* profile = nullptr) const;
+  // thresh: O int32, flip: O int8 in {+1, -1}; out: n x OH x OW x words_for(O) uint64.
+  void run_threshold(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
+                     const std::int32_t* thresh, const std::int8_t* flip, std::uint64_t* out,
+                     int num_threads, Isa isa, Profile* profile = nullptr) const;
+
+ private:
+  friend struct ConvRun;
+  std::int64_t o_, kh_, kw_, c_, g_, cg_, og_;
+  std::int64_t sh_, sw_, ph_, pw_, dh_, dw_;
+  int pad_value_;
+  std::int64_t in_words_, words_g_, taps_;
+  std::vector<PackedWeights> packed_;     // one per group: og_ rows of taps_ * words_g_ words
+  std::vector<std::uint64_t> pad_word_;   // words_g_ words written for a padded tap
+  // pad 0: 2-D prefix sums over the taps of S[o, ky, kx] = sum over c of w[o, ky, kx, c] (±1):
+  // tap_prefix_[(y * (kw_ + 1) + x) * o_ + o] = sum of S[o, ky < y, kx < x], so the sum over
+  // any box of taps (and over the taps outside it) costs 4 lookups per output channel.
+  std::vector<std::int32_t> tap_prefix_;
+};
+
+// Binary max-pool (PyTorch semantics: floor mode, padded positions ignored, which needs
+// 2 * padding <= kernel). x: n x h x w x words uint64 (words = words_for(channels), tail
+// bits 0); and_mask: words uint64. For each output pixel and word,
+//   out = (AND of the window's words & and_mask) | (OR of the window's words & ~and_mask)
+// i.e. max of the ±1 values (bit 1 = -1 only if all are -1) where and_mask has a 1 and
+// min elsewhere. out: n x OH x OW x words, OH = (h + 2*ph - kh) / sh + 1.
+// Throws std::invalid_argument on bad parameters.
+void bmaxpool2d(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
+                std::int64_t channels, std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
+                std::array<std::int64_t, 2> padding, const std::uint64_t* and_mask, std::uint64_t* out,
+                int num_threads, Isa isa);
+
+// (OH, OW) of bmaxpool2d; throws std::invalid_argument on bad parameters or sizes < 1.
+std::array<std::int64_t, 2> bmaxpool2d_output_shape(std::int64_t h, std::int64_t w,
+                                                    std::array<std::int64_t, 2> kernel,
+                                                    std::array<std::int64_t, 2> stride,
+                                                    std::array<std::int64_t, 2> padding);
+
+}  // namespace onebit
