@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onebit import _core
+from tests.conftest import assert_first_threaded_call_completes
 
 ISAS = _core.available_isas()
 ALL_ISA_NAMES = ("scalar", "avx2", "avx512")
@@ -110,19 +111,13 @@ def check_bgemm(isa, m, n, k, seed, threads=(1, 2)):
 
 @pytest.fixture(scope="module")
 def threads_work():
-    """Guard for the threaded tests: the first threaded bgemm of a fresh process completes.
-    (The pool once deadlocked there: a late-starting worker missed its first job.) Checked in
-    a subprocess with a timeout so a regression fails here instead of hanging the suite."""
+    """The first threaded call of a fresh process completes (see conftest)."""
     code = (
         "import numpy as np; from onebit import _core; "
         "a = np.zeros((64, 33), np.uint64); w = _core.PackedWeights(np.zeros((100, 33), np.uint64), 2100); "
         "assert (_core.bgemm(a, w, num_threads=2) == 2100).all()"
     )
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the first threaded bgemm call of a fresh process hung (thread-pool deadlock)")
-    assert proc.returncode == 0, proc.stderr
+    assert_first_threaded_call_completes(code, "bgemm")
 
 
 # ---- bgemm ----

@@ -7,8 +7,6 @@ compare: +0.0, -0.0 and NaN pack as +1, -inf as -1), and the tail bits are 0.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onebit import _core
+from tests.conftest import assert_first_threaded_call_completes
 from onebit.errors import ConfigError, OnebitError
 from onebit.runtime import pack_bits, unpack_bits
 
@@ -79,19 +78,13 @@ def sample(rows, cols, seed, special_fraction):
 
 @pytest.fixture(scope="module")
 def threads_work():
-    """Guard for the threaded tests: the first threaded call of a fresh process completes.
-    (The pool once deadlocked there: a late-starting worker missed its first job.) Checked in
-    a subprocess with a timeout so a regression fails here instead of hanging the suite."""
+    """The first threaded call of a fresh process completes (see conftest)."""
     code = (
         "import numpy as np; from onebit import _core; "
         "x = np.ones((1100, 513), np.float32); "
         "assert (_core.pack_rows(-x, num_threads=2) == _core.pack_rows(-x, num_threads=1)).all()"
     )
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the first threaded pack_rows call of a fresh process hung (thread-pool deadlock)")
-    assert proc.returncode == 0, proc.stderr
+    assert_first_threaded_call_completes(code, "pack_rows")
 
 
 shapes = st.tuples(

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from onebit.cli import main
 from onebit.data import load_dataset
