@@ -143,8 +143,14 @@ def test_unsupported_layers_are_named(tmp_path):
     model = nn.Sequential(nn.Flatten(), QuantLinear(64, 32, input_quantizer="dorefa"), nn.Linear(32, 10))
     with pytest.raises(ExportError, match="input quantizer 'dorefa'"):
         export(model, tmp_path / "m.onebit", torch.randn(2, 1, 8, 8), verbose=False)
-    with pytest.raises(ExportError, match="nn.Sequential"):
-        export(nn.Linear(4, 2), tmp_path / "m.onebit", torch.randn(2, 4), verbose=False)
+
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(ExportError, match="cannot trace DataDependent"):
+        export(DataDependent(), tmp_path / "m.onebit", torch.randn(2, 4), verbose=False)
+    export(nn.Linear(4, 2), tmp_path / "m.onebit", torch.randn(2, 4), verbose=False)  # a lone layer is a model too
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +195,8 @@ def test_inconsistent_graphs_are_refused_at_load(model_file, tmp_path):
     rewrite(lambda g: g.update(version=99), "version 99")
     rewrite(lambda g: g["nodes"][1].update(k=65), "k=65")
     rewrite(lambda g: g["nodes"][1].update(op="conv9"), "op must be")
-    rewrite(lambda g: g["nodes"][2].update(input="nowhere"), "'nowhere' is not produced")
+    rewrite(lambda g: g["nodes"][2].update(inputs=["nowhere"]), "'nowhere' is not produced")
+    rewrite(lambda g: g["nodes"][2].update(inputs=["v0", "v1"]), "inputs must be a list of 1")
     rewrite(lambda g: g["nodes"][2]["tensors"].update(weight="missing"), "not in the file")
     rewrite(lambda g: g.update(output="v1"), "packed bits")
 

@@ -65,13 +65,13 @@ def export(
                 expected = model(example).numpy()
             except Exception as exc:  # the model's own forward failed on the example
                 raise ExportError(f"the model's forward fails on example_input {tuple(example.shape)}: {exc}") from None
-            nodes, tensors, layers = capture(model, example)
+            nodes, output, tensors, layers = capture(model, example)
     finally:
         model.train(was_training)
     graph = {
         "format": FORMAT, "version": FORMAT_VERSION,
         "input": {"name": "input", "shape": list(example.shape[1:]), "dtype": "float32"},
-        "output": nodes[-1]["output"], "nodes": nodes,
+        "output": output, "nodes": nodes,
         "source": {"model": getattr(model, "onebit_config", None), **(info or {})},
     }
     path = Path(path)

@@ -1,36 +1,50 @@
-"""From a PyTorch model to the runtime's node list: a walk over its layers in order.
+"""From a PyTorch model to the runtime's node list, by tracing it with ``torch.fx``.
 
-The walk accepts ``nn.Sequential`` models (nested ones are flattened) built from the
-layers the engine runs: ``QuantLinear``/``nn.Linear``, ``QuantConv1d/2d``/``nn.Conv1d/2d``,
-``BatchNorm1d``/``BatchNorm2d`` after them, ``MaxPool1d/2d``, ``Hardtanh``/``ReLU``,
-``Flatten``, ``Dropout``/``Identity`` (no-ops in eval). Anything else fails with an
-:class:`ExportError` that names the layer. Each weighted layer is recorded with the
-reason it runs binary or stays float.
+onebit's quantized layers and quantizers are leaves of the trace; everything else is
+traced through, so residual adds (Bi-Real Net) and channel concatenations (DenseNet)
+appear as graph nodes. The walk maps each traced node to a runtime value:
+
+- a weighted layer (``QuantLinear``/``QuantConv1d/2d``/``nn.Linear``/``nn.Conv1d/2d``)
+  starts a *pending* value: BatchNorm, max-pool, Hardtanh/ReLU, Flatten that follow it
+  with no other user fold into its output stage. The stage is decided when the value is
+  used: if every user binarizes it, BatchNorm + sign become integer thresholds and the
+  layer writes packed bits; otherwise it writes floats (and a ``sign`` node packs them for
+  the binary users);
+- on float values: ``add``, ``concat`` (channels), ``affine`` (a BatchNorm alone),
+  ``act`` (ReLU, Hardtanh, PReLU/RPReLU), ``avgpool2d``, ``maxpool2d``, ``flatten``.
 
 Image values are NHWC in the runtime (a 1-D signal (C, L) is the image (1, L, C), its
-convolutions and pools 1 × k): the first convolution is preceded by a ``to_nhwc`` node, and a dense layer after a ``Flatten`` of an image gets its weight
-columns permuted from PyTorch's (C, H, W) order to (H, W, C), so no transpose runs.
+convolutions and pools 1 × k): the first convolution is preceded by a ``to_nhwc`` node,
+and a dense layer after a flatten of an image gets its weight columns permuted from
+PyTorch's (C, H, W) order to (H, W, C), so no transpose runs. Anything else fails with an
+:class:`ExportError` naming the layer. Each weighted layer is recorded with the reason it
+runs binary or stays float.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.fx as fx
 from torch import nn
 
 from onebit.errors import ExportError
 from onebit.export.fold import bn_affine, thresholds
+from onebit.nn.blocks import RPReLU, RSign
 from onebit.nn.layers import QuantLayer
+from onebit.nn.quantizers import Quantizer
 from onebit.runtime.bitpack import pack_bits
 
-# Input quantizers whose forward is sign(x) with sign(0) = +1: the engine packs their input.
-SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign")
+# Input quantizers whose forward is sign(x) with sign(0) = +1 (RSign: sign(x − β_c)).
+SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "rsign")
 _NO_OPS = (nn.Dropout, nn.Identity)
-_SUPPORTED = ("QuantLinear, Linear, QuantConv1d/2d, Conv1d/2d, BatchNorm1d/2d, MaxPool1d/2d, Hardtanh, ReLU, "
-              "Flatten, Dropout, Identity")
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_SUPPORTED = ("QuantLinear, Linear, QuantConv1d/2d, Conv1d/2d, BatchNorm1d/2d, MaxPool1d/2d, AvgPool2d, "
+              "AdaptiveAvgPool2d(1), Hardtanh, ReLU, PReLU, RPReLU, Flatten, Dropout, Identity, +, torch.cat")
 
 
 @dataclass
@@ -47,13 +61,14 @@ class LayerReport:
 
 @dataclass
 class _Pending:
-    """A weighted layer whose output stage is not known until the next consumer is seen."""
+    """A weighted layer whose output stage is decided by the users of its last folded node."""
 
     op: str  # "dense" or "conv2d"
     name: str
+    source: "_Value"
     attrs: dict[str, Any]
     n: int
-    k: int  # bits per output of a binary-input layer (range of y is [−k, k])
+    k: int  # bits per output of a binary-input layer (y ∈ [−k, k])
     in_bits: bool
     weight: np.ndarray  # float32, ±1 for binary weights; dense (n, k), conv (O, KH, KW, Cg)
     weight_bits: bool
@@ -63,21 +78,46 @@ class _Pending:
     bn: bool = False
     act: list[nn.Module] = field(default_factory=list)
     post_pool: dict[str, Any] | None = None  # max-pool after the activation
-    flatten: str | None = None  # a Flatten that follows
+    flatten: bool = False
+    tail: fx.Node | None = None  # the last traced node folded in
 
 
-def _layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    if isinstance(model, nn.Sequential):
-        out: list[tuple[str, nn.Module]] = []
-        for name, child in model.named_children():
-            out += _layers(child, f"{prefix}{name}.")
-        return out
-    if prefix == "":
-        raise ExportError(
-            f"the exporter walks nn.Sequential models; {type(model).__name__} is not one "
-            "(graphs with branches are not supported yet)"
-        )
-    return [(prefix[:-1], model)]
+@dataclass
+class _Value:
+    """A runtime value (``name``), or a pending layer output that is not emitted yet."""
+
+    name: str | None
+    bits: bool
+    shape: tuple[int, ...]  # runtime shape, batch excluded
+    nchw: bool = False  # still in the user's layout (before to_nhwc)
+    flat_from: tuple[int, int, int] | None = None  # (H, W, C) of a flattened image
+    pending: _Pending | None = None
+    realized: dict[bool, "_Value"] = field(default_factory=dict)  # by bits: emitted forms of a pending value
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+        return isinstance(m, (QuantLayer, Quantizer, RPReLU)) or super().is_leaf_module(m, qualified_name)
+
+
+def _pair(v: Any) -> list[int]:
+    return list(v) if isinstance(v, tuple) else [v, v]
+
+
+def _pool_attrs(name: str, m: nn.Module) -> dict[str, Any]:
+    one_d = isinstance(m, (nn.MaxPool1d, nn.AvgPool1d))
+    pair = (lambda v: [1, v[0] if isinstance(v, tuple) else v]) if one_d else _pair
+    pad = (lambda v: [0, v[0] if isinstance(v, tuple) else v]) if one_d else _pair
+    if getattr(m, "ceil_mode", False) or getattr(m, "return_indices", False) or pad(getattr(m, "dilation", 1))[1] != 1:
+        raise ExportError(f"layer {name!r}: {type(m).__name__} with ceil_mode, dilation or return_indices is not supported")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return {"kernel": pair(m.kernel_size), "stride": pair(stride), "padding": pad(m.padding)}
+
+
+def _pooled(shape: tuple[int, ...], pool: dict[str, Any]) -> tuple[int, ...]:
+    h, w, c = shape
+    (kh, kw), (sh, sw), (ph, pw) = pool["kernel"], pool["stride"], pool["padding"]
+    return ((h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1, c)
 
 
 def _binary_weight(name: str, layer: nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
@@ -98,75 +138,94 @@ def _binary_weight(name: str, layer: nn.Module) -> tuple[np.ndarray, np.ndarray]
     return signs.astype(np.float32), alpha
 
 
-def _pool_attrs(name: str, m: nn.MaxPool1d | nn.MaxPool2d) -> dict[str, Any]:
-    if isinstance(m, nn.MaxPool1d):  # as a 1 x k pool
-        pair = lambda v: [1, v[0] if isinstance(v, tuple) else v]  # noqa: E731
-        pad = lambda v: [0, v[0] if isinstance(v, tuple) else v]  # noqa: E731
-    else:
-        pair = pad = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
-    if m.ceil_mode or pad(m.dilation) not in ([1, 1], [0, 1]) or m.return_indices:
-        raise ExportError(f"layer {name!r}: {type(m).__name__} with ceil_mode, dilation or return_indices is not supported")
-    stride = m.stride if m.stride is not None else m.kernel_size
-    return {"kernel": pair(m.kernel_size), "stride": pair(stride), "padding": pad(m.padding)}
-
-
 class _Walk:
-    """The state of the walk: the current value and the layer waiting for its output stage."""
-
-    def __init__(self, in_shape: tuple[int, ...]):
+    def __init__(self, gm: fx.GraphModule):
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
         self.nodes: list[dict[str, Any]] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.report: list[LayerReport] = []
-        self.value, self.bits, self.shape = "input", False, in_shape
-        self.nchw = len(in_shape) in (2, 3)  # the user's layout (NCHW or NCL), until to_nhwc
-        self.pending: _Pending | None = None
-        self.flat_from: tuple[int, int, int] | None = None  # (H, W, C) of a flattened image
         self._count = 0
 
-    def emit(self, op: str, name: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray], bits: bool,
-             shape: tuple[int, ...]) -> None:
+    # ---- emitting
+
+    def emit(self, op: str, name: str, inputs: list[_Value], attrs: dict[str, Any], arrays: dict[str, np.ndarray],
+             bits: bool, shape: tuple[int, ...], **extra: Any) -> _Value:
         out = f"v{self._count}"
         self._count += 1
         refs = {}
         for key, array in arrays.items():
             refs[key] = f"{name}.{key}"
+            if refs[key] in self.tensors:
+                raise ExportError(f"layer {name!r} is used twice; the exporter needs each weighted module once")
             self.tensors[refs[key]] = array
-        node = {"op": op, "name": name, "input": self.value, "output": out, **attrs}
+        node = {"op": op, "name": name, "inputs": [v.name for v in inputs], "output": out, **attrs}
         if refs:
             node["tensors"] = refs
         self.nodes.append(node)
-        self.value, self.bits, self.shape = out, bits, shape
+        return _Value(out, bits, shape, **extra)
 
-    def flatten(self, name: str) -> None:
-        if len(self.shape) == 1:
-            return
-        if self.nchw:
-            self.emit("flatten", name, {}, {}, False, (int(np.prod(self.shape)),))
-            return
-        h, w, c = self.shape
-        if self.bits and c % 64:
-            raise ExportError(f"layer {name!r}: Flatten of binary activations needs a multiple of 64 channels, got {c}")
-        self.flat_from = (h, w, c)
-        self.emit("flatten", name, {}, {}, self.bits, (h * w * c,))
+    def _binarizes(self, user: fx.Node) -> bool:
+        if user.op != "call_module":
+            return False
+        m = self.modules[user.target]
+        iq = m.input_quantizer if isinstance(m, QuantLayer) else None
+        return iq is not None and iq.name in SIGN_QUANTIZERS and not isinstance(iq, RSign)
 
-    def finish(self, next_is_binary: bool) -> None:
-        d, self.pending = self.pending, None
-        if d is None:
-            return
+    def realize(self, v: _Value, bits: bool | None = None) -> _Value:
+        """The emitted form of ``v``: a pending layer gets its output stage; ``bits`` asks for packed bits."""
+        if v.pending is not None:
+            p = v.pending
+            if not v.realized:
+                binary = bool(p.tail.users) and all(self._binarizes(u) for u in p.tail.users)
+                v.realized[binary] = self._finish(p, binary)
+            if bits is None:
+                return next(iter(v.realized.values()))
+            if bits not in v.realized:
+                if not bits:
+                    raise ExportError(f"layer {p.name!r}: its binary output is also used as a float value")
+                v.realized[True] = self.sign(p.name, v.realized[False])
+            return v.realized[bits]
+        if bits and not v.bits:
+            return self.sign(v.name or "input", v)
+        if bits is False and v.bits:
+            raise ExportError("a packed binary value is used where a float value is needed")
+        return v
+
+    def sign(self, name: str, v: _Value, shift: np.ndarray | None = None) -> _Value:
+        arrays = {} if shift is None else {"shift": shift.astype(np.float32)}
+        return self.emit("sign", f"{name}.sign", [v], {}, arrays, True, v.shape, flat_from=v.flat_from)
+
+    def to_nhwc(self, name: str, v: _Value, conv1d: bool) -> _Value:
+        if not v.nchw:
+            return v
+        if len(v.shape) != (2 if conv1d else 3):
+            raise ExportError(f"layer {name!r}: does not fit inputs of shape {v.shape}")
+        c, h, w = v.shape if len(v.shape) == 3 else (v.shape[0], 1, v.shape[1])
+        return self.emit("to_nhwc", f"{name}.to_nhwc", [v], {}, {}, False, (h, w, c))
+
+    def flatten(self, name: str, v: _Value) -> _Value:
+        if len(v.shape) == 1:
+            return v
+        if v.nchw:
+            return self.emit("flatten", name, [v], {}, {}, False, (int(np.prod(v.shape)),))
+        h, w, c = v.shape
+        if v.bits and c % 64:
+            raise ExportError(f"layer {name!r}: flatten of binary activations needs a multiple of 64 channels, got {c}")
+        return self.emit("flatten", name, [v], {}, {}, v.bits, (h * w * c,), flat_from=(h, w, c))
+
+    def _finish(self, d: _Pending, binary: bool) -> _Value:
         attrs = {**d.attrs, "weights": "bits" if d.weight_bits else "float"}
         arrays = {"weight": pack_bits(d.weight) if d.weight_bits else d.weight.astype(np.float32)}
         if d.pool is not None:
             attrs["pool"] = d.pool
-        out_shape = (d.n,)
+        out_shape: tuple[int, ...] = (d.n,)
         if d.op == "conv2d":
-            h, w = self.shape[0], self.shape[1]
+            h, w = d.source.shape[0], d.source.shape[1]
             (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel", "stride", "padding", "dilation"))
             h, w = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-            if d.pool is not None:
-                (pkh, pkw), (psh, psw), (pph, ppw) = d.pool["kernel"], d.pool["stride"], d.pool["padding"]
-                h, w = (h + 2 * pph - pkh) // psh + 1, (w + 2 * ppw - pkw) // psw + 1
-            out_shape = (h, w, d.n)
-        if next_is_binary:
+            out_shape = (h, w, d.n) if d.pool is None else _pooled((h, w, d.n), d.pool)
+        if binary:
             for a in d.act:
                 if not isinstance(a, nn.Hardtanh) or not a.min_val < 0 <= a.max_val:
                     raise ExportError(
@@ -181,14 +240,16 @@ class _Walk:
         else:
             attrs["out"], attrs["act"] = "float", _activation(d)
             arrays["scale"], arrays["bias"] = d.alpha.astype(np.float32), d.beta.astype(np.float32)
-        self.emit(d.op, d.name, attrs, arrays, next_is_binary, out_shape)
+        v = self.emit(d.op, d.name, [d.source], attrs, arrays, binary, out_shape)
         if d.post_pool is not None:
-            self.emit("maxpool2d", f"{d.name}.pool", {"pool": d.post_pool}, {}, self.bits, _pooled(self.shape, d.post_pool))
-        if d.flatten is not None:
-            self.flatten(d.flatten)
+            v = self.emit("maxpool2d", f"{d.name}.pool", [v], {"pool": d.post_pool}, {}, v.bits, _pooled(v.shape, d.post_pool))
+        if d.flatten:
+            v = self.flatten(f"{d.name}.flatten", v)
+        return v
 
-    def begin(self, name: str, m: nn.Module) -> bool:
-        """Common start of a weighted layer; returns whether its input is binary."""
+    # ---- layers
+
+    def weighted(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
         iq = m.input_quantizer if isinstance(m, QuantLayer) else None
         if iq is not None and iq.name not in SIGN_QUANTIZERS:
             raise ExportError(
@@ -196,121 +257,165 @@ class _Walk:
                 f"supported: {', '.join(SIGN_QUANTIZERS)} or float (None)"
             )
         in_bits = iq is not None
-        if self.pending is not None:
-            self.finish(in_bits)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and self.nchw:
-            if len(self.shape) != (2 if isinstance(m, nn.Conv1d) else 3):
-                raise ExportError(f"layer {name!r}: {type(m).__name__} does not fit inputs of shape {self.shape}")
-            c, h, w = self.shape if len(self.shape) == 3 else (self.shape[0], 1, self.shape[1])
-            self.emit("to_nhwc", f"{name}.to_nhwc", {}, {}, False, (h, w, c))
-            self.nchw = False
-        if in_bits and not self.bits:
-            self.emit("sign", f"{name}.sign", {}, {}, True, self.shape)
-        return in_bits
-
-    def scales(self, name: str, m: nn.Module, n: int) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
-        """(binary weights?, weights as float32, alpha, beta) of a weighted layer."""
-        binary = _binary_weight(name, m)
-        weight, alpha = binary if binary is not None else (m.weight.detach().float().numpy(), np.ones(n))
-        if isinstance(m, QuantLayer) and m.scale is not None:
-            alpha = alpha * m.scale.detach().double().numpy()
-        beta = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(n)
-        return binary is not None, weight, alpha, beta
-
-    def record(self, name: str, in_bits: bool, weight_bits: bool) -> None:
-        if in_bits and weight_bits:
-            self.report.append(LayerReport(name, "binary", "1-bit input and weights: XNOR-popcount"))
-        elif weight_bits:
-            self.report.append(LayerReport(name, "binary weights, float input",
-                                           "float input (first layer): BLAS on ±1 weights stored at 1 bit"))
+        is_conv = isinstance(m, (nn.Conv1d, nn.Conv2d))
+        if is_conv:
+            x = self.to_nhwc(name, self.realize(x, None if in_bits else False), isinstance(m, nn.Conv1d))
+        if isinstance(iq, RSign):  # sign(x − β_c): pack the float input against the shift
+            x = self.sign(name, self.realize(x, False), iq.shift.detach().numpy())
         else:
-            self.report.append(LayerReport(name, "float", "float weights" + ("" if in_bits else " and float input")))
-
-
-def _pooled(shape: tuple[int, ...], pool: dict[str, Any]) -> tuple[int, ...]:
-    h, w, c = shape
-    (kh, kw), (sh, sw), (ph, pw) = pool["kernel"], pool["stride"], pool["padding"]
-    return ((h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1, c)
-
-
-def capture(model: nn.Module, example: torch.Tensor) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], list[LayerReport]]:
-    """Nodes, tensors and the per-layer report for ``model`` on inputs shaped like ``example``."""
-    walk = _Walk(tuple(example.shape[1:]))
-    for name, m in _layers(model):
-        p = walk.pending
-        if isinstance(m, _NO_OPS):
-            continue
-        if isinstance(m, nn.Flatten):
-            if (m.start_dim, m.end_dim) != (1, -1):
-                raise ExportError(f"layer {name!r}: only Flatten(start_dim=1, end_dim=-1) is supported")
-            if p is not None:
-                p.flatten = name
-            else:
-                walk.flatten(name)
-            continue
-        if isinstance(m, nn.Linear):
-            in_bits = walk.begin(name, m)
-            if walk.shape != (m.in_features,):
-                raise ExportError(f"layer {name!r}: expects {m.in_features} features, its input has shape {walk.shape}")
-            n, k = m.out_features, m.in_features
-            weight_bits, weight, alpha, beta = walk.scales(name, m, n)
-            if walk.flat_from is not None:  # columns from PyTorch's (C, H, W) order to the runtime's (H, W, C)
-                h, w, c = walk.flat_from
+            x = self.realize(x, True if in_bits else False)
+        weight_bits, weight, alpha, beta = self._scales(name, m)
+        n = alpha.shape[0]
+        self.report.append(_report(name, in_bits, weight_bits))
+        if not is_conv:
+            k = m.in_features
+            if x.shape != (k,):
+                raise ExportError(f"layer {name!r}: expects {k} features, its input has shape {x.shape}")
+            if x.flat_from is not None:  # columns from PyTorch's (C, H, W) order to the runtime's (H, W, C)
+                h, w, c = x.flat_from
                 weight = weight.reshape(n, c, h, w).transpose(0, 2, 3, 1).reshape(n, k)
-                walk.flat_from = None
-            walk.pending = _Pending("dense", name, {"k": k, "n": n}, n, k, in_bits, np.ascontiguousarray(weight),
-                                    weight_bits, alpha, beta)
-            walk.record(name, in_bits, weight_bits)
-            continue
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            in_bits = walk.begin(name, m)
+            p = _Pending("dense", name, x, {"k": k, "n": n}, n, k, in_bits, np.ascontiguousarray(weight),
+                         weight_bits, alpha, beta)
+        else:
+            if len(x.shape) != 3 or x.shape[2] != m.in_channels:
+                raise ExportError(f"layer {name!r}: expects {m.in_channels} channels, its input has shape {x.shape}")
             pads = list(m._reversed_padding_repeated_twice)
             if isinstance(m, nn.Conv1d):  # a 1-D conv runs as a 1 x k 2-D conv on (1, L, C)
                 pads += [0, 0]
             if m.padding_mode != "zeros" or pads[0] != pads[1] or pads[2] != pads[3]:
                 raise ExportError(f"layer {name!r}: only symmetric zero-mode padding is supported, got {pads}")
             pad_value = float(getattr(m, "pad_value", 0.0)) if any(pads) else 0.0
-            n = m.out_channels
-            weight_bits, weight, alpha, beta = walk.scales(name, m, n)
-            two_d = lambda v: [1, *v] if isinstance(m, nn.Conv1d) else list(v)  # noqa: E731
+            two_d = (lambda v: [1, *v]) if isinstance(m, nn.Conv1d) else list
             attrs = {"cin": m.in_channels, "cout": n, "groups": m.groups, "kernel": two_d(m.kernel_size),
                      "stride": two_d(m.stride), "padding": [pads[2], pads[0]], "dilation": two_d(m.dilation),
                      "pad_value": int(pad_value)}
+            weight = weight.reshape(n, m.in_channels // m.groups, *attrs["kernel"]).transpose(0, 2, 3, 1)
             k = m.in_channels // m.groups * int(np.prod(m.kernel_size))
-            weight = weight.reshape(n, m.in_channels // m.groups, *attrs["kernel"])
-            weight = np.ascontiguousarray(weight.transpose(0, 2, 3, 1))  # (O, KH, KW, Cg)
-            walk.pending = _Pending("conv2d", name, attrs, n, k, in_bits, weight, weight_bits, alpha, beta)
-            walk.record(name, in_bits, weight_bits)
-            continue
-        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
-            pool = _pool_attrs(name, m)
-            if p is not None and p.op == "conv2d" and p.pool is None and not p.bn and not p.act:
-                p.pool = pool
-            elif p is not None and p.op == "conv2d" and p.post_pool is None and p.flatten is None:
-                p.post_pool = pool
-            elif p is None and len(walk.shape) == 3 and not walk.nchw:
-                walk.emit("maxpool2d", name, {"pool": pool}, {}, walk.bits, _pooled(walk.shape, pool))
-            else:
-                raise ExportError(f"layer {name!r}: MaxPool2d must follow a Conv2d (or its BatchNorm/activation)")
-            continue
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if p is None or p.act or p.bn or p.post_pool or p.flatten:
-                raise ExportError(f"layer {name!r}: {type(m).__name__} must directly follow a linear or conv layer")
+            p = _Pending("conv2d", name, x, attrs, n, k, in_bits, np.ascontiguousarray(weight), weight_bits, alpha, beta)
+        p.tail = node
+        return _Value(None, False, (), pending=p)
+
+    def _scales(self, name: str, m: nn.Module) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray]:
+        """(binary weights?, weights as float32, alpha, beta) of a weighted layer."""
+        binary = _binary_weight(name, m)
+        n = m.weight.shape[0]
+        weight, alpha = binary if binary is not None else (m.weight.detach().float().numpy(), np.ones(n))
+        if isinstance(m, QuantLayer) and m.scale is not None:
+            alpha = alpha * m.scale.detach().double().numpy()
+        beta = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(n)
+        return binary is not None, weight, alpha, beta
+
+    def fold(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value | None:
+        """Fold ``m`` into a pending layer output when it is that output's only user; None if it cannot."""
+        p = x.pending
+        if p is None or x.realized or len(p.tail.users) != 1:
+            return None
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and not (p.act or p.post_pool or p.flatten or p.bn):
             a, b = bn_affine(m)
             p.alpha, p.beta, p.bn = p.alpha * a, p.beta * a + b, True
-            continue
-        if isinstance(m, (nn.Hardtanh, nn.ReLU)):
-            if p is None or p.post_pool or p.flatten:
-                raise ExportError(f"layer {name!r}: {type(m).__name__} must follow a linear or conv layer (or its BatchNorm)")
+        elif isinstance(m, (nn.Hardtanh, nn.ReLU)) and not (p.post_pool or p.flatten):
             p.act.append(m)
-            continue
+        elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)) and p.op == "conv2d" and not p.flatten:
+            if p.pool is None and not p.bn and not p.act:
+                p.pool = _pool_attrs(name, m)
+            elif p.post_pool is None:
+                p.post_pool = _pool_attrs(name, m)
+            else:
+                return None
+        elif isinstance(m, nn.Flatten) and not p.flatten and (m.start_dim, m.end_dim) == (1, -1):
+            p.flatten = True
+        else:
+            return None
+        p.tail = node
+        return x
+
+    def module(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
+        if isinstance(m, _NO_OPS):
+            return x
+        if isinstance(m, _WEIGHTED):
+            return self.weighted(node, name, m, x)
+        folded = self.fold(node, name, m, x)
+        if folded is not None:
+            return folded
+        if isinstance(m, nn.Flatten):
+            if (m.start_dim, m.end_dim) != (1, -1):
+                raise ExportError(f"layer {name!r}: only Flatten(start_dim=1, end_dim=-1) is supported")
+            return self.flatten(name, self.realize(x))
+        x = self.realize(x, False) if not isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)) else self.realize(x)
+        if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
+            if len(x.shape) != 3 or x.nchw:
+                raise ExportError(f"layer {name!r}: max-pool needs the output of a convolution")
+            pool = _pool_attrs(name, m)
+            return self.emit("maxpool2d", name, [x], {"pool": pool}, {}, x.bits, _pooled(x.shape, pool))
+        if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            return self.avgpool(name, m, x)
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            a, b = bn_affine(m)
+            return self.emit("affine", name, [x], {}, {"scale": a.astype(np.float32), "bias": b.astype(np.float32)},
+                             False, x.shape, flat_from=x.flat_from)
+        if isinstance(m, (nn.ReLU, nn.Hardtanh, nn.PReLU, RPReLU)):
+            return self.activation(name, m, x)
         raise ExportError(f"layer {name!r} ({type(m).__name__}) is not supported by the exporter; supported: {_SUPPORTED}")
-    if walk.pending is None:
-        raise ExportError("the model does not end with a linear or conv layer (and its BatchNorm/activation)")
-    walk.finish(False)
-    if len(walk.shape) != 1:
-        raise ExportError(f"the model's output has shape {walk.shape}; the engine returns (N, features): end with Flatten/Linear")
-    return walk.nodes, walk.tensors, walk.report
+
+    def avgpool(self, name: str, m: nn.Module, x: _Value) -> _Value:
+        if len(x.shape) != 3 or x.nchw:
+            raise ExportError(f"layer {name!r}: average pooling needs the output of a convolution")
+        h, w, c = x.shape
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            if _pair(m.output_size) != [1, 1]:
+                raise ExportError(f"layer {name!r}: only AdaptiveAvgPool2d(1) (global average) is supported")
+            pool = {"kernel": [h, w], "stride": [h, w], "padding": [0, 0]}
+        else:
+            if m.ceil_mode or m.divisor_override is not None or (any(_pair(m.padding)) and not m.count_include_pad):
+                raise ExportError(f"layer {name!r}: AvgPool2d with ceil_mode, divisor_override or "
+                                  "count_include_pad=False and padding is not supported")
+            pool = _pool_attrs(name, m)
+        return self.emit("avgpool2d", name, [x], {"pool": pool}, {}, False, _pooled(x.shape, pool))
+
+    def activation(self, name: str, m: nn.Module, x: _Value) -> _Value:
+        c = x.shape[-1]
+        if isinstance(m, nn.ReLU):
+            return self.emit("act", name, [x], {"act": "relu"}, {}, False, x.shape, flat_from=x.flat_from)
+        if isinstance(m, nn.Hardtanh):
+            return self.emit("act", name, [x], {"act": "hardtanh", "low": float(m.min_val), "high": float(m.max_val)},
+                             {}, False, x.shape, flat_from=x.flat_from)
+        if isinstance(m, nn.PReLU):
+            slope = m.weight.detach().float().numpy()
+            zeros = np.zeros(c, np.float32)
+            arrays = {"shift_in": zeros, "slope": np.broadcast_to(slope, (c,)).copy(), "shift_out": zeros}
+        else:
+            arrays = {k: getattr(m, k).detach().float().numpy() for k in ("shift_in", "slope", "shift_out")}
+        return self.emit("act", name, [x], {"act": "prelu"}, arrays, False, x.shape, flat_from=x.flat_from)
+
+    def function(self, node: fx.Node, args: list[Any]) -> _Value:
+        target = node.target
+        if target in (operator.add, torch.add) or (node.op == "call_method" and target == "add"):
+            a, b = (self.realize(v, False) for v in args[:2])
+            if a.shape != b.shape or a.nchw != b.nchw:
+                raise ExportError(f"{node.name}: adding values of shapes {a.shape} and {b.shape}")
+            return self.emit("add", node.name, [a, b], {}, {}, False, a.shape, nchw=a.nchw)
+        if target is torch.cat:
+            parts, dim = args[0], node.kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            parts = [self.realize(v, False) for v in parts]
+            if dim != 1 or any(len(p.shape) != 3 or p.nchw or p.shape[:2] != parts[0].shape[:2] for p in parts):
+                raise ExportError(f"{node.name}: only torch.cat of convolution outputs along channels (dim=1) is supported")
+            shape = (*parts[0].shape[:2], sum(p.shape[2] for p in parts))
+            return self.emit("concat", node.name, parts, {}, {}, False, shape)
+        if target is torch.flatten or (node.op == "call_method" and target == "flatten"):
+            start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0 if target is torch.flatten else 0)
+            if start != 1:
+                raise ExportError(f"{node.name}: only flatten(x, 1) is supported")
+            return self.flatten(node.name, self.realize(args[0]))
+        raise ExportError(f"{node.name}: {getattr(target, '__name__', target)!s} is not supported by the exporter; "
+                          f"supported: {_SUPPORTED}")
+
+
+def _report(name: str, in_bits: bool, weight_bits: bool) -> LayerReport:
+    if in_bits and weight_bits:
+        return LayerReport(name, "binary", "1-bit input and weights: XNOR-popcount")
+    if weight_bits:
+        return LayerReport(name, "binary weights, float input", "float input (first layer): BLAS on ±1 weights stored at 1 bit")
+    return LayerReport(name, "float", "float weights" + ("" if in_bits else " and float input"))
 
 
 def _activation(d: _Pending) -> str:
@@ -321,3 +426,41 @@ def _activation(d: _Pending) -> str:
     if len(d.act) == 1 and isinstance(d.act[0], nn.Hardtanh) and (d.act[0].min_val, d.act[0].max_val) == (-1.0, 1.0):
         return "hardtanh"
     raise ExportError(f"layer {d.name!r}: activations {[type(a).__name__ for a in d.act]} are not supported on a float output")
+
+
+def capture(
+    model: nn.Module, example: torch.Tensor
+) -> tuple[list[dict[str, Any]], str, dict[str, np.ndarray], list[LayerReport]]:
+    """Nodes, the output value's name, tensors and the per-layer report for ``model``."""
+    tracer = _Tracer()
+    if tracer.is_leaf_module(model, "") or isinstance(model, _WEIGHTED):
+        model = nn.Sequential(model)  # a lone layer: trace it as a call, not through its forward
+    try:
+        gm = fx.GraphModule(model, tracer.trace(model))
+    except Exception as exc:  # tracing runs the model's Python forward symbolically
+        raise ExportError(f"cannot trace {type(model).__name__} with torch.fx: {exc}") from None
+    walk = _Walk(gm)
+    in_shape = tuple(example.shape[1:])
+    env: dict[fx.Node, Any] = {}
+    result: _Value | None = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if env:
+                raise ExportError("the exporter handles models with one input")
+            env[node] = _Value("input", False, in_shape, nchw=len(in_shape) in (2, 3))
+            continue
+        args = fx.node.map_arg(node.args, lambda a: env[a])
+        if node.op == "call_module":
+            env[node] = walk.module(node, str(node.target), walk.modules[node.target], args[0])
+        elif node.op in ("call_function", "call_method"):
+            env[node] = walk.function(node, list(args))
+        elif node.op == "output":
+            result = args[0]
+        else:
+            raise ExportError(f"{node.name}: {node.op} nodes are not supported by the exporter")
+    if not isinstance(result, _Value):
+        raise ExportError("the model must return one tensor")
+    out = walk.realize(result, False)
+    if len(out.shape) != 1:
+        raise ExportError(f"the model's output has shape {out.shape}; the engine returns (N, features): end with Flatten/Linear")
+    return walk.nodes, out.name, walk.tensors, walk.report

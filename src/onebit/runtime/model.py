@@ -18,7 +18,7 @@ import numpy as np
 from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
-from onebit.runtime.ops import BUILDERS, Layer, NodeReader
+from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
 
@@ -135,12 +135,21 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
     for i, node in enumerate(nodes):
         r = NodeReader(node, i, tensors, where)
         op = r.str("op", tuple(BUILDERS))
-        name, src, out = r.str("name"), r.str("input"), r.str("output")
-        if src not in known:
-            raise r.error(f"input {src!r} is not produced by an earlier node")
+        name, out = r.str("name"), r.str("output")
+        inputs = node.get("inputs")
+        arity = 2 if op == "add" else (None if op == "concat" else 1)
+        if not (isinstance(inputs, list) and inputs and all(isinstance(v, str) for v in inputs)
+                and (arity is None or len(inputs) == arity) and len(inputs) <= 1024):
+            raise r.error(f"inputs must be a list of {arity or 'one or more'} value names, got {inputs!r}")
+        for src in inputs:
+            if src not in known:
+                raise r.error(f"input {src!r} is not produced by an earlier node")
         if out in known:
             raise r.error(f"output {out!r} is already defined")
-        layer = BUILDERS[op](r, src, out, *known[src])
+        if op in MULTI_INPUT:
+            layer = BUILDERS[op](r, inputs, out, [known[v] for v in inputs])
+        else:
+            layer = BUILDERS[op](r, inputs[0], out, *known[inputs[0]])
         layer.name = name
         known[out] = (layer.out_shape, layer.out_bits)
         model.layers.append(layer)

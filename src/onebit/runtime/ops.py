@@ -8,7 +8,7 @@ converts the user's NCHW input once.
 
 ``to_nhwc``   float ``(C, H, W)`` → ``(H, W, C)``.
 ``flatten``   float or bits → one axis (bits: ``C`` a multiple of 64 unless already flat).
-``sign``      float → bits: −1 where ``x < 0`` (sign(0) = +1).
+``sign``      float → bits: −1 where ``x < shift`` (per channel, default 0; sign(0) = +1).
 ``dense``     ``y = x · Wᵀ``, ``conv2d``: ``y = x ⋆ W``, with ``W`` binary (1 bit per weight in
               the file) or float, ``x`` float or bits (then ``y`` is the exact integer
               ``K − 2·popcount(x XOR w)``), an optional max-pool of ``y``, then the output stage:
@@ -17,7 +17,11 @@ converts the user's NCHW input once.
               flip = +1, OR where flip = −1, which equals pooling ``y`` first);
               ``out="bits"`` after float: ``+1 iff y·scale + bias ≥ 0``;
               ``out="float"``: ``act(y·scale + bias)``, act ∈ none/relu/hardtanh.
-``maxpool2d`` on float NHWC or bits (max of ±1 = AND of the bits).
+``maxpool2d`` on float NHWC or bits (max of ±1 = AND of the bits); ``avgpool2d`` on floats.
+``affine``    per-channel ``x·scale + bias`` (a BatchNorm on its own); ``act``: relu, hardtanh,
+              prelu (``PReLU(x − shift_in) + shift_out``, ReActNet's RPReLU).
+``add``       the sum of two float values (residual shortcuts); ``concat``: float values joined
+              along channels (DenseNet).
 """
 
 from __future__ import annotations
@@ -157,13 +161,102 @@ def flatten(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: boo
 
 
 def sign(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """−1 where ``x < shift`` (per channel, default 0), packed along the last axis."""
     if bits:
         raise r.error("sign needs a float input")
+    shift = r.finite("shift", (shape[-1],)) if "shift" in (r.node.get("tensors") or {}) else None
 
     def run(values: Values, threads: int) -> None:
-        values[out] = _pack_last(values[src], threads)
+        x = values[src]
+        values[out] = _pack_last(x - shift if shift is not None else x, threads)
 
     return Layer("", "sign", "pack", shape, shape, True, run=run)
+
+
+def affine(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """``x·scale + bias`` per channel (the last axis): a BatchNorm that follows no layer."""
+    if bits:
+        raise r.error("affine needs a float input")
+    scale, bias = r.finite("scale", (shape[-1],)), r.finite("bias", (shape[-1],))
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = values[src] * scale + bias
+
+    return Layer("", "affine", "float", shape, shape, False, run=run)
+
+
+def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """relu; hardtanh(low, high); prelu: ``PReLU_slope(x − shift_in) + shift_out`` per channel (RPReLU)."""
+    if bits:
+        raise r.error("act needs a float input")
+    kind = r.str("act", ("relu", "hardtanh", "prelu"))
+    if kind == "relu":
+
+        def run(values: Values, threads: int) -> None:
+            values[out] = np.maximum(values[src], np.float32(0.0))
+    elif kind == "hardtanh":
+        low, high = r.node.get("low"), r.node.get("high")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)) or low > high:
+            raise r.error(f"hardtanh needs finite low <= high, got {low!r}, {high!r}")
+        low, high = np.float32(low), np.float32(high)
+
+        def run(values: Values, threads: int) -> None:
+            values[out] = np.clip(values[src], low, high)
+    else:
+        c = shape[-1]
+        shift_in, slope, shift_out = (r.finite(k, (c,)) for k in ("shift_in", "slope", "shift_out"))
+
+        def run(values: Values, threads: int) -> None:
+            z = values[src] - shift_in
+            values[out] = np.where(z >= 0, z, slope * z) + shift_out
+
+    return Layer("", "act", "float", shape, shape, False, run=run)
+
+
+def add(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
+    """The residual sum of two float values of one shape (Bi-Real Net's shortcut)."""
+    (sa, ba), (sb, bb) = known
+    if ba or bb or sa != sb:
+        raise r.error(f"add needs two float values of one shape, got {sa} and {sb}")
+    a, b = srcs
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = values[a] + values[b]
+
+    return Layer("", "add", "float", sa, sa, False, run=run)
+
+
+def concat(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
+    """Float (H, W, C_i) values joined along channels (DenseNet)."""
+    shapes = [s for s, _ in known]
+    if any(b for _, b in known) or any(len(s) != 3 or s[:2] != shapes[0][:2] for s in shapes):
+        raise r.error(f"concat needs float (H, W, C) values of one H and W, got {shapes}")
+    shape = (*shapes[0][:2], sum(s[2] for s in shapes))
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = np.concatenate([values[v] for v in srcs], axis=-1)
+
+    return Layer("", "concat", "float", shapes[0], shape, False, run=run)
+
+
+def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """Average pool of float NHWC values; padded zeros count in the divisor (PyTorch's default)."""
+    if bits or len(shape) != 3:
+        raise r.error(f"avgpool2d needs a float (H, W, C) input, got {'bits' if bits else shape}")
+    h, w, c = shape
+    spec = _pool_spec(r, h, w)
+    if spec is None:
+        raise r.error("avgpool2d needs a pool object")
+    kernel, stride, pad, ph, pw = spec
+
+    def run(values: Values, threads: int) -> None:
+        x = values[src]
+        if any(pad):
+            x = np.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)))
+        win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(1, 2))[:, :: stride[0], :: stride[1]]
+        values[out] = np.ascontiguousarray(win[:, :ph, :pw].mean(axis=(-2, -1), dtype=np.float32))
+
+    return Layer("", "avgpool2d", "float", shape, (ph, pw, c), False, run=run)
 
 
 # ------------------------------------------------------------------ output stage
@@ -365,6 +458,8 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
     return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run)
 
 
-BUILDERS = {
+BUILDERS: dict[str, Callable[..., Layer]] = {
     "to_nhwc": to_nhwc, "flatten": flatten, "sign": sign, "dense": dense, "conv2d": conv2d, "maxpool2d": maxpool2d,
+    "avgpool2d": avgpool2d, "affine": affine, "act": act, "add": add, "concat": concat,
 }
+MULTI_INPUT = ("add", "concat")
