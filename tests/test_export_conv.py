@@ -115,3 +115,50 @@ def test_pool_after_the_activation_on_bits_with_odd_channels(tmp_path):
         nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(64 * 4 * 4, 10),
     )
     _check(_randomize_bn(model), torch.randn(100, 3, 8, 8), tmp_path / "p.onebit")
+
+
+def test_bireal_residual_net_equals_pytorch(tmp_path):
+    """Bi-Real blocks: a real-valued shortcut (identity, or AvgPool → 1x1 conv → BN) around every binary conv."""
+    from onebit.nn import BiRealBlock
+
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
+        BiRealBlock(64, 64), BiRealBlock(64, 64, pad_value=1.0), BiRealBlock(64, 128, stride=2),
+        BiRealBlock(128, 128, pad_value=-1.0), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
+    )
+    got = _check(_randomize_bn(model), torch.randn(200, 3, 12, 12), tmp_path / "bireal.onebit")
+    ops = [layer.op for layer in rt.load(tmp_path / "bireal.onebit").layers]
+    assert ops.count("add") == 4 and ops.count("avgpool2d") == 2 and got.shape == (200, 10)
+
+
+class _DenseBlock(nn.Module):
+    """BinaryDenseNet-style growth: new binary features concatenated to the input."""
+
+    def __init__(self, channels: int, growth: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.conv = QuantConv2d(channels, growth, 3, padding=1, pad_value=1.0, input_quantizer="ste_sign",
+                                weight_quantizer="ste_sign")
+        self.post = nn.BatchNorm2d(growth)
+
+    def forward(self, x):
+        return torch.cat([x, self.post(self.conv(self.bn(x)))], dim=1)
+
+
+def test_dense_concat_and_reactnet_blocks_equal_pytorch(tmp_path):
+    """Concatenation along channels, RSign (learned threshold) and RPReLU."""
+    from onebit.nn import RPReLU, RSign
+
+    torch.manual_seed(6)
+    conv = QuantConv2d(96, 64, 3, padding=1, input_quantizer=RSign(96), weight_quantizer="ste_sign")
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), _DenseBlock(64, 32),
+        conv, nn.BatchNorm2d(64), RPReLU(64), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 4 * 4, 10),
+    )
+    with torch.no_grad():
+        conv.input_quantizer.shift.uniform_(-0.5, 0.5)
+        model[5].slope.uniform_(0, 0.5)
+        model[5].shift_in.uniform_(-0.2, 0.2)
+        model[5].shift_out.uniform_(-0.2, 0.2)
+    _check(_randomize_bn(model), torch.randn(200, 3, 8, 8), tmp_path / "dense.onebit")
