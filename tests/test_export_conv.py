@@ -162,3 +162,14 @@ def test_dense_concat_and_reactnet_blocks_equal_pytorch(tmp_path):
         model[5].shift_in.uniform_(-0.2, 0.2)
         model[5].shift_out.uniform_(-0.2, 0.2)
     _check(_randomize_bn(model), torch.randn(200, 3, 8, 8), tmp_path / "dense.onebit")
+
+
+def test_birealnet18_exports_at_a_small_size(tmp_path):
+    """The registered Bi-Real Net-18 (reduced width, 32x32) runs in the engine as in PyTorch;
+    only the stem, the downsampling shortcuts and the classifier stay float."""
+    torch.manual_seed(7)
+    model = _randomize_bn(create_model("birealnet18", num_classes=10, in_shape=(3, 32, 32), width=16))
+    report = export(model, tmp_path / "b18.onebit", torch.randn(4, 3, 32, 32), verbose=False)
+    kinds = [layer.kind for layer in report.layers]
+    assert kinds.count("binary") == 16 and kinds.count("float") == 1 + 3 + 1
+    _check(model, torch.randn(100, 3, 32, 32), tmp_path / "b18.onebit")

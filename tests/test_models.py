@@ -77,3 +77,13 @@ def test_create_model_errors():
         create_model("lfc", input_quantizer=object())
     with pytest.raises(ConfigError, match="unknown quantizer"):
         create_model("lfc", weight_quantizer="sgn")
+
+
+def test_birealnet_matches_the_reference_parameter_count():
+    """BiRealNet-18 at 224x224x3 with 1,000 classes: 11,699,112 parameters counting BatchNorm's
+    four vectors as Keras does (Larq zoo's figure)."""
+
+    model = create_model("birealnet18", num_classes=1000, in_shape=(3, 224, 224))
+    assert summary(model, (3, 224, 224)).total_params == 11_699_112
+    with pytest.raises(ConfigError, match="at least 32x32"):
+        create_model("birealnet34", num_classes=10, in_shape=(3, 16, 16))

@@ -1,0 +1,63 @@
+"""Bi-Real Net (Liu et al. 2018): ResNet-18/34 with a real-valued shortcut around every binary conv.
+
+Stem: float 7×7/2 conv → BN → 3×3/2 max-pool. Then 4 stages of Bi-Real blocks (each
+one binary 3×3 conv with ApproxSign activations and magnitude-aware weights, plus its
+own shortcut: identity, or AvgPool2d(2) → float 1×1 conv → BN where the resolution or
+width changes), global average pooling and a float classifier. ResNet-18's two convs
+per basic block become two blocks; stage depths are 2·(2, 2, 2, 2) for 18 layers and
+2·(3, 4, 6, 3) for 34.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from onebit.errors import ConfigError
+from onebit.models.registry import register_model
+from onebit.nn import BiRealBlock, QuantizerSpec
+
+PAPER = "Liu et al. 2018, Bi-Real Net: Enhancing the Performance of 1-bit CNNs (arXiv:1808.00278)"
+
+
+def _bireal(
+    blocks: tuple[int, ...], num_classes: int, in_shape: tuple[int, ...], width: int,
+    input_quantizer: QuantizerSpec, weight_quantizer: QuantizerSpec, pad_value: float,
+) -> nn.Sequential:
+    if len(in_shape) != 3:
+        raise ConfigError(f"Bi-Real Net needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
+    if min(in_shape[1:]) < 32:
+        raise ConfigError(f"Bi-Real Net downsamples 32 times: inputs must be at least 32x32, got {in_shape[1:]}")
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_shape[0], width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    ]
+    channels = width
+    for stage, count in enumerate(blocks):
+        out = width * 2**stage
+        for i in range(2 * count):
+            stride = 2 if stage > 0 and i == 0 else 1
+            layers.append(BiRealBlock(channels, out, stride, input_quantizer=input_quantizer,
+                                      weight_quantizer=weight_quantizer, pad_value=pad_value))
+            channels = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    return nn.Sequential(*layers)
+
+
+@register_model(family="Bi-Real Net", paper=PAPER)
+def birealnet18(
+    num_classes: int, in_shape: tuple[int, ...], width: int = 64,
+    input_quantizer: QuantizerSpec = "approx_sign", weight_quantizer: QuantizerSpec = "magnitude_aware_sign",
+    pad_value: float = 0.0,
+) -> nn.Module:
+    """Bi-Real Net-18: 16 binary 3×3 convs, each with a real-valued shortcut."""
+    return _bireal((2, 2, 2, 2), num_classes, in_shape, width, input_quantizer, weight_quantizer, pad_value)
+
+
+@register_model(family="Bi-Real Net", paper=PAPER)
+def birealnet34(
+    num_classes: int, in_shape: tuple[int, ...], width: int = 64,
+    input_quantizer: QuantizerSpec = "approx_sign", weight_quantizer: QuantizerSpec = "magnitude_aware_sign",
+    pad_value: float = 0.0,
+) -> nn.Module:
+    """Bi-Real Net-34: 32 binary 3×3 convs, each with a real-valued shortcut."""
+    return _bireal((3, 4, 6, 3), num_classes, in_shape, width, input_quantizer, weight_quantizer, pad_value)
