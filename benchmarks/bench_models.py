@@ -1,6 +1,7 @@
 """Whole networks in onebit.runtime vs the same architecture in PyTorch fp32.
 
-BinaryNet's MLP (784-4096-4096-4096-10) and CIFAR-10 VGG-small, built with random
+BinaryNet's MLP (784-4096-4096-4096-10), its CIFAR-10 VGG-small and Bi-Real Net-18 at
+224x224 (1,000 classes), built with random
 weights and BatchNorm statistics (latency does not depend on the values) and exported;
 for each: ``onebit bench``'s table at batch 1 (1 and 2 threads), and the engine's
 per-layer breakdown at batch 64. Usage: ``python benchmarks/bench_models.py [--repeats N]
@@ -22,7 +23,7 @@ from onebit.bench import bench_model, cpu_name
 from onebit.export import export
 from onebit.models import create_model
 
-SHAPES = {"binarynet_mlp": (1, 28, 28), "binarynet_cnn": (3, 32, 32)}
+SHAPES = {"binarynet_mlp": (1, 28, 28), "binarynet_cnn": (3, 32, 32), "birealnet18": (3, 224, 224)}
 
 
 def _random_bn(model: torch.nn.Module) -> None:
@@ -55,7 +56,7 @@ def main() -> None:
     for name in args.models.split(","):
         torch.manual_seed(0)
         in_shape = SHAPES[name]
-        model = create_model(name, num_classes=10, in_shape=in_shape)
+        model = create_model(name, num_classes=1000 if name == "birealnet18" else 10, in_shape=in_shape)
         _random_bn(model)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.onebit"

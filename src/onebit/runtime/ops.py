@@ -250,11 +250,7 @@ def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     kernel, stride, pad, ph, pw = spec
 
     def run(values: Values, threads: int) -> None:
-        x = values[src]
-        if any(pad):
-            x = np.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)))
-        win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(1, 2))[:, :: stride[0], :: stride[1]]
-        values[out] = np.ascontiguousarray(win[:, :ph, :pw].mean(axis=(-2, -1), dtype=np.float32))
+        values[out] = _float_pool(values[src], kernel, stride, pad, mean=True)
 
     return Layer("", "avgpool2d", "float", shape, (ph, pw, c), False, run=run)
 
@@ -333,12 +329,35 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> i
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _float_pool(y: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]) -> np.ndarray:
-    """Max-pool of NHWC floats; padded positions never win (PyTorch pads with −inf)."""
-    if any(pad):
-        y = np.pad(y, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)), constant_values=-np.inf)
-    win = np.lib.stride_tricks.sliding_window_view(y, kernel, axis=(1, 2))[:, :: stride[0], :: stride[1]]
-    return np.ascontiguousarray(win.max(axis=(-2, -1)))
+def _taps(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+          out_hw: tuple[int, int]):
+    """The strided (N, OH, OW, C) view of ``x`` (already padded, NHWC) for each kernel tap."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            yield x[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+
+
+def _pad_hw(x: np.ndarray, pad: tuple[int, int], value: float) -> np.ndarray:
+    if not any(pad):
+        return x
+    return np.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)), constant_values=value)
+
+
+def _float_pool(y: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                mean: bool = False) -> np.ndarray:
+    """Max- (or average-) pool of NHWC floats, one strided slice per tap. Max: padded positions
+    never win (PyTorch pads with −inf); average: padded zeros count (count_include_pad)."""
+    h, w = y.shape[1] + 2 * pad[0], y.shape[2] + 2 * pad[1]
+    out_hw = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+    y = _pad_hw(y, pad, 0.0 if mean else -np.inf)
+    taps = _taps(y, kernel, stride, (1, 1), out_hw)
+    out = np.array(next(taps), dtype=np.float32)
+    for tap in taps:
+        np.add(out, tap, out=out) if mean else np.maximum(out, tap, out=out)
+    if mean:
+        out *= np.float32(1.0 / (kernel[0] * kernel[1]))
+    return out
 
 
 def _pool_spec(r: NodeReader, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int] | None:
@@ -438,17 +457,15 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
         wmat = wmat.reshape(groups, cout // groups, kernel[0] * kernel[1] * cg).transpose(0, 2, 1).copy()
 
         def run(values: Values, threads: int) -> None:
-            x = values[src]
-            if any(padding):
-                x = np.pad(x, ((0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)), constant_values=float(pad_value))
-            win = np.lib.stride_tricks.sliding_window_view(
-                x, (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1), axis=(1, 2)
-            )[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]][:, :oh, :ow]
-            n = len(x)
+            x = _pad_hw(values[src], padding, float(pad_value))
+            n, taps = len(x), kernel[0] * kernel[1]
             ys = []
             for g in range(groups):
-                cols = win[:, :, :, g * cg : (g + 1) * cg].transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
-                ys.append(cols @ wmat[g])
+                # im2col: one strided copy per tap into (N, OH, OW, taps, Cg), then one GEMM.
+                cols = np.empty((n, oh, ow, taps, cg), np.float32)
+                for t, tap in enumerate(_taps(x[..., g * cg : (g + 1) * cg], kernel, stride, dilation, (oh, ow))):
+                    cols[:, :, :, t] = tap
+                ys.append(cols.reshape(n * oh * ow, taps * cg) @ wmat[g])
             y = (ys[0] if groups == 1 else np.concatenate(ys, axis=1)).reshape(n, oh, ow, cout)
             if spec is not None:
                 y = _float_pool(y, *spec[:3])
