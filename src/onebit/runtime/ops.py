@@ -458,14 +458,16 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
 
         def run(values: Values, threads: int) -> None:
             x = _pad_hw(values[src], padding, float(pad_value))
-            n, taps = len(x), kernel[0] * kernel[1]
+            n = len(x)
+            # im2col as a strided window view, copied once into (N·OH·OW, KH·KW·Cg) rows; then one GEMM.
+            span = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
+            win = np.lib.stride_tricks.sliding_window_view(x, span, axis=(1, 2))
+            win = win[:, : stride[0] * (oh - 1) + 1 : stride[0], : stride[1] * (ow - 1) + 1 : stride[1], :,
+                      :: dilation[0], :: dilation[1]]
             ys = []
             for g in range(groups):
-                # im2col: one strided copy per tap into (N, OH, OW, taps, Cg), then one GEMM.
-                cols = np.empty((n, oh, ow, taps, cg), np.float32)
-                for t, tap in enumerate(_taps(x[..., g * cg : (g + 1) * cg], kernel, stride, dilation, (oh, ow))):
-                    cols[:, :, :, t] = tap
-                ys.append(cols.reshape(n * oh * ow, taps * cg) @ wmat[g])
+                cols = win[:, :, :, g * cg : (g + 1) * cg].transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
+                ys.append(cols @ wmat[g])
             y = (ys[0] if groups == 1 else np.concatenate(ys, axis=1)).reshape(n, oh, ow, cout)
             if spec is not None:
                 y = _float_pool(y, *spec[:3])
