@@ -103,11 +103,15 @@ const BgemmKernels& bgemm_kernels(Isa isa) {
 
 namespace {
 
-// Fewer threads than asked for when there is too little work. Waking a sleeping pool
-// worker costs the caller a few microseconds (a futex call; ~5 us in a VM), and a worker
-// whose core is busy may not come at all, leaving the caller to do everything: an extra
-// thread is only worth it for work that dwarfs that. Each thread must get at least
-// kMinMicrosPerThread of (estimated, single-thread) work: no second thread below ~50 us.
+// Fewer threads than asked for when there is too little work: each thread must get at
+// least this much (estimated, single-thread) work. bgemm and bgemm_threshold pass their
+// estimate to parallel_run, which shares jobs under ~100 us only with pool workers that
+// are already awake (no futex wake-up on the caller's time, nobody waited for), so a
+// thread's share can be small: kMinMicrosPerAwakeThread. bgemm_threads_for() is for
+// callers that do not pass an estimate (every job may wake workers: a few microseconds
+// each, and a worker whose core is busy may not come at all): no second thread below
+// ~50 us there.
+constexpr double kMinMicrosPerAwakeThread = 10.0;
 constexpr double kMinMicrosPerThread = 25.0;
 
 // Rough single-thread speed in word pairs (XOR + popcount of 64 bits) per microsecond, by
@@ -191,13 +195,15 @@ void run_task(void* ctx, std::int64_t task, int /*thread*/) {
   compute_block(j, m0, m1, t0, t1);
 }
 
-int plan(Job& j, int num_threads) {
+// Returns the thread count; *micros: the estimated single-thread time.
+int plan(Job& j, int num_threads, double* micros_out) {
   const std::int64_t mr = j.kern->mr;
   // Estimated single-thread time: compute bound, or (M <= mr) streaming the weights once.
   const double weight_words = static_cast<double>(j.n) * static_cast<double>(j.words);
   double micros = static_cast<double>(j.m) * weight_words / pairs_per_us(j.kern, false);
   if (j.m <= mr) micros = std::max(micros, weight_words / pairs_per_us(j.kern, true));
-  int threads = static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, num_threads));
+  *micros_out = micros;
+  int threads = static_cast<int>(std::clamp<double>(micros / kMinMicrosPerAwakeThread, 1.0, num_threads));
   if (j.m <= mr) {
     // GEMV / small batch: one row block, no K blocking (no reuse across row groups to
     // gain), split N only. Each task streams nc whole tiles of contiguous weights.
@@ -244,8 +250,9 @@ void bgemm(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, std::
   Job j = make_job(a, m, w, isa);
   if (m == 0 || w.n() == 0) return;
   j.c = c;
-  const int threads = plan(j, num_threads);
-  parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j);
+  double micros = 0.0;
+  const int threads = plan(j, num_threads, &micros);
+  parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j, micros);
 }
 
 int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads) {
@@ -293,8 +300,9 @@ void bgemm_threshold(const std::uint64_t* a, std::int64_t m, const PackedWeights
   static_assert(kBgemmNR == 32, "the threshold stage writes one 32-bit half per tile");
   j.out = reinterpret_cast<std::uint32_t*>(out);
   j.out_halves = 2 * out_words;
-  const int threads = plan(j, num_threads);
-  parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j);
+  double micros = 0.0;
+  const int threads = plan(j, num_threads, &micros);
+  parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j, micros);
 }
 
 }  // namespace onebit

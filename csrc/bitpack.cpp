@@ -49,10 +49,10 @@ const BitpackKernels& bitpack_kernels(Isa isa) {
 namespace {
 
 // Fewer threads than asked for when there is too little work: each thread must get at
-// least this much (estimated, single-thread) work, so no second thread below ~50 us.
-// Waking a sleeping pool worker costs the caller a few microseconds, and a worker on a
-// busy core may not come at all (see bgemm.cpp).
-constexpr double kMinMicrosPerThread = 25.0;
+// least this much (estimated, single-thread) work. The estimate goes to parallel_run,
+// which shares jobs under ~100 us only with pool workers that are already awake (see
+// threadpool.h and bgemm.cpp).
+constexpr double kMinMicrosPerThread = 10.0;
 
 // Rough single-thread speed in floats per microsecond (measured on a Zen 5 core), only
 // used for the thread count.
@@ -83,9 +83,11 @@ void unpack_task(void* ctx, std::int64_t task, int) {
   j.kern->unpack(j.packed + r0 * j.words, r1 - r0, j.cols, j.out_floats + r0 * j.cols);
 }
 
-std::int64_t split(PackJob& j, int num_threads, bool pack) {
+// Returns the thread count; *micros: the estimated single-thread time.
+std::int64_t split(PackJob& j, int num_threads, bool pack, double* micros_out) {
   const double micros = static_cast<double>(j.rows) * static_cast<double>(std::max<std::int64_t>(j.cols, 1)) /
                         floats_per_us(j.kern, pack);
+  *micros_out = micros;
   const auto threads = static_cast<std::int64_t>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, num_threads));
   const std::int64_t tasks = std::min<std::int64_t>(j.rows, threads == 1 ? 1 : 4 * threads);
   j.rows_per_task = (j.rows + tasks - 1) / std::max<std::int64_t>(tasks, 1);
@@ -98,16 +100,18 @@ void pack_rows_f32(const float* x, std::int64_t rows, std::int64_t cols, std::ui
                    int num_threads, Isa isa) {
   if (rows <= 0 || cols <= 0) return;
   PackJob j{&bitpack_kernels(isa), x, nullptr, out, nullptr, rows, cols, words_for(cols), rows};
-  const std::int64_t threads = split(j, num_threads, true);
-  parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, pack_task, &j);
+  double micros = 0.0;
+  const std::int64_t threads = split(j, num_threads, true, &micros);
+  parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, pack_task, &j, micros);
 }
 
 void unpack_rows_f32(const std::uint64_t* packed, std::int64_t rows, std::int64_t cols, float* out,
                      int num_threads, Isa isa) {
   if (rows <= 0 || cols <= 0) return;
   PackJob j{&bitpack_kernels(isa), nullptr, packed, nullptr, out, rows, cols, words_for(cols), rows};
-  const std::int64_t threads = split(j, num_threads, false);
-  parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, unpack_task, &j);
+  double micros = 0.0;
+  const std::int64_t threads = split(j, num_threads, false, &micros);
+  parallel_run(static_cast<int>(threads), (rows + j.rows_per_task - 1) / j.rows_per_task, unpack_task, &j, micros);
 }
 
 }  // namespace onebit

@@ -1,7 +1,8 @@
 // The kernels' thread pool. Design (see threadpool.h for the contract):
 //
-// * A job is published as a 64-bit word job_ = (seq << 32) | helpers, after its fields.
-//   Workers 0..helpers-1 (threads 1..helpers) take part in it; the others ignore it.
+// * A job is published as a 64-bit word job_ = (seq << 32) | wake flag | helpers, after
+//   its fields. Workers 0..helpers-1 (threads 1..helpers) take part in it; the others
+//   ignore it.
 // * Tasks are claimed through claim_ = (seq << 32) | next task, with a compare-exchange
 //   that only succeeds while the word still carries the claimer's job seq and tasks are
 //   left. A worker that wakes late (the job is finished, or a later one is running) fails
@@ -11,8 +12,12 @@
 //   it waits only for tasks a worker actually claimed and is running, never for workers
 //   to check in. If no worker shows up in time, the caller simply does all the tasks.
 // * Idle workers spin briefly (pause instruction, then sched_yield so that whatever else
-//   wants the core gets it), then sleep on their own condition variable. The caller wakes
-//   a worker (a futex call) only when that worker is asleep.
+//   wants the core gets it), then sleep on their own condition variable. Sleeping workers
+//   are woken (a futex call each, a few microseconds of the caller's time; and a worker
+//   sleeping on an idle core took ~50-70 us to start in a VM) only for jobs estimated
+//   worth it, or when jobs come back to back (then the wake-up serves the jobs that
+//   follow, which find the worker still spinning); other jobs are shared with the workers
+//   that are awake, if any.
 #include "threadpool.h"
 
 #include <algorithm>
@@ -62,12 +67,19 @@ using Clock = std::chrono::steady_clock;
 // awake; the caller, out of tasks, counts from then while it waits for the tasks workers
 // are still running (a worker that claimed a task may have been preempted).
 constexpr auto kSpin = std::chrono::microseconds(5);
-constexpr auto kWorkerYield = std::chrono::microseconds(60);
+constexpr auto kWorkerYield = std::chrono::microseconds(200);
 constexpr auto kCallerYield = std::chrono::microseconds(50);
 // Tasks per job: the claim word keeps the task index in its low 32 bits.
 constexpr std::int64_t kMaxTasksPerJob = std::int64_t{1} << 31;
 
+// Jobs estimated to take less than this (single-thread microseconds) do not wake sleeping
+// workers: the caller would lose more in the futex call than a worker arriving ~50 us
+// later could save.
+constexpr double kWakeMinMicros = 100.0;
+
 constexpr std::uint64_t kLow = 0xffffffffu;
+constexpr std::uint64_t kWakeFlag = std::uint64_t{1} << 16;
+constexpr std::uint64_t kHelpersMask = kWakeFlag - 1;
 
 struct alignas(64) Slot {  // one per worker, on its own cache line
   std::atomic<bool> sleeping{false};
@@ -77,7 +89,7 @@ struct alignas(64) Slot {  // one per worker, on its own cache line
 
 class ThreadPool {
  public:
-  void run(int num_threads, std::int64_t num_tasks, std::int64_t offset, TaskFn fn, void* ctx) {
+  void run(int num_threads, std::int64_t num_tasks, std::int64_t offset, TaskFn fn, void* ctx, bool wake_sleepers) {
     std::unique_lock<std::mutex> caller(run_mu_, std::try_to_lock);
     if (!caller.owns_lock()) {  // another thread is using the pool: do it here
       for (std::int64_t t = 0; t < num_tasks; ++t) fn(ctx, offset + t, 0);
@@ -85,6 +97,10 @@ class ThreadPool {
     }
     const int helpers = num_threads - 1;
     ensure_workers(helpers);
+    // Jobs back to back (this one starts while a worker that took part in the last one
+    // would still be spinning): wake the sleepers whatever the size, once for the stream.
+    const auto now = Clock::now();
+    wake_sleepers = wake_sleepers || now - last_end_ < kWorkerYield;
     const std::uint64_t seq = (job_.load(std::memory_order_relaxed) >> 32) + 1;
     // Order matters: first close the claims of the previous job under the new seq (a late
     // worker's compare-exchange now fails), then the fields (release: a worker that reads
@@ -95,15 +111,23 @@ class ThreadPool {
     ctx_.store(ctx, std::memory_order_release);
     offset_.store(offset, std::memory_order_release);
     num_tasks_.store(num_tasks, std::memory_order_release);
-    job_.store((seq << 32) | static_cast<std::uint64_t>(helpers), std::memory_order_seq_cst);
+    job_.store((seq << 32) | (wake_sleepers ? kWakeFlag : 0) | static_cast<std::uint64_t>(helpers),
+               std::memory_order_seq_cst);
     // Wake the sleeping helpers as a tree: the caller wakes workers 0 and 1, worker i wakes
     // 2i + 2 and 2i + 3, so the caller makes at most two futex calls however many there are.
-    wake(0, helpers);
-    wake(1, helpers);
+    if (wake_sleepers) {
+      wake(0, helpers);
+      wake(1, helpers);
+    }
 
     work(seq, num_tasks, offset, fn, ctx, 0);
+    wait_done(num_tasks);
+    last_end_ = Clock::now();
+  }
 
-    // Wait for the tasks workers claimed and are still running (none, usually).
+ private:
+  // Waits for the tasks workers claimed and are still running (none, usually).
+  void wait_done(std::int64_t num_tasks) {
     if (done_.load(std::memory_order_acquire) == num_tasks) return;
     const auto start = Clock::now();
     unsigned spins = 0;
@@ -127,7 +151,6 @@ class ThreadPool {
     }
   }
 
- private:
   // Claims and runs tasks of job seq until none is left (or the job is not seq any more).
   void work(std::uint64_t seq, std::int64_t num_tasks, std::int64_t offset, TaskFn fn, void* ctx, int thread) {
     std::uint64_t c = claim_.load(std::memory_order_acquire);
@@ -199,10 +222,12 @@ class ThreadPool {
     for (;;) {
       const std::uint64_t job = wait_for_job(*slot, seen, idle_since);
       seen = job;
-      const int helpers = static_cast<int>(job & kLow);
+      const int helpers = static_cast<int>(job & kHelpersMask);
       if (index >= helpers) continue;  // not a helper of this job
-      wake(2 * index + 2, helpers);
-      wake(2 * index + 3, helpers);
+      if (job & kWakeFlag) {
+        wake(2 * index + 2, helpers);
+        wake(2 * index + 3, helpers);
+      }
       // The fields may already belong to a later job; then the claim word carries a later
       // seq too (it is written before them) and work() claims nothing.
       const TaskFn fn = fn_.load(std::memory_order_acquire);
@@ -215,6 +240,7 @@ class ThreadPool {
   }
 
   std::mutex run_mu_;  // one caller at a time
+  Clock::time_point last_end_{};  // when the last job ended (under run_mu_)
   std::vector<std::thread> workers_;
   // Workers' slots, written by ensure_workers() before the worker (and any job that may
   // wake it) exists; read by run() and by workers waking their children in the tree.
@@ -286,7 +312,7 @@ int count_physical_cores() {
 
 }  // namespace
 
-void parallel_run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx) {
+void parallel_run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx, double work_us) {
   if (num_tasks <= 0) return;
   num_threads = static_cast<int>(std::min<std::int64_t>(std::max(num_threads, 1), num_tasks));
   if (num_threads == 1) {
@@ -295,7 +321,8 @@ void parallel_run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx)
   }
   num_threads = std::min(num_threads, kMaxThreads);
   for (std::int64_t offset = 0; offset < num_tasks; offset += kMaxTasksPerJob) {
-    pool().run(num_threads, std::min(kMaxTasksPerJob, num_tasks - offset), offset, fn, ctx);
+    pool().run(num_threads, std::min(kMaxTasksPerJob, num_tasks - offset), offset, fn, ctx,
+               !(work_us >= 0.0 && work_us < kWakeMinMicros));
   }
 }
 

@@ -11,9 +11,15 @@
 // (its core was busy) finds the job finished, claims nothing, and goes back to waiting,
 // so num_threads is a maximum, and a busy core costs no waiting. Workers spin briefly
 // after a job (pause, then sched_yield so they never hold a core someone else wants), so
-// that back-to-back calls find them awake, then sleep; the caller wakes sleeping ones
-// (a few microseconds each, which is why the drivers give a call extra threads only for
-// enough work).
+// that back-to-back calls find them awake, then sleep.
+//
+// work_us: the caller's estimate of the job's single-thread time in microseconds, or < 0
+// if unknown. Waking a sleeping worker costs the caller a futex call (a few microseconds,
+// more in a VM) and the worker may start tens of microseconds later, so a job estimated
+// under ~100 us goes only to workers that are awake (spinning after a recent job) and
+// runs on the calling thread alone otherwise, unless jobs come back to back (within a
+// worker's spin time of the last one), when the wake-up serves the jobs that follow.
+// Other jobs wake the workers they need.
 //
 // Concurrent callers (the bindings release the GIL) are serialised on the pool; a caller
 // that finds it busy runs its tasks on its own thread instead of waiting. After fork() the
@@ -26,7 +32,7 @@ namespace onebit {
 
 using TaskFn = void (*)(void* ctx, std::int64_t task, int thread);
 
-void parallel_run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx);
+void parallel_run(int num_threads, std::int64_t num_tasks, TaskFn fn, void* ctx, double work_us = -1.0);
 
 // Default thread count: the physical cores this process may run on (sched affinity mask,
 // hyper-thread siblings counted once), falling back to std::thread::hardware_concurrency().
