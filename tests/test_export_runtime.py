@@ -234,3 +234,17 @@ def test_layers_and_per_layer_timing(model_file):
     m(np.zeros((3, 1, 8, 8), np.float32))
     assert all(calls == 1 for calls in (l.calls for l in m.layers))
     assert len(m.timings()) == len(m.layers)
+
+
+def test_blas_threads_are_held_to_the_model_thread_count():
+    """numpy's OpenBLAS runs on at most the model's threads during a call, and is restored after."""
+    from onebit.runtime import blas
+
+    found = blas._openblas()
+    if found is None:
+        pytest.skip("numpy's BLAS here is not OpenBLAS")
+    setter, getter = found
+    before = getter()
+    with blas.limit(1):
+        assert getter() == 1
+    assert getter() == before

@@ -17,6 +17,7 @@ import numpy as np
 
 from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
+from onebit.runtime import blas
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
@@ -46,6 +47,11 @@ class Model:
         """Logits (or the graph's output) for ``x`` of shape ``(N, *in_shape)``, float32."""
         x = self._check_input(x)
         values: dict[str, Any] = {"input": x}
+        with blas.limit(self.num_threads):
+            self._run(values)
+        return values[self._output]
+
+    def _run(self, values: dict[str, Any]) -> None:
         for layer in self.layers:
             if self.profile:
                 start = time.perf_counter()
@@ -54,7 +60,6 @@ class Model:
                 layer.calls += 1
             else:
                 layer.run(values, self.num_threads)
-        return values[self._output]
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The argmax class of each row of ``x``, run in batches of ``batch_size``."""
