@@ -34,8 +34,10 @@ def _check(model: nn.Module, x: torch.Tensor, path) -> np.ndarray:
     export(model, path, x[:8], verbose=False)
     with torch.no_grad():
         want = model(x).numpy()
-    got = rt.load(path)(x.numpy())
+    engine = rt.load(path)
+    got = engine(x.numpy())
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
     return got
 

@@ -39,6 +39,7 @@ class Model:
         self._output = graph["output"]
         self.profile = False
         _build(self, graph, tensors, where)
+        self.out_shape = next(l.out_shape for l in self.layers if l.output == self._output)
 
     def __repr__(self) -> str:
         return f"onebit.runtime.Model({len(self.layers)} layers, input {self.in_shape}, {self.num_threads} threads)"
@@ -46,6 +47,8 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (or the graph's output) for ``x`` of shape ``(N, *in_shape)``, float32."""
         x = self._check_input(x)
+        if len(x) == 0:
+            return np.zeros((0, *self.out_shape), np.float32)
         values: dict[str, Any] = {"input": x}
         with blas.limit(self.num_threads):
             self._run(values)
@@ -155,7 +158,7 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
             layer = BUILDERS[op](r, inputs, out, [known[v] for v in inputs])
         else:
             layer = BUILDERS[op](r, inputs[0], out, *known[inputs[0]])
-        layer.name = name
+        layer.name, layer.output = name, out
         known[out] = (layer.out_shape, layer.out_bits)
         model.layers.append(layer)
     output = graph.get("output")

@@ -51,6 +51,7 @@ class Layer:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     out_bits: bool
+    output: str = ""  # the value it writes
     seconds: float = 0.0  # accumulated while the model runs with profile = True
     calls: int = 0
     run: Callable[[Values, int], None] | None = field(default=None, repr=False)
