@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -30,3 +31,9 @@ def assert_first_threaded_call_completes(code: str, what: str) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail(f"the first threaded {what} call of a fresh process hung (thread-pool deadlock)")
     assert proc.returncode == 0, proc.stderr
+
+
+def kernel_settings(max_examples: int) -> settings:
+    """Hypothesis settings of the kernel property tests: fixed examples, no database, no deadline."""
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
+from tests.conftest import kernel_settings
 
 ISAS = _core.available_isas()
-SETTINGS = settings(
-    max_examples=50,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SETTINGS = kernel_settings(50)
 
 
 # ---- independent numpy references ----

@@ -17,24 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import assert_first_threaded_call_completes
+from tests.conftest import assert_first_threaded_call_completes, kernel_settings
 
 ISAS = _core.available_isas()
 ALL_ISA_NAMES = ("scalar", "avx2", "avx512")
 NR = _core.BGEMM_NR
 KC_BITS = _core.BGEMM_KC_WORDS * 64
 I32 = np.iinfo(np.int32)
-FAST = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FAST = kernel_settings(100)
 
 
 # ---- independent numpy references ----

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import assert_first_threaded_call_completes
 from onebit.errors import ConfigError, OnebitError
 from onebit.runtime import pack_bits, unpack_bits
+from tests.conftest import assert_first_threaded_call_completes, kernel_settings
 
 ISAS = _core.available_isas()
-FAST = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FAST = kernel_settings(100)
 
 # float32 values whose packing is easy to get wrong, as bit patterns (NaN payloads and
 # the sign of NaN must not matter; only an ordered "< 0" does).
