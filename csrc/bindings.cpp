@@ -22,6 +22,7 @@
 #include "bconv.h"
 #include "bgemm.h"
 #include "bitpack.h"
+#include "fgemm_bw.h"
 #include "dispatch.h"
 #include "threadpool.h"
 
@@ -350,6 +351,104 @@ NB_MODULE(_core, m) {
         nb::arg("isa") = "", "Activation rows per micro-kernel call (MR) of an ISA.");
   m.attr("BGEMM_NR") = onebit::kBgemmNR;
   m.attr("BGEMM_KC_WORDS") = onebit::kBgemmKC;
+
+  // ---- float inputs x binary weights ----
+  nb::class_<onebit::BinaryWeightsF32>(
+      m, "BinaryWeightsF32",
+      "Binary weights (N, ceil(K/64)) uint64 (bit 1 = -1, tail bits 0) repacked once for the "
+      "float-input kernel: run(x) = x @ s.T for float32 x (M, K) and the +-1 matrix s (N, K), "
+      "without a dense float copy of s. Error <= 2**-17 * sum_k |x[m, k]| per output; avx2 and "
+      "avx512 give the same bits for any thread count and batch, scalar (double sums) differs "
+      "in the last bits.")
+      .def(
+          "__init__",
+          [](onebit::BinaryWeightsF32* self, const AnyArray& w, std::int64_t k) {
+            const char* fn = "BinaryWeightsF32";
+            const std::uint64_t* data = checked<std::uint64_t>(w, 2, fn, "w");
+            const auto n = static_cast<std::int64_t>(w.shape(0));
+            const auto words = static_cast<std::int64_t>(w.shape(1));
+            if (k < 1) throw std::invalid_argument("BinaryWeightsF32: k must be >= 1, got " + std::to_string(k));
+            if (words != onebit::words_for(k)) {
+              throw std::invalid_argument("BinaryWeightsF32: k=" + std::to_string(k) + " needs " +
+                                          std::to_string(onebit::words_for(k)) + " words per row, got w of shape " +
+                                          shape_str(w));
+            }
+            const std::int64_t bad = onebit::first_row_with_tail_bits(data, n, words, k);
+            if (bad >= 0) {
+              throw std::invalid_argument("BinaryWeightsF32: row " + std::to_string(bad) +
+                                          " of w has bits set beyond k=" + std::to_string(k) +
+                                          " (padding bits must be 0)");
+            }
+            nb::gil_scoped_release release;
+            new (self) onebit::BinaryWeightsF32(data, n, k);
+          },
+          nb::arg("w"), nb::arg("k"))
+      .def(
+          "run",
+          [](const onebit::BinaryWeightsF32& self, const AnyArray& x, int num_threads, const std::string& isa) {
+            const char* fn = "BinaryWeightsF32.run";
+            const float* data = checked<float>(x, 2, fn, "x");
+            if (static_cast<std::int64_t>(x.shape(1)) != self.k()) {
+              throw std::invalid_argument(std::string(fn) + ": x has " + std::to_string(x.shape(1)) +
+                                          " columns but the weights have k=" + std::to_string(self.k()) +
+                                          " (x must be (M, k) float32)");
+            }
+            const int threads = checked_threads(num_threads, fn);
+            const onebit::Isa which = onebit::resolve_isa(isa);
+            const auto rows = static_cast<std::int64_t>(x.shape(0));
+            auto out = new_matrix<float>(rows, self.n());
+            {
+              nb::gil_scoped_release release;
+              onebit::fgemm_bw(data, rows, self, out.data(), threads, which);
+            }
+            return out;
+          },
+          nb::arg("x"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          "float32 (M, N): y[m, n] = sum_k x[m, k] * s[n, k] for float32 x (M, k). num_threads 0 = "
+          "default; isa '' = selected.")
+      .def(
+          "unpack",
+          [](const onebit::BinaryWeightsF32& self) {
+            auto out = new_matrix<std::uint64_t>(self.n(), onebit::words_for(self.k()));
+            {
+              nb::gil_scoped_release release;
+              self.unpack(out.data());
+            }
+            return out;
+          },
+          "The original (n, ceil(k/64)) uint64 rows.")
+      .def_prop_ro("n", &onebit::BinaryWeightsF32::n, "Output columns (weight rows).")
+      .def_prop_ro("k", &onebit::BinaryWeightsF32::k, "Inputs per row.")
+      .def_prop_ro("nbytes", &onebit::BinaryWeightsF32::nbytes, "Bytes of the repacked buffer.");
+
+  m.def(
+      "fgemm_bw_reference",
+      [](const AnyArray& x, const AnyArray& w, std::int64_t k) {
+        const char* fn = "fgemm_bw_reference";
+        const float* xd = checked<float>(x, 2, fn, "x");
+        const std::uint64_t* wd = checked<std::uint64_t>(w, 2, fn, "w");
+        if (k < 1 || static_cast<std::int64_t>(x.shape(1)) != k ||
+            static_cast<std::int64_t>(w.shape(1)) != onebit::words_for(k)) {
+          throw std::invalid_argument("fgemm_bw_reference: x " + shape_str(x) + " must be (M, k) and w " +
+                                      shape_str(w) + " (N, ceil(k/64)) for k=" + std::to_string(k));
+        }
+        const auto rows = static_cast<std::int64_t>(x.shape(0)), n = static_cast<std::int64_t>(w.shape(0));
+        const std::int64_t bad = onebit::first_row_with_tail_bits(wd, n, onebit::words_for(k), k);
+        if (bad >= 0) {
+          throw std::invalid_argument("fgemm_bw_reference: row " + std::to_string(bad) +
+                                      " of w has bits set beyond k=" + std::to_string(k) + " (padding bits must be 0)");
+        }
+        auto out = new_matrix<float>(rows, n);
+        {
+          nb::gil_scoped_release release;
+          onebit::fgemm_bw_reference(xd, rows, wd, n, k, out.data());
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("w"), nb::arg("k"),
+      "The specification: x @ s.T on unpacked (N, ceil(k/64)) weights, double accumulation, one thread.");
+  m.attr("FGEMM_BW_PANEL_ROWS") = onebit::kFgemmBwPanelRows;
+  m.attr("FGEMM_BW_KC") = onebit::kFgemmBwKC;
 
   // ---- bit packing ----
   m.def(
