@@ -194,6 +194,7 @@ struct ConvRun {
   bool direct = false;  // 1x1, stride 1, no padding: x is the A matrix
   std::int64_t lda = 0;  // im2col row: g * taps * words_g words
   std::int64_t tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
+  double micros = -1.0;  // estimated single-thread time of the GEMM part, for parallel_run
   // run: int32 output
   std::int32_t* y = nullptr;
   // run_threshold
@@ -259,7 +260,7 @@ struct ConvRun {
     tile = 16 * mr;
     if (row_bytes > 0) tile = std::clamp<std::int64_t>(kTileBytes / row_bytes / mr * mr, mr, 16 * mr);
     const double pairs = static_cast<double>(np) * static_cast<double>(cv.o_ * cv.taps_ * cv.words_g_);
-    int threads = bgemm_threads_for(*kern, pairs, num_threads);
+    int threads = bgemm_threads_for(*kern, pairs, num_threads, &micros);
     if (threads > 1) {
       const std::int64_t want = (np + 4 * threads - 1) / (4 * threads);
       tile = std::min(tile, std::max(4 * mr, (want + mr - 1) / mr * mr));
@@ -424,7 +425,7 @@ struct ConvRun {
       per_thread.resize(static_cast<std::size_t>(threads));
       prof = &per_thread;
     }
-    parallel_run(threads, pixel_tiles * n_blocks, run_task, this);
+    parallel_run(threads, pixel_tiles * n_blocks, run_task, this, micros);
     if (profile) {
       *profile = {};
       for (const auto& p : per_thread) {

@@ -255,9 +255,11 @@ void bgemm(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, std::
   parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j, micros);
 }
 
-int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads) {
-  const double micros = pairs / pairs_per_us(&kern, false);
-  return static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, std::max(num_threads, 1)));
+int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads, double* micros) {
+  const double us = pairs / pairs_per_us(&kern, false);
+  if (micros != nullptr) *micros = us;
+  const double per_thread = micros != nullptr ? kMinMicrosPerAwakeThread : kMinMicrosPerThread;
+  return static_cast<int>(std::clamp<double>(us / per_thread, 1.0, std::max(num_threads, 1)));
 }
 
 void bgemm_serial(const BgemmKernels& kern, const std::uint64_t* a, std::int64_t lda, std::int64_t m,

@@ -131,7 +131,10 @@ void bgemm_threshold(const std::uint64_t* a, std::int64_t m, const PackedWeights
 
 // Internal, for drivers that thread on their own (bconv.cpp): how many threads (1 ..
 // num_threads) the bgemm driver's rule gives `pairs` word pairs of GEMM work (M > MR).
-int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads);
+// With `micros`, the estimated single-thread time is stored there and the caller must
+// pass it to parallel_run (which then wakes no sleeping worker for a small job), so the
+// thread count follows the smaller per-thread minimum that bgemm itself uses.
+int bgemm_threads_for(const BgemmKernels& kern, double pairs, int num_threads, double* micros = nullptr);
 
 // Internal, for drivers that tile and thread on their own (bconv.cpp): on the calling
 // thread, for i < m and the columns j of weight tiles [t0, t1) (j < w.n()):
