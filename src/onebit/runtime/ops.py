@@ -356,9 +356,13 @@ def _taps(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilat
 
 
 def _pad_hw(x: np.ndarray, pad: tuple[int, int], value: float) -> np.ndarray:
+    """``x`` (N, H, W, C) with ``pad`` rows/columns of ``value`` on each side (np.pad is slower)."""
     if not any(pad):
         return x
-    return np.pad(x, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1]), (0, 0)), constant_values=value)
+    n, h, w, c = x.shape
+    out = np.full((n, h + 2 * pad[0], w + 2 * pad[1], c), value, dtype=x.dtype)
+    out[:, pad[0] : pad[0] + h, pad[1] : pad[1] + w] = x
+    return out
 
 
 def _float_pool(y: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
