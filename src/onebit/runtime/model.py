@@ -34,11 +34,11 @@ class Model:
     def __init__(self, graph: dict[str, Any], tensors: dict[str, np.ndarray], num_threads: int, where: str):
         self.graph = graph
         self.num_threads = num_threads
-        self.in_shape = tuple(graph["input"]["shape"])
         self.layers: list[Layer] = []
-        self._output = graph["output"]
         self.profile = False
-        _build(self, graph, tensors, where)
+        _build(self, graph, tensors, where)  # validates everything read below
+        self.in_shape = tuple(graph["input"]["shape"])
+        self._output = graph["output"]
         self.out_shape = next(l.out_shape for l in self.layers if l.output == self._output)
 
     def __repr__(self) -> str:
@@ -162,7 +162,7 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
         known[out] = (layer.out_shape, layer.out_bits)
         model.layers.append(layer)
     output = graph.get("output")
-    if output not in known:
+    if not isinstance(output, str) or output not in known:
         raise ModelFileError(f"{where}: graph output {output!r} is not produced by any node")
     if known[output][1]:
         raise ModelFileError(f"{where}: graph output {output!r} is packed bits; the output must be float")
