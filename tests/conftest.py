@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -37,3 +38,21 @@ def kernel_settings(max_examples: int) -> settings:
     """Hypothesis settings of the kernel property tests: fixed examples, no database, no deadline."""
     return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def pack_pm(pm: np.ndarray) -> np.ndarray:
+    """Pack ±1 values along the last axis into uint64 words: bit 1 where -1, tail bits 0.
+    Written without the C++ packer so the kernel tests do not depend on it."""
+    pm = np.asarray(pm)
+    c = pm.shape[-1]
+    words = (c + 63) // 64
+    bits = np.zeros(pm.shape[:-1] + (words * 64,), dtype=bool)
+    bits[..., :c] = pm < 0
+    # Byte b of a word holds bits 8b..8b+7, least significant first: little-endian uint64.
+    packed = np.packbits(bits, axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64).reshape(pm.shape[:-1] + (words,))
+
+
+def random_pm(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    """Random ±1 int8 array (int8 keeps the big cached problems small)."""
+    return np.where(rng.random(shape) < 0.5, -1, 1).astype(np.int8)

@@ -14,29 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import kernel_settings
+from tests.conftest import kernel_settings, pack_pm, random_pm
 
 ISAS = _core.available_isas()
 SETTINGS = kernel_settings(50)
 
 
 # ---- independent numpy references ----
-
-
-def pack_pm(pm):
-    """Pack ±1 ints along the last axis into uint64 words: bit 1 where -1, tail bits 0.
-    Written without the C++ packer so these tests do not depend on it."""
-    pm = np.asarray(pm)
-    c = pm.shape[-1]
-    words = (c + 63) // 64
-    bits = np.zeros(pm.shape[:-1] + (words * 64,), dtype=bool)
-    bits[..., :c] = pm < 0
-    packed = np.packbits(bits, axis=-1, bitorder="little")
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64).reshape(pm.shape[:-1] + (words,))
-
-
-def random_pm(rng, shape):
-    return np.where(rng.random(shape) < 0.5, -1, 1).astype(np.int8)
 
 
 def out_size(size, k, s, p, d):
@@ -92,8 +76,8 @@ def ref_maxpool(x_pm, kernel, stride, padding, and_channels):
 def make_conv(rng, n, h, w, c, o, k, groups=1, stride=1, padding=0, dilation=1, pad_value=1):
     kh, kw = (k, k) if isinstance(k, int) else k
     pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
-    x_pm = random_pm(rng, (n, h, w, c))
-    w_pm = random_pm(rng, (o, kh, kw, c // groups))
+    x_pm = random_pm(rng, n, h, w, c)
+    w_pm = random_pm(rng, o, kh, kw, c // groups)
     conv = _core.BinaryConv2d(pack_pm(w_pm), c, groups, pair(stride), pair(padding), pair(dilation), pad_value)
     ref = ref_conv(x_pm, w_pm, groups, pair(stride), pair(padding), pair(dilation), pad_value)
     return conv, pack_pm(x_pm), ref
@@ -121,8 +105,8 @@ def check_conv(conv, x, ref, rng, isa, threads=(1, 2)):
 def test_reference_matches_torch(pad_value):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
-    x_pm = random_pm(rng, (2, 7, 8, 130))
-    w_pm = random_pm(rng, (12, 3, 5, 65))
+    x_pm = random_pm(rng, 2, 7, 8, 130)
+    w_pm = random_pm(rng, 12, 3, 5, 65)
     y = ref_conv(x_pm, w_pm, groups=2, stride=(2, 1), padding=(2, 1), dilation=(1, 2), pad_value=pad_value)
     xt = torch.from_numpy(x_pm.astype(np.float64)).permute(0, 3, 1, 2)
     xt = torch.nn.functional.pad(xt, (1, 1, 2, 2), value=float(pad_value))
@@ -130,7 +114,7 @@ def test_reference_matches_torch(pad_value):
     yt = torch.nn.functional.conv2d(xt, wt, stride=(2, 1), dilation=(1, 2), groups=2)
     np.testing.assert_array_equal(y, yt.permute(0, 2, 3, 1).numpy().astype(np.int64))
     # and the max-pool reference against torch (max where the mask is set, -maxpool(-x) elsewhere)
-    xp = random_pm(rng, (2, 7, 9, 5))
+    xp = random_pm(rng, 2, 7, 9, 5)
     t = torch.from_numpy(xp.astype(np.float64)).permute(0, 3, 1, 2)
     mx = torch.nn.functional.max_pool2d(t, 3, 2, 1).permute(0, 2, 3, 1).numpy()
     mn = -torch.nn.functional.max_pool2d(-t, 3, 2, 1).permute(0, 2, 3, 1).numpy()
@@ -240,7 +224,7 @@ def test_conv_all_isas_identical_and_default():
 
 def test_conv_batch_zero_and_properties():
     rng = np.random.default_rng(4)
-    w = pack_pm(random_pm(rng, (6, 3, 5, 64)))
+    w = pack_pm(random_pm(rng, 6, 3, 5, 64))
     conv = _core.BinaryConv2d(w, 128, groups=2, stride=(2, 1), padding=(1, 2), dilation=(1, 2), pad_value=0)
     assert conv.out_channels == 6 and conv.in_channels == 128 and conv.groups == 2
     assert conv.kernel_size == (3, 5) and conv.stride == (2, 1) and conv.padding == (1, 2)
@@ -281,7 +265,7 @@ def test_maxpool(isa, case, mask):
     n, h, w, c, k, s, p = case
     pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
     rng = np.random.default_rng(c * 1000 + h)
-    x_pm = random_pm(rng, (n, h, w, c))
+    x_pm = random_pm(rng, n, h, w, c)
     and_channels = {"random": random_mask(rng, c), "all": np.ones(c, bool), "none": np.zeros(c, bool)}[mask]
     want = pack_pm(ref_maxpool(x_pm, pair(k), pair(s), pair(p), and_channels))
     and_mask = pack_pm(np.where(and_channels, -1, 1)[None])[0]

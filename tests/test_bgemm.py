@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import assert_first_threaded_call_completes, kernel_settings
+from tests.conftest import assert_first_threaded_call_completes, kernel_settings, pack_pm, random_pm
 
 ISAS = _core.available_isas()
 ALL_ISA_NAMES = ("scalar", "avx2", "avx512")
@@ -32,22 +32,6 @@ FAST = kernel_settings(100)
 
 
 # ---- independent numpy references ----
-
-
-def pack_pm(pm):
-    """Pack a ±1 int matrix (rows, k) into (rows, ceil(k/64)) uint64: bit 1 where -1, tail 0.
-    Written without the C++ packer so the GEMM tests do not depend on it."""
-    rows, k = pm.shape
-    words = (k + 63) // 64
-    bits = np.zeros((rows, words * 64), dtype=bool)
-    bits[:, :k] = pm < 0
-    # Byte b of a word holds bits 8b..8b+7, least significant first: little-endian uint64.
-    return np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64).reshape(rows, words)
-
-
-def random_pm(rng, rows, k):
-    """Random ±1 int8 matrix (int8 keeps the big cached problems small)."""
-    return np.where(rng.random((rows, k)) < 0.5, -1, 1).astype(np.int8)
 
 
 def ref_gemm(a_pm, w_pm):

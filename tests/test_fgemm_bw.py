@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import assert_first_threaded_call_completes
+from tests.conftest import assert_first_threaded_call_completes, pack_pm, random_pm
 
 ISAS = _core.available_isas()
 SIMD_ISAS = [isa for isa in ISAS if isa != "scalar"]
@@ -35,20 +35,6 @@ FAST = settings(
 
 
 # ---- independent numpy references ----
-
-
-def pack_pm(pm):
-    """Pack a ±1 matrix (rows, k) into (rows, ceil(k/64)) uint64: bit 1 where -1, tail 0.
-    Written without the C++ packer so these tests do not depend on it."""
-    rows, k = pm.shape
-    words = (k + 63) // 64
-    bits = np.zeros((rows, words * 64), dtype=bool)
-    bits[:, :k] = pm < 0
-    return np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64).reshape(rows, words)
-
-
-def random_pm(rng, rows, k):
-    return np.where(rng.random((rows, k)) < 0.5, -1, 1).astype(np.int8)
 
 
 @functools.lru_cache(maxsize=32)

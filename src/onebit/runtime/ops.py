@@ -240,22 +240,6 @@ def concat(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int
     return Layer("", "concat", "float", shapes[0], shape, False, run=run)
 
 
-def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
-    """Average pool of float NHWC values; padded zeros count in the divisor (PyTorch's default)."""
-    if bits or len(shape) != 3:
-        raise r.error(f"avgpool2d needs a float (H, W, C) input, got {'bits' if bits else shape}")
-    h, w, c = shape
-    spec = _pool_spec(r, h, w)
-    if spec is None:
-        raise r.error("avgpool2d needs a pool object")
-    kernel, stride, pad, ph, pw = spec
-
-    def run(values: Values, threads: int) -> None:
-        values[out] = _float_pool(values[src], kernel, stride, pad, mean=True)
-
-    return Layer("", "avgpool2d", "float", shape, (ph, pw, c), False, run=run)
-
-
 # ------------------------------------------------------------------ output stage
 
 
@@ -397,14 +381,19 @@ def _pool_spec(r: NodeReader, h: int, w: int) -> tuple[tuple[int, int], tuple[in
     return kernel, stride, pad, ph, pw
 
 
-def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+def _required_pool(r: NodeReader, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int]:
+    """The pool of a standalone pooling node on an (H, W, C) value."""
     if len(shape) != 3:
-        raise r.error(f"maxpool2d needs an (H, W, C) input, got {shape}")
-    h, w, c = shape
-    spec = _pool_spec(r, h, w)
+        raise r.error(f"{r.node.get('op')} needs an (H, W, C) input, got {shape}")
+    spec = _pool_spec(r, shape[0], shape[1])
     if spec is None:
-        raise r.error("maxpool2d needs a pool object")
-    kernel, stride, pad, ph, pw = spec
+        raise r.error(f"{r.node.get('op')} needs a pool object")
+    return spec
+
+
+def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    kernel, stride, pad, ph, pw = _required_pool(r, shape)
+    c = shape[2]
     if bits:
         mask = _core.pack_rows(np.full((1, c), -1.0, np.float32), 1)[0]  # AND on every channel, tail bits 0
 
@@ -416,6 +405,18 @@ def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
             values[out] = _float_pool(values[src], kernel, stride, pad)
 
     return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run)
+
+
+def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """Average pool of float NHWC values; padded zeros count in the divisor (PyTorch's default)."""
+    if bits:
+        raise r.error("avgpool2d needs a float input")
+    kernel, stride, pad, ph, pw = _required_pool(r, shape)
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = _float_pool(values[src], kernel, stride, pad, mean=True)
+
+    return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run)
 
 
 def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bool) -> Layer:
