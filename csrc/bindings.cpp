@@ -183,6 +183,27 @@ std::vector<std::string> isa_names(const std::vector<onebit::Isa>& isas) {
   return out;
 }
 
+// The checked arguments of a BinaryConv2d call: packed NHWC input, threads, ISA, sizes.
+struct ConvCall {
+  const std::uint64_t* data;
+  int threads;
+  onebit::Isa isa;
+  std::int64_t n, h, w, oh, ow;
+
+  ConvCall(const onebit::BinaryConv2d& conv, const AnyArray& x, int num_threads, const std::string& isa_name,
+           const char* fn)
+      : data(checked_nhwc(x, conv.in_channels(), fn)),
+        threads(checked_threads(num_threads, fn)),
+        isa(onebit::resolve_isa(isa_name)),
+        n(static_cast<std::int64_t>(x.shape(0))),
+        h(static_cast<std::int64_t>(x.shape(1))),
+        w(static_cast<std::int64_t>(x.shape(2))) {
+    const auto shape = conv.output_shape(h, w);
+    oh = shape[0];
+    ow = shape[1];
+  }
+};
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -547,17 +568,11 @@ NB_MODULE(_core, m) {
       .def(
           "run",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {
-            const char* fn = "BinaryConv2d.run";
-            const std::uint64_t* data = checked_nhwc(x, self.in_channels(), fn);
-            const int threads = checked_threads(num_threads, fn);
-            const onebit::Isa which = onebit::resolve_isa(isa);
-            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
-            const auto w = static_cast<std::int64_t>(x.shape(2));
-            const auto shape = self.output_shape(h, w);
-            auto out = new_array4<std::int32_t>(n, shape[0], shape[1], self.out_channels());
+            const ConvCall c(self, x, num_threads, isa, "BinaryConv2d.run");
+            auto out = new_array4<std::int32_t>(c.n, c.oh, c.ow, self.out_channels());
             {
               nb::gil_scoped_release release;
-              self.run(data, n, h, w, out.data(), threads, which);
+              self.run(c.data, c.n, c.h, c.w, out.data(), c.threads, c.isa);
             }
             return out;
           },
@@ -569,19 +584,14 @@ NB_MODULE(_core, m) {
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,
              int num_threads, const std::string& isa) {
             const char* fn = "BinaryConv2d.run_threshold";
-            const std::uint64_t* data = checked_nhwc(x, self.in_channels(), fn);
+            const ConvCall c(self, x, num_threads, isa, fn);
             const std::int32_t* t;
             const std::int8_t* f;
             check_thresholds(thresholds, flips, self.out_channels(), fn, "flips", &t, &f);
-            const int threads = checked_threads(num_threads, fn);
-            const onebit::Isa which = onebit::resolve_isa(isa);
-            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
-            const auto w = static_cast<std::int64_t>(x.shape(2));
-            const auto shape = self.output_shape(h, w);
-            auto out = new_array4<std::uint64_t>(n, shape[0], shape[1], onebit::words_for(self.out_channels()));
+            auto out = new_array4<std::uint64_t>(c.n, c.oh, c.ow, onebit::words_for(self.out_channels()));
             {
               nb::gil_scoped_release release;
-              self.run_threshold(data, n, h, w, t, f, out.data(), threads, which);
+              self.run_threshold(c.data, c.n, c.h, c.w, t, f, out.data(), c.threads, c.isa);
             }
             return out;
           },
@@ -591,18 +601,12 @@ NB_MODULE(_core, m) {
       .def(
           "_run_profiled",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {
-            const char* fn = "BinaryConv2d._run_profiled";
-            const std::uint64_t* data = checked_nhwc(x, self.in_channels(), fn);
-            const int threads = checked_threads(num_threads, fn);
-            const onebit::Isa which = onebit::resolve_isa(isa);
-            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
-            const auto w = static_cast<std::int64_t>(x.shape(2));
-            const auto shape = self.output_shape(h, w);
-            auto out = new_array4<std::int32_t>(n, shape[0], shape[1], self.out_channels());
+            const ConvCall c(self, x, num_threads, isa, "BinaryConv2d._run_profiled");
+            auto out = new_array4<std::int32_t>(c.n, c.oh, c.ow, self.out_channels());
             onebit::BinaryConv2d::Profile prof;
             {
               nb::gil_scoped_release release;
-              self.run(data, n, h, w, out.data(), threads, which, &prof);
+              self.run(c.data, c.n, c.h, c.w, out.data(), c.threads, c.isa, &prof);
             }
             return nb::make_tuple(out, prof.im2col_s, prof.gemm_s, prof.epilogue_s);
           },
