@@ -30,7 +30,7 @@ def test_fit_writes_the_run_folder_and_restores_the_best_epoch(digits, tmp_path)
     r = fit(model, digits, epochs=3, batch_size=64, lr=3e-3, out_dir=tmp_path, progress=False, verbose=False,
             info={"data": "digits"})
     assert {p.name for p in tmp_path.iterdir()} == {
-        "checkpoint.safetensors", "last.safetensors", "metrics.json", "curves.png"
+        "checkpoint.safetensors", "last.safetensors", "metrics.json", "curves.png", "train_state.pt"
     }
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["seed"] == 0 and metrics["data"] == "digits"

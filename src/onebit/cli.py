@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last finished epoch, with its recorded settings")
 
     s = sub.add_parser("summary", parents=[model_args], help="print a model's per-layer table")
     s.add_argument("model", help="registered model name")
@@ -110,6 +112,17 @@ def _model_kwargs(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+def _use_recorded_settings(args: argparse.Namespace) -> None:
+    """``--resume RUN_DIR``: every setting comes from the run's saved state, none from the command line."""
+    from onebit.train_state import load_train_state
+
+    recorded = load_train_state(args.resume)["run_info"]
+    args.model, args.model_arg, args.float = recorded["model"], list(recorded["model_args"].items()), False
+    for key in ("data", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "val_fraction", "seed"):
+        setattr(args, key, recorded[key])
+    args.out = args.resume
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from onebit.data import load_dataset
     from onebit.models import create_model
@@ -118,6 +131,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from onebit.export import export_checked
     from onebit.train import fit, record_metrics, set_seed
 
+    if args.resume is not None:
+        _use_recorded_settings(args)
     data = load_dataset(args.data, seed=args.seed)
     name, kwargs = _model_kwargs(args)
     set_seed(args.seed)  # the initial weights too, so that a seed fixes the whole run
@@ -127,7 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     batch_size = args.batch_size if args.batch_size is not None else recipe.batch_size
     lr = args.lr if args.lr is not None else recipe.lr
     out = args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    if out.exists() and any(out.iterdir()):
+    if args.resume is None and out.exists() and any(out.iterdir()):
         raise ConfigError(f"run folder {out} already exists and is not empty; choose another --out")
 
     print(f"onebit train: model {name} {_format_args(kwargs)} on {data.name} ({data.source})")
@@ -138,13 +153,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = fit(
         model, data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=args.optimizer,
         schedule=args.schedule, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
-        seed=args.seed, out_dir=out, progress=not args.no_progress,
+        seed=args.seed, out_dir=out, progress=not args.no_progress, resume=args.resume is not None,
         info={"model": name, "model_args": kwargs, "data": args.data, "data_name": data.name,
-              "summary": table.to_dict()["totals"]},
+              "val_fraction": args.val_fraction, "summary": table.to_dict()["totals"]},
     )
     print(f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}")
     print(f"test accuracy: {result.test_accuracy:.2%}  ({len(data.x_test)} samples)")
-    written = "checkpoint.safetensors, last.safetensors, metrics.json, curves.png"
+    written = "checkpoint.safetensors, last.safetensors, metrics.json, curves.png, train_state.pt"
     try:
         engine = export_checked(model, out / "model.onebit", data.x_test, data.y_test, verbose=False,
                                 info={"data": args.data})

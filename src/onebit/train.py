@@ -30,6 +30,7 @@ from onebit.checkpoint import save_checkpoint
 from onebit.data import Dataset
 from onebit.errors import ConfigError, DataError, unknown_choice
 from onebit.optim import make_optimizer
+from onebit.train_state import load_train_state, save_train_state
 
 __all__ = ["SCHEDULES", "EpochRecord", "FitResult", "evaluate", "fit", "plot_curves", "record_metrics", "set_seed"]
 
@@ -140,6 +141,7 @@ def fit(
     progress: bool = True,
     verbose: bool = True,
     info: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Train ``model`` and return its history; the weights end as the *best* epoch's.
 
@@ -148,8 +150,10 @@ def fit(
     its test split is evaluated at the end) or an ``(x, y)`` pair of arrays.
     ``optimizer`` is a name from :data:`onebit.optim.OPTIMIZERS` or a ready optimizer.
     With ``out_dir``: ``checkpoint.safetensors`` (best), ``last.safetensors``,
-    ``metrics.json`` (rewritten every epoch) and ``curves.png``. ``progress`` shows a
-    progress bar (stderr), ``verbose`` prints a line per epoch.
+    ``metrics.json`` (rewritten every epoch), ``curves.png`` and ``train_state.pt`` (see
+    :mod:`onebit.train_state`). ``resume=True`` continues the run in ``out_dir`` from its
+    last finished epoch; the arguments must be the ones it was started with. ``progress``
+    shows a progress bar (stderr), ``verbose`` prints a line per epoch.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -194,9 +198,27 @@ def fit(
         "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
         "train_size": len(x_train), "val_size": len(val[0]), **(info or {}),
     }
-    bar = _progress(epochs * steps_per_epoch, progress)
+    first_epoch = 1
+    if resume:
+        if out is None:
+            raise ConfigError("resume=True needs the out_dir of the run to continue")
+        state = load_train_state(out)
+        if state["run_info"] != run_info:
+            changed = sorted(k for k in set(state["run_info"]) | set(run_info)
+                             if state["run_info"].get(k) != run_info.get(k))
+            raise ConfigError(f"cannot resume {out}: these settings differ from the run's: {', '.join(changed)}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        result.history = [EpochRecord(**r) for r in state["history"]]
+        result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
+        best_loss, best_state = state["best_val_loss"], state["best_model"]
+        first_epoch = state["epoch"] + 1
+    bar = _progress((epochs - first_epoch + 1) * steps_per_epoch, progress)
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             start = time.perf_counter()
             epoch_lr = opt.param_groups[0]["lr"]
             model.train()
@@ -244,6 +266,14 @@ def fit(
                 save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
                 result.metrics = _metrics(result, run_info)
                 _write_json(out / "metrics.json", result.metrics)
+                save_train_state(out, {
+                    "epoch": epoch, "run_info": run_info, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    "history": [asdict(r) for r in result.history], "best_epoch": result.best_epoch,
+                    "best_val_accuracy": result.best_val_accuracy, "best_val_loss": best_loss,
+                    "best_model": best_state,
+                })
     finally:
         if bar is not None:
             bar.close()
