@@ -96,6 +96,11 @@ const BgemmKernels& bgemm_kernels(Isa isa) {
   switch (isa) {
     case Isa::avx512: return kBgemmAvx512;
     case Isa::avx2: return kBgemmAvx2;
+#if defined(__aarch64__)
+    case Isa::neon: return kBgemmNeon;
+#else
+    case Isa::neon: break;  // not built here: parse_isa refuses it
+#endif
     case Isa::scalar: break;
   }
   return kBgemmScalar;

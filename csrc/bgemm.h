@@ -115,6 +115,10 @@ struct BgemmKernels {
 extern const BgemmKernels kBgemmScalar;
 extern const BgemmKernels kBgemmAvx2;
 extern const BgemmKernels kBgemmAvx512;
+#if defined(__aarch64__)
+// bgemm_neon.cpp, built on AArch64 only (elsewhere parse_isa does not know Isa::neon).
+extern const BgemmKernels kBgemmNeon;
+#endif
 
 const BgemmKernels& bgemm_kernels(Isa isa);
 

@@ -22,6 +22,7 @@
 #include "bconv.h"
 #include "bgemm.h"
 #include "bitpack.h"
+#include "fconv.h"
 #include "fgemm_bw.h"
 #include "dispatch.h"
 #include "threadpool.h"
@@ -203,6 +204,68 @@ struct ConvCall {
     ow = shape[1];
   }
 };
+
+
+// The output stage and pool arguments of FloatConv2d.run, checked.
+struct FconvArgs {
+  onebit::FconvStage stage;
+  onebit::FconvPool pool;
+};
+
+FconvArgs fconv_args(const onebit::FloatConv2d& conv, nb::handle scale, nb::handle bias, const std::string& act,
+                     bool bits, nb::handle pool, const char* fn) {
+  FconvArgs a;
+  const std::int64_t o = conv.out_channels();
+  if (scale.is_none() != bias.is_none()) {
+    throw std::invalid_argument(std::string(fn) + ": scale and bias must be given together");
+  }
+  if (!scale.is_none()) {
+    for (const auto& [h, name, dst] : {std::tuple{scale, "scale", &a.stage.scale}, std::tuple{bias, "bias", &a.stage.bias}}) {
+      const AnyArray arr = nb::cast<AnyArray>(h);
+      *dst = checked<float>(arr, 1, fn, name);
+      if (static_cast<std::int64_t>(arr.shape(0)) != o) {
+        throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(o) +
+                                    " entries (one per output channel), got " + shape_str(arr));
+      }
+    }
+  }
+  if (act == "none") {
+    a.stage.act = onebit::FconvAct::none;
+  } else if (act == "relu") {
+    a.stage.act = onebit::FconvAct::relu;
+  } else if (act == "hardtanh") {
+    a.stage.act = onebit::FconvAct::hardtanh;
+  } else {
+    throw std::invalid_argument(std::string(fn) + ": act must be one of none, relu, hardtanh, got '" + act + "'");
+  }
+  if ((bits || a.stage.act != onebit::FconvAct::none) && a.stage.scale == nullptr) {
+    throw std::invalid_argument(std::string(fn) + ": bits and act need scale and bias");
+  }
+  if (bits && a.stage.act != onebit::FconvAct::none) {
+    throw std::invalid_argument(std::string(fn) + ": bits output takes no act");
+  }
+  a.stage.bits = bits;
+  if (!pool.is_none()) {
+    if (!(nb::isinstance<nb::tuple>(pool) || nb::isinstance<nb::list>(pool)) || nb::len(pool) != 3) {
+      throw std::invalid_argument(std::string(fn) + ": pool must be None or (kernel, stride, padding)");
+    }
+    a.pool.on = true;
+    a.pool.kernel = pair_arg(pool[0], fn, "pool kernel");
+    a.pool.stride = pair_arg(pool[1], fn, "pool stride");
+    a.pool.padding = pair_arg(pool[2], fn, "pool padding");
+  }
+  return a;
+}
+
+// Float NHWC input: 4-D float32 (N, H, W, channels).
+const float* checked_float_nhwc(const AnyArray& x, std::int64_t channels, const char* fn) {
+  const float* data = checked<float>(x, 4, fn, "x");
+  if (static_cast<std::int64_t>(x.shape(3)) != channels) {
+    throw std::invalid_argument(std::string(fn) + ": x has " + std::to_string(x.shape(3)) + " channels, expected " +
+                                std::to_string(channels) + " (x must be (N, H, W, C) float32)");
+  }
+  return data;
+}
 
 }  // namespace
 
@@ -599,6 +662,26 @@ NB_MODULE(_core, m) {
           "Packed uint64 (N, OH, OW, ceil(O/64)): +1 (bit 0) iff flips[o] * (y - thresholds[o]) >= 0, "
           "y the convolution (the rule of bgemm_threshold).")
       .def(
+          "_run_threshold_profiled",
+          [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,
+             int num_threads, const std::string& isa) {
+            const char* fn = "BinaryConv2d._run_threshold_profiled";
+            const ConvCall c(self, x, num_threads, isa, fn);
+            const std::int32_t* t;
+            const std::int8_t* f;
+            check_thresholds(thresholds, flips, self.out_channels(), fn, "flips", &t, &f);
+            auto out = new_array4<std::uint64_t>(c.n, c.oh, c.ow, onebit::words_for(self.out_channels()));
+            onebit::BinaryConv2d::Profile prof;
+            {
+              nb::gil_scoped_release release;
+              self.run_threshold(c.data, c.n, c.h, c.w, t, f, out.data(), c.threads, c.isa, &prof);
+            }
+            return nb::make_tuple(out, prof.im2col_s, prof.gemm_s, prof.epilogue_s);
+          },
+          nb::arg("x"), nb::arg("thresholds"), nb::arg("flips"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          "Benchmarking aid: run_threshold() plus the seconds spent in im2col, the GEMM and the "
+          "threshold epilogue, summed over threads: (bits, im2col_s, gemm_s, epilogue_s).")
+      .def(
           "_run_profiled",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {
             const ConvCall c(self, x, num_threads, isa, "BinaryConv2d._run_profiled");
@@ -667,4 +750,150 @@ NB_MODULE(_core, m) {
       "ignored (floor mode; 2 * padding <= kernel). Per channel: AND of the window's bits where "
       "and_mask has a 1 (max of +-1), OR elsewhere (min: pool after a threshold with flip -1). "
       "kernel, stride, padding: int or (h, w).");
+
+  // ---- float convolution and pooling ----
+  nb::class_<onebit::FloatConv2d>(
+      m, "FloatConv2d",
+      "Float 2-D convolution of NHWC float32 input with float32 weights (O, KH, KW, C/groups), input "
+      "padded with pad_value; y is the float32 FMA chain over (kh, kw, c) in order (every ISA and "
+      "thread count gives the same bits). run() fuses an optional max-pool of y and the output stage.")
+      .def(
+          "__init__",
+          [](onebit::FloatConv2d* self, const AnyArray& weights, std::int64_t in_channels, std::int64_t groups,
+             nb::handle stride, nb::handle padding, nb::handle dilation, float pad_value) {
+            const char* fn = "FloatConv2d";
+            const float* data = checked<float>(weights, 4, fn, "weights");
+            const auto s = pair_arg(stride, fn, "stride");
+            const auto p = pair_arg(padding, fn, "padding");
+            const auto d = pair_arg(dilation, fn, "dilation");
+            const auto o = static_cast<std::int64_t>(weights.shape(0));
+            if (groups < 1 || in_channels < 1 || in_channels % groups != 0 ||
+                static_cast<std::int64_t>(weights.shape(3)) != in_channels / groups) {
+              throw std::invalid_argument("FloatConv2d: weights " + shape_str(weights) +
+                                          " must be (O, KH, KW, in_channels / groups) with groups dividing in_channels=" +
+                                          std::to_string(in_channels) + ", groups=" + std::to_string(groups));
+            }
+            nb::gil_scoped_release release;
+            new (self) onebit::FloatConv2d(data, o, static_cast<std::int64_t>(weights.shape(1)),
+                                           static_cast<std::int64_t>(weights.shape(2)), in_channels, groups, s, p, d,
+                                           pad_value);
+          },
+          nb::arg("weights"), nb::arg("in_channels"), nb::arg("groups") = 1, nb::arg("stride") = nb::make_tuple(1, 1),
+          nb::arg("padding") = nb::make_tuple(0, 0), nb::arg("dilation") = nb::make_tuple(1, 1),
+          nb::arg("pad_value") = 0.0f)
+      .def(
+          "run",
+          [](const onebit::FloatConv2d& self, const AnyArray& x, nb::handle scale, nb::handle bias,
+             const std::string& act, bool bits, nb::handle pool, int num_threads, const std::string& isa,
+             bool profile) -> nb::object {
+            const char* fn = "FloatConv2d.run";
+            const float* data = checked_float_nhwc(x, self.in_channels(), fn);
+            const FconvArgs a = fconv_args(self, scale, bias, act, bits, pool, fn);
+            const int threads = checked_threads(num_threads, fn);
+            const onebit::Isa which = onebit::resolve_isa(isa);
+            const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+            const auto w = static_cast<std::int64_t>(x.shape(2));
+            auto shape = self.output_shape(h, w);
+            if (a.pool.on) shape = onebit::fpool2d_output_shape(shape[0], shape[1], a.pool.kernel, a.pool.stride,
+                                                                a.pool.padding);
+            onebit::FconvProfile prof;
+            nb::object out;
+            void* dst;
+            if (bits) {
+              auto arr = new_array4<std::uint64_t>(n, shape[0], shape[1], onebit::words_for(self.out_channels()));
+              dst = arr.data();
+              out = nb::cast(arr);
+            } else {
+              auto arr = new_array4<float>(n, shape[0], shape[1], self.out_channels());
+              dst = arr.data();
+              out = nb::cast(arr);
+            }
+            {
+              nb::gil_scoped_release release;
+              self.run(data, n, h, w, a.stage, a.pool, dst, threads, which, profile ? &prof : nullptr);
+            }
+            if (profile) return nb::make_tuple(out, prof.prep_s, prof.gemm_s, prof.stage_s);
+            return out;
+          },
+          nb::arg("x"), nb::arg("scale") = nb::none(), nb::arg("bias") = nb::none(), nb::arg("act") = "none",
+          nb::arg("bits") = false, nb::arg("pool") = nb::none(), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          nb::arg("profile") = false,
+          "The convolution of float32 x (N, H, W, C), then max-pool (pool = (kernel, stride, padding), "
+          "padded positions ignored) if given, then: raw y (no scale/bias); act(y * scale + bias) "
+          "(act none, relu, hardtanh); or with bits=True packed uint64 (N, PH, PW, ceil(O/64)), bit 1 "
+          "iff y * scale + bias < 0. profile=True returns (out, prep_s, gemm_s, stage_s), seconds "
+          "summed over threads. num_threads 0 = default; isa '' = selected.")
+      .def(
+          "output_shape",
+          [](const onebit::FloatConv2d& self, std::int64_t h, std::int64_t w) {
+            return pair_tuple(self.output_shape(h, w));
+          },
+          nb::arg("h"), nb::arg("w"), "(OH, OW) for an H x W input; ValueError if either would be < 1.")
+      .def_prop_ro("out_channels", &onebit::FloatConv2d::out_channels)
+      .def_prop_ro("in_channels", &onebit::FloatConv2d::in_channels)
+      .def_prop_ro("groups", &onebit::FloatConv2d::groups)
+      .def_prop_ro("depthwise", &onebit::FloatConv2d::depthwise)
+      .def_prop_ro("kernel_size", [](const onebit::FloatConv2d& self) { return pair_tuple(self.kernel_size()); })
+      .def_prop_ro("stride", [](const onebit::FloatConv2d& self) { return pair_tuple(self.stride()); })
+      .def_prop_ro("padding", [](const onebit::FloatConv2d& self) { return pair_tuple(self.padding()); })
+      .def_prop_ro("dilation", [](const onebit::FloatConv2d& self) { return pair_tuple(self.dilation()); })
+      .def_prop_ro("pad_value", &onebit::FloatConv2d::pad_value);
+
+  m.def(
+      "fconv_reference",
+      [](const AnyArray& x, const AnyArray& weights, std::int64_t groups, nb::handle stride, nb::handle padding,
+         nb::handle dilation, float pad_value) {
+        const char* fn = "fconv_reference";
+        const float* xd = checked<float>(x, 4, fn, "x");
+        const float* wd = checked<float>(weights, 4, fn, "weights");
+        const auto s = pair_arg(stride, fn, "stride");
+        const auto p = pair_arg(padding, fn, "padding");
+        const auto d = pair_arg(dilation, fn, "dilation");
+        const auto c = static_cast<std::int64_t>(x.shape(3));
+        // Validates sizes the way the class does.
+        const onebit::FloatConv2d conv(wd, static_cast<std::int64_t>(weights.shape(0)),
+                                       static_cast<std::int64_t>(weights.shape(1)),
+                                       static_cast<std::int64_t>(weights.shape(2)), c, groups, s, p, d, pad_value);
+        if (static_cast<std::int64_t>(weights.shape(3)) != c / groups) {
+          throw std::invalid_argument("fconv_reference: weights " + shape_str(weights) + " must be (O, KH, KW, C / groups)");
+        }
+        const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+        const auto w = static_cast<std::int64_t>(x.shape(2));
+        const auto shape = conv.output_shape(h, w);
+        auto out = new_array4<float>(n, shape[0], shape[1], conv.out_channels());
+        {
+          nb::gil_scoped_release release;
+          onebit::fconv_reference(xd, n, h, w, c, wd, conv.out_channels(), conv.kernel_size()[0],
+                                  conv.kernel_size()[1], groups, s, p, d, pad_value, out.data());
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("weights"), nb::arg("groups") = 1, nb::arg("stride") = nb::make_tuple(1, 1),
+      nb::arg("padding") = nb::make_tuple(0, 0), nb::arg("dilation") = nb::make_tuple(1, 1),
+      nb::arg("pad_value") = 0.0f,
+      "The specification of FloatConv2d's y: plain loops, one thread, std::fma in (kh, kw, c) order.");
+
+  m.def(
+      "fpool2d",
+      [](const AnyArray& x, nb::handle kernel, nb::handle stride, nb::handle padding, bool mean, int num_threads) {
+        const char* fn = "fpool2d";
+        const float* data = checked<float>(x, 4, fn, "x");
+        const auto k = pair_arg(kernel, fn, "kernel");
+        const auto s = pair_arg(stride, fn, "stride");
+        const auto p = pair_arg(padding, fn, "padding");
+        const int threads = checked_threads(num_threads, fn);
+        const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
+        const auto w = static_cast<std::int64_t>(x.shape(2)), c = static_cast<std::int64_t>(x.shape(3));
+        const auto shape = onebit::fpool2d_output_shape(h, w, k, s, p);
+        auto out = new_array4<float>(n, shape[0], shape[1], c);
+        {
+          nb::gil_scoped_release release;
+          onebit::fpool2d(data, n, h, w, c, k, s, p, mean, out.data(), threads);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("kernel"), nb::arg("stride"), nb::arg("padding"), nb::arg("mean") = false,
+      nb::arg("num_threads") = 0,
+      "Max- (or with mean=True average-) pool of float32 NHWC x (N, H, W, C), floor mode, 2 * padding "
+      "<= kernel: max ignores padded positions, the average counts them as zeros (PyTorch's defaults).");
 }

@@ -41,6 +41,11 @@ const BitpackKernels& bitpack_kernels(Isa isa) {
   switch (isa) {
     case Isa::avx512: return kBitpackAvx512.pack ? kBitpackAvx512 : kBitpackScalar;
     case Isa::avx2: return kBitpackAvx2.pack ? kBitpackAvx2 : kBitpackScalar;
+#if defined(__aarch64__)
+    case Isa::neon: return kBitpackNeon.pack ? kBitpackNeon : kBitpackScalar;
+#else
+    case Isa::neon: break;  // not built here: parse_isa refuses it
+#endif
     case Isa::scalar: break;
   }
   return kBitpackScalar;

@@ -9,7 +9,8 @@
 // dot(a, w) = K - 2 * popcount(a ^ w) with the true K.
 //
 // pack_rows_f32_scalar / unpack_rows_f32_scalar (bitpack.cpp) are the reference; the
-// AVX2 (bitpack_avx2.cpp) and AVX-512 (bitpack_avx512.cpp) variants are bit-exact with it.
+// AVX2 (bitpack_avx2.cpp), AVX-512 (bitpack_avx512.cpp) and NEON (bitpack_neon.cpp)
+// variants are bit-exact with it.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +35,10 @@ struct BitpackKernels {
 extern const BitpackKernels kBitpackScalar;  // bitpack.cpp (the reference)
 extern const BitpackKernels kBitpackAvx2;    // bitpack_avx2.cpp
 extern const BitpackKernels kBitpackAvx512;  // bitpack_avx512.cpp
+#if defined(__aarch64__)
+// bitpack_neon.cpp, built on AArch64 only (elsewhere parse_isa does not know Isa::neon).
+extern const BitpackKernels kBitpackNeon;
+#endif
 
 const BitpackKernels& bitpack_kernels(Isa isa);
 

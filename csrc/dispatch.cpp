@@ -13,6 +13,10 @@
 #define ONEBIT_X86 1
 #endif
 
+#if defined(__aarch64__) && defined(__ARM_NEON) && (defined(__GNUC__) || defined(__clang__))
+#define ONEBIT_AARCH64 1
+#endif
+
 namespace onebit {
 namespace {
 
@@ -21,6 +25,18 @@ struct CpuFeatures {
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vpopcntdq = false;
   bool os_avx = false;     // XCR0: SSE + AVX state enabled by the OS
   bool os_avx512 = false;  // XCR0: + opmask, ZMM_Hi256, Hi16_ZMM state
+  bool neon = false;       // AArch64 Advanced SIMD
+};
+
+// The ISAs this build's architecture has kernels for, slowest first.
+constexpr Isa kKnownIsas[] = {
+#if defined(ONEBIT_X86)
+    Isa::scalar, Isa::avx2, Isa::avx512,
+#elif defined(ONEBIT_AARCH64)
+    Isa::scalar, Isa::neon,
+#else
+    Isa::scalar,
+#endif
 };
 
 #if defined(ONEBIT_X86)
@@ -54,6 +70,11 @@ CpuFeatures detect() {
     f.avx512vpopcntdq = (ecx >> 14) & 1u;
   }
 #endif
+#if defined(ONEBIT_AARCH64)
+  // Advanced SIMD is mandatory in AArch64 and the compiler already uses it in baseline
+  // code, so a process that runs at all can run the NEON kernels.
+  f.neon = true;
+#endif
   return f;
 }
 
@@ -69,15 +90,27 @@ const char* isa_name(Isa isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::neon: return "neon";
   }
   return "?";
 }
 
+namespace {
+
+// "scalar, avx2, avx512" (x86): the ISA names this build knows, for error messages.
+std::string known_names() {
+  std::string s;
+  for (Isa isa : kKnownIsas) s += std::string(s.empty() ? "" : ", ") + isa_name(isa);
+  return s;
+}
+
+}  // namespace
+
 Isa parse_isa(const std::string& name) {
-  if (name == "scalar") return Isa::scalar;
-  if (name == "avx2") return Isa::avx2;
-  if (name == "avx512") return Isa::avx512;
-  throw std::invalid_argument("unknown ISA '" + name + "'; valid choices: scalar, avx2, avx512");
+  for (Isa isa : kKnownIsas) {
+    if (name == isa_name(isa)) return isa;
+  }
+  throw std::invalid_argument("unknown ISA '" + name + "'; valid choices: " + known_names());
 }
 
 bool isa_supported(Isa isa) {
@@ -88,13 +121,14 @@ bool isa_supported(Isa isa) {
     case Isa::avx512:
       return f.os_avx && f.avx && f.avx2 && f.popcnt && f.os_avx512 && f.avx512f && f.avx512bw &&
              f.avx512vpopcntdq;
+    case Isa::neon: return f.neon;
   }
   return false;
 }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+  for (Isa isa : kKnownIsas) {
     if (isa_supported(isa)) out.push_back(isa);
   }
   return out;
@@ -117,6 +151,7 @@ std::string cpu_features() {
   add(f.avx512vpopcntdq, "avx512vpopcntdq");
   add(f.os_avx, "os:ymm");
   add(f.os_avx512, "os:zmm");
+  add(f.neon, "neon");
   return s;
 }
 
@@ -137,7 +172,7 @@ Isa resolve_selected() {
       isa = parse_isa(env);
     } catch (const std::invalid_argument&) {
       throw std::invalid_argument(std::string("ONEBIT_ISA='") + env +
-                                  "' is not a known ISA; valid choices: scalar, avx2, avx512");
+                                  "' is not a known ISA; valid choices: " + known_names());
     }
     if (!isa_supported(isa)) {
       throw std::invalid_argument(std::string("ONEBIT_ISA=") + env +

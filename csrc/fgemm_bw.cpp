@@ -60,6 +60,7 @@ const FgemmBwKernels& fgemm_bw_kernels(Isa isa) {
   switch (isa) {
     case Isa::avx512: return kFgemmBwAvx512;
     case Isa::avx2: return kFgemmBwAvx2;
+    case Isa::neon: break;  // no NEON variant: the scalar reference
     case Isa::scalar: break;
   }
   return kFgemmBwScalar;

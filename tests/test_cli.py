@@ -117,3 +117,47 @@ def test_train_with_a_fixed_seed_repeats_exactly(tmp_path):
         proc = run_cli("train", "--no-progress", "--model", "tfc", "--epochs", "2", "--out", str(tmp_path / run))
         assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "a" / "last.safetensors").read_bytes() == (tmp_path / "b" / "last.safetensors").read_bytes()
+
+
+def _one_line_from_main(capsys, *argv: str) -> str:
+    """Run the CLI in this process; it must fail with status 2 and a single line on stderr."""
+    assert main(list(argv)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_train_rejects_bad_training_options(tmp_path, capsys):
+    assert "batch_size must be a positive integer" in _one_line_from_main(
+        capsys, "train", "--batch-size", "0", "--out", str(tmp_path / "a"))
+    assert "larger than the 1293 training samples" in _one_line_from_main(
+        capsys, "train", "--model", "tfc", "--batch-size", "5000", "--out", str(tmp_path / "b"))
+    assert "validation fraction" in _one_line_from_main(
+        capsys, "train", "--model", "tfc", "--val-fraction", "1.5", "--out", str(tmp_path / "c"))
+    assert "at least 2 epochs" in _one_line_from_main(capsys, "train", "--recipe", "two-stage", "--epochs", "1")
+    assert "--teacher is for --recipe distill" in _one_line_from_main(capsys, "train", "--teacher", "t.safetensors")
+    assert "does not combine with --recipe distill" in _one_line_from_main(
+        capsys, "train", "--float", "--recipe", "distill")
+    assert "threads must be a positive integer" in _one_line_from_main(capsys, "train", "--threads", "0")
+    proc = run_cli("train", "--recipe", "three-stage")
+    assert proc.returncode == 2 and "invalid choice: 'three-stage'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_two_stage_and_distill_recipes(tmp_path, capsys):
+    """Both recipes run from the command line, record themselves, and refuse --resume."""
+    common = ["train", "--model", "tfc", "--no-progress", "--epochs", "2"]
+    assert main([*common, "--recipe", "two-stage", "--out", str(tmp_path / "two")]) == 0
+    assert (tmp_path / "two" / "stage1" / "checkpoint.safetensors").is_file()
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["recipe"] == "two-stage" and metrics["epochs"] == 1  # 2 epochs: one per stage
+    assert "continues single-stage runs only" in _one_line_from_main(capsys, "train", "--resume", str(tmp_path / "two"))
+
+    assert main(["train", "--model", "tfc", "--no-progress", "--epochs", "1", "--float", "--out",
+                 str(tmp_path / "teacher")]) == 0
+    teacher = tmp_path / "teacher" / "checkpoint.safetensors"
+    assert main([*common, "--recipe", "distill", "--teacher", str(teacher), "--ce-weight", "0.5",
+                 "--out", str(tmp_path / "kd")]) == 0
+    metrics = json.loads((tmp_path / "kd" / "metrics.json").read_text())
+    assert metrics["recipe"] == "distill" and metrics["teacher"] == str(teacher) and metrics["ce_weight"] == 0.5
+    assert not (tmp_path / "kd" / "teacher").exists()  # the given checkpoint was used, none trained
+    assert "model.onebit" in capsys.readouterr().out

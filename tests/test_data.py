@@ -641,3 +641,14 @@ def test_real_mnist_t10k(mnist_t10k_dir: Path) -> None:
     assert np.bincount(labels).tolist() == MNIST_T10K_CLASS_COUNTS
     with pytest.raises(DataError, match="missing train-images-idx3-ubyte, train-labels-idx1-ubyte"):
         load_dataset(mnist_t10k_dir)
+
+
+@pytest.mark.parametrize("stem", ["train", "t10k"])
+def test_mnist_layout_with_an_empty_part_is_refused(tmp_path: Path, stem: str) -> None:
+    """Issue 5: an empty training or test part is a DataError naming its file, never an index error later."""
+    folder = tmp_path / "m"
+    write_mnist_folder(folder)
+    write_idx(folder / f"{stem}-images-idx3-ubyte", np.zeros((0, 5, 4), np.uint8))
+    write_idx(folder / f"{stem}-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    with pytest.raises(DataError, match=rf"{stem}-(images|labels)-idx.-ubyte: holds no"):
+        load_dataset(folder)

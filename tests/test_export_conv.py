@@ -1,7 +1,8 @@
 """Convolutional BNNs through export and the runtime: equal to the PyTorch eval forward.
 
 Binary convs with every padding value, strides, dilation, groups and kernel sizes; max-pool
-folded before BatchNorm (pooled on packed bits after the threshold) and after it.
+folded before BatchNorm (pooled on packed bits after the threshold) and after it; XNOR-Net's
+conv → ReLU → max-pool → BatchNorm → sign folded into thresholds; BatchNorm before a sign.
 """
 
 from __future__ import annotations
@@ -175,3 +176,114 @@ def test_birealnet18_exports_at_a_small_size(tmp_path):
     kinds = [layer.kind for layer in report.layers]
     assert kinds.count("binary") == 16 and kinds.count("float") == 1 + 3 + 1
     _check(model, torch.randn(100, 3, 32, 32), tmp_path / "b18.onebit")
+
+
+def _ops(path) -> list[str]:
+    return [layer.op for layer in rt.load(path).layers]
+
+
+def test_xnor_order_relu_pool_bn_sign_folds_into_thresholds(tmp_path):
+    """conv → ReLU → (max-pool) → BN → sign (XNOR-Net) becomes integer thresholds, the pool running on packed
+    bits; a learned scale of either sign (alpha < 0 keeps the pool on floats) and zero padding."""
+    torch.manual_seed(8)
+
+    def unit(cin, cout, **kw):
+        return [nn.BatchNorm2d(cin), QuantConv2d(cin, cout, 3, padding=1, input_quantizer="ste_sign",
+                                                weight_quantizer="xnor_sign", **kw), nn.ReLU()]
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+        *unit(32, 70), nn.MaxPool2d(2),
+        *unit(70, 64, pad_value=1.0), nn.MaxPool2d(3, 1, padding=1),
+        *unit(64, 64, scaling="learned"), nn.MaxPool2d(2),
+        nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(64 * 2 * 2, 10),
+    )
+    learned = model[11]
+    with torch.no_grad():
+        learned.scale.uniform_(-1, 1)
+    path = tmp_path / "x.onebit"
+    _check(_randomize_bn(model), torch.randn(200, 3, 8, 8), path)
+    layers = rt.load(path).layers
+    ops = [layer.op for layer in layers]
+    # the float stem (ReLU → BN → sign) and both pooled binary convs write bits, pooled on bits
+    assert ops[:4] == ["to_nhwc", "conv2d", "conv2d", "conv2d"] and all(layer.out_bits for layer in layers[1:4])
+    assert layers[2].out_shape == (4, 4, 70) and layers[3].out_shape == (4, 4, 64)
+    assert ops[4:] == ["conv2d", "maxpool2d", "affine", "flatten", "dense"]  # alpha < 0: pooled after the stage
+
+
+def test_relu_then_bn_on_a_float_output_and_identities_between(tmp_path):
+    """QuickNet's binary conv → ReLU → BN → residual add stays a float ReLU stage and an affine node;
+    Dropout/Identity between a layer and its sign do not stop the fold."""
+    torch.manual_seed(9)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = QuantConv2d(64, 64, 3, padding=1, pad_value=1.0, bias=False, input_quantizer="ste_sign",
+                                    weight_quantizer="ste_sign")
+            self.act, self.bn = nn.ReLU(), nn.BatchNorm2d(64)
+
+        def forward(self, x):
+            return self.bn(self.act(self.conv(x))) + x
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), Block(), Block(),
+        QuantConv2d(64, 64, 3, padding=1, input_quantizer="ste_sign", weight_quantizer="ste_sign"),
+        nn.BatchNorm2d(64), nn.Dropout(0.3), nn.Identity(),
+        QuantConv2d(64, 32, 3, padding=1, input_quantizer="ste_sign", weight_quantizer="ste_sign"),
+        nn.BatchNorm2d(32), nn.Flatten(), nn.Linear(32 * 6 * 6, 10),
+    )
+    _check(_randomize_bn(model), torch.randn(200, 3, 6, 6), tmp_path / "q.onebit")
+    layers = rt.load(tmp_path / "q.onebit").layers
+    assert [layer.op for layer in layers].count("affine") == 2
+    convs = [layer for layer in layers if layer.op == "conv2d" and layer.kind == "binary"]
+    assert [layer.out_bits for layer in convs] == [False, False, True, False]
+
+
+def test_batchnorm_over_flattened_image_features_and_positive_bn_as_sign_shift(tmp_path):
+    """A BatchNorm1d over a flattened (C, H, W) image is permuted to the runtime's (H, W, C) order, as an
+    affine node and as the shift of a sign node (positive scales: a·x + b ≥ 0 ⇔ x ≥ −b/a)."""
+    torch.manual_seed(10)
+    for positive in (False, True):
+        model = nn.Sequential(
+            nn.Conv2d(3, 20, 3), nn.Flatten(), nn.BatchNorm1d(20 * 4 * 4),
+            QuantLinear(20 * 4 * 4, 64, input_quantizer="ste_sign", weight_quantizer="ste_sign"),
+            nn.BatchNorm1d(64), nn.Hardtanh(),
+            QuantLinear(64, 10, input_quantizer="ste_sign", weight_quantizer="ste_sign"), nn.BatchNorm1d(10),
+        )
+        _randomize_bn(model)
+        if positive:
+            with torch.no_grad():
+                model[2].weight.abs_()
+        path = tmp_path / f"f{positive}.onebit"
+        _check(model, torch.randn(300, 3, 6, 6), path)
+        ops = _ops(path)
+        assert ops.count("sign") == 1 and ops.count("affine") == (0 if positive else 1)
+
+
+@pytest.mark.parametrize("pads,stride,groups", [
+    ((0, 1, 0, 1), 2, 1), ((1, 0, 2, 0), 1, 1), ((0, 2, 1, 0), 2, 4), ((3, 1, 0, 0), 1, 1),
+])
+def test_zero_pad_folds_into_the_float_conv_after_it(tmp_path, pads, stride, groups):
+    """ZeroPad2d (left, right, top, bottom) before a float conv (Keras "same" padding): exported as
+    one conv with a larger kernel and symmetric padding, equal to PyTorch."""
+    torch.manual_seed(11)
+    model = nn.Sequential(
+        nn.ZeroPad2d(pads), nn.Conv2d(4, 8, 3, stride=stride, padding=1, groups=groups), nn.BatchNorm2d(8),
+        nn.ReLU(), nn.Flatten(), nn.LazyLinear(5),
+    )
+    model(torch.randn(1, 4, 9, 10))
+    _check(_randomize_bn(model), torch.randn(100, 4, 9, 10), tmp_path / "pad.onebit")
+    assert [layer.op for layer in rt.load(tmp_path / "pad.onebit").layers].count("conv2d") == 1
+
+
+@pytest.mark.parametrize("model,match", [
+    (nn.Sequential(nn.ZeroPad2d(1), QuantConv2d(4, 8, 3, input_quantizer="ste_sign", weight_quantizer="ste_sign")),
+     "float convolution"),
+    (nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(4, 8, 3, dilation=2)), "dilation 1"),
+    (nn.Sequential(nn.ZeroPad2d(1), nn.ReLU(), nn.Conv2d(4, 8, 3)), "directly before float Conv2d"),
+    (nn.Sequential(nn.ConstantPad2d(1, 0.5), nn.Conv2d(4, 8, 3)), "value 0"),
+])
+def test_zero_pad_anywhere_else_is_refused(tmp_path, model, match):
+    with pytest.raises(ExportError, match=match):
+        export(nn.Sequential(model, nn.Flatten()), tmp_path / "bad.onebit", torch.randn(2, 4, 8, 8), verbose=False)

@@ -19,11 +19,12 @@ import onebit.runtime as rt
 from onebit import _core
 from onebit.errors import ExportError, InputError, MissingFileError, ModelFileError
 from onebit.export import export
-from onebit.export.fold import thresholds
+from onebit.export.fold import relu_bn_sign, thresholds
 from onebit.model_summary import packed_weight_bytes
 from onebit.models import create_model
 from onebit.nn import QuantLinear
 from onebit.runtime.container import read_container, write_container
+from tests import fuzzing
 from tests.test_runtime_import import run_without_torch
 
 
@@ -99,6 +100,28 @@ def test_thresholds_match_brute_force():
     want = alpha * y + beta >= 0
     got = flip * (y - t.astype(np.int64)) >= 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_relu_bn_sign_thresholds_match_brute_force():
+    """XNOR-Net's order: sign(a·relu(alpha·y + beta) + b) for every reachable y, every sign of alpha, a and b
+    (zeros included), ties exact (dyadic values), constant channels where the ReLU decides."""
+    rng = np.random.default_rng(2)
+    k, n = 45, 2000
+    alpha = rng.choice([-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0], n)
+    beta = rng.integers(-60, 61, n) / 4
+    a = rng.choice([-1.5, -1.0, -0.25, 0.0, 0.25, 1.0, 1.5], n)
+    b = rng.integers(-40, 41, n) / 8
+    y0 = rng.integers(-k, k + 1, n)
+    tie = np.arange(n) < n // 2  # b = −a·relu(z(y0)): the BatchNorm output is exactly 0 at y0
+    b[tie] = -a[tie] * np.maximum(alpha[tie] * y0[tie] + beta[tie], 0)
+    scale, bias = relu_bn_sign(alpha, beta, a, b)
+    t, flip = thresholds(scale, bias, k)
+    y = np.arange(-k, k + 1)[:, None]
+    want = a * np.maximum(alpha * y + beta, 0) + b >= 0
+    np.testing.assert_array_equal(flip * (y - t.astype(np.int64)) >= 0, want)
+    np.testing.assert_array_equal(scale * y + bias >= 0, want)  # the float-input form: +1 iff scale·y + bias ≥ 0
+    constant = want.all(0) | ~want.any(0)
+    assert constant.sum() > n // 4 and (~constant).sum() > n // 4  # both kinds well represented
 
 
 def test_binarynet_mlp_file_is_under_a_25th_of_float32_and_summary_agrees(tmp_path):
@@ -270,14 +293,10 @@ def test_one_model_called_from_8_threads_matches_sequential_calls(tmp_path):
                 np.testing.assert_array_equal(got, want)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(data=st.data())
-def test_mutated_graphs_are_refused_cleanly_or_run(fuzz_seeds, tmp_path_factory, data):
-    """Hypothesis over the JSON graphs of real exported models (an MLP, a conv net with pooling):
-    any field of a node (or of a pool) replaced by another JSON value gives a ModelFileError at
-    load or a model that runs; never another exception or a crash. (3,000 random examples
-    passed when this was written.)"""
-    tensors, meta, in_shape = data.draw(st.sampled_from(fuzz_seeds))
+def _mutated_graph(seeds, tmp_dir, data) -> None:
+    """One example: a field of a node (or of a pool, the input, the graph) of a seed model
+    replaced by an arbitrary JSON value."""
+    tensors, meta = data.draw(st.sampled_from(seeds))
     graph = json.loads(meta["onebit"])
     node = data.draw(st.sampled_from(graph["nodes"] + [graph, graph["input"]]
                                      + [n["pool"] for n in graph["nodes"] if "pool" in n]))
@@ -287,24 +306,38 @@ def test_mutated_graphs_are_refused_cleanly_or_run(fuzz_seeds, tmp_path_factory,
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
         max_leaves=6,
     ))
-    path = tmp_path_factory.getbasetemp() / "fuzz.onebit"
+    path = fuzzing.example_path("graph", tmp_dir)
     write_container(path, tensors, {"onebit": json.dumps(graph)})
-    try:
-        m = rt.load(path)
-    except ModelFileError:
-        return
-    m(np.zeros((2, *in_shape), np.float32))
+    fuzzing.check_model_file(path.read_bytes(), path, "graph")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_mutated_graphs_are_refused_cleanly_or_run(fuzz_seeds, tmp_path_factory, data):
+    """Hypothesis over the JSON graphs of real exported models (an MLP, a conv net with pooling,
+    a conv net with a residual block): any field of a node (or of a pool) replaced by another
+    JSON value gives a ModelFileError naming the file and the problem at load, or a model that
+    runs; never another exception, a crash or a hang. The fixed examples of the normal suite."""
+    _mutated_graph(fuzz_seeds, tmp_path_factory.getbasetemp(), data)
+
+
+@pytest.mark.skipif(not fuzzing.timed_run(), reason=fuzzing.SKIP_REASON)
+def test_mutated_graphs_time_bounded(fuzz_seeds, tmp_path):
+    """The same fuzz on random examples for ONEBIT_FUZZ_SECONDS (CI: .ci/fuzz)."""
+    assert fuzzing.fuzz_for_a_while(lambda data: _mutated_graph(fuzz_seeds, tmp_path, data), "graph") > 0
 
 
 @pytest.fixture(scope="module")
 def fuzz_seeds(model_file, tmp_path_factory):
+    """(tensors, metadata) of the graph fuzz's seeds: the MLP of model_file, a binarynet_cnn,
+    and the byte fuzz's small conv net with a residual block (tests/corpus/seeds/)."""
     torch.manual_seed(9)
     conv = create_model("binarynet_cnn", num_classes=10, in_shape=(3, 8, 8), channels=(8, 16, 64), hidden=32)
     path = tmp_path_factory.mktemp("seed") / "conv.onebit"
     _randomize_bn(conv)
     export(conv.eval(), path, torch.randn(2, 3, 8, 8), verbose=False)
     seeds = []
-    for file, in_shape in ((model_file, (1, 8, 8)), (path, (3, 8, 8))):
+    for file in (model_file, path, fuzzing.CORPUS_DIR / "seeds" / "small-cnn.onebit"):
         tensors, meta = read_container(file)
-        seeds.append(({k: np.array(v) for k, v in tensors.items()}, meta, in_shape))
+        seeds.append(({k: np.array(v) for k, v in tensors.items()}, meta))
     return seeds

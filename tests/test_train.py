@@ -135,3 +135,56 @@ def test_checkpoint_errors(digits, tmp_path):
         {"format": "onebit-checkpoint", "version": 1, "model": {"name": "gpt5", "args": {}}})})
     with pytest.raises(CheckpointError, match="cannot rebuild model 'gpt5'"):
         load_checkpoint(unknown)
+
+
+def test_fit_and_evaluate_reject_bad_inputs_with_onebit_errors(digits):
+    """Issue 5: bad shapes, labels, non-finite values, empty sets and bad sizes name the problem."""
+    m = _tiny(digits)
+    x, y = digits.x_train, digits.y_train
+    quiet = {"epochs": 1, "progress": False, "verbose": False}
+    infinite = x.copy()
+    infinite[3, 0, 2, 2] = np.inf
+    cases = [
+        # x of the wrong rank or shape for the model
+        ((x.reshape(len(x), 64), y), (x, y), DataError, r"samples have shape \(64,\), the model expects \(1, 8, 8\)"),
+        ((x[:, :, :4], y), (x, y), DataError, r"samples have shape \(1, 4, 8\)"),
+        ((x, y), (x[:, :, :4], y), DataError, "validation samples have shape"),
+        # labels: non-integer, negative, ≥ num_classes
+        ((x, y.astype(np.float32)), (x, y), DataError, "labels must be integers"),
+        ((x, y - 1), (x, y), DataError, r"labels must lie in \[0, 10\).*\[-1, 8\]"),
+        ((x, y), (x, y + 1), DataError, r"validation data: labels must lie in \[0, 10\)"),
+        # length mismatch, empty sets, non-finite values
+        ((x[:10], y[:9]), (x, y), DataError, "shape"),
+        ((x, y), (x[:0], y[:0]), DataError, "validation data is empty"),
+        ((infinite, y), (x, y), DataError, "NaN or infinite"),
+    ]
+    for train, val, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            fit(m, train, val=val, **quiet)
+    for size in (0, -3, 1.5, True):
+        with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+            fit(m, digits, batch_size=size, **quiet)
+        with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+            evaluate(m, x, y, batch_size=size)
+    with pytest.raises(ConfigError, match=r"batch_size 2000 is larger than the 1293 training samples"):
+        fit(m, digits, batch_size=2000, **quiet)
+    for fraction in (0.0, 1.0, -0.5, 2, "0.1"):
+        with pytest.raises(ConfigError, match="validation fraction"):
+            fit(m, digits, val_fraction=fraction, **quiet)
+    # a model whose output width is not the data set's number of classes
+    five = create_model("tfc", num_classes=5, in_shape=digits.in_shape)
+    with pytest.raises(ConfigError, match="outputs 5 logits but the data set has 10 classes"):
+        fit(five, digits, **quiet)
+    with pytest.raises(DataError, match=r"labels must lie in \[0, 5\)"):
+        evaluate(five, x, y)
+    # evaluate: shape and emptiness
+    with pytest.raises(DataError, match="the model expects"):
+        evaluate(m, x.reshape(len(x), 64), y)
+    with pytest.raises(DataError, match="is empty"):
+        evaluate(m, x[:0], y[:0])
+    # a model without a recorded input shape: the probing forward's failure becomes a DataError
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(DataError, match=r"cannot take samples of shape \(1, 4, 8\)"):
+        fit(plain, (x[:, :, :4], y), val=(x[:, :, :4], y), **quiet)
+    with pytest.raises(ConfigError, match=r"logits of shape \(N, classes\)"):
+        fit(torch.nn.Flatten(0), (x, y), val=(x, y), **quiet)

@@ -21,6 +21,7 @@ DEFAULT_MODEL = "binarynet_mlp"
 # per epoch on 2 cores; 1024 units reach the same accuracy on the 8x8 digits in seconds.
 DEFAULT_MODEL_ARGS: dict[str, Any] = {"hidden": 1024}
 DEFAULT_DATA = "digits"
+RECIPE_CHOICES = ("single", "two-stage", "distill")  # onebit.recipes.RECIPE_KINDS; kept here so --help needs no torch
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
@@ -60,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         help=f"registered model name (default {DEFAULT_MODEL} with {_format_args(DEFAULT_MODEL_ARGS)})",
     )
     t.add_argument("--data", default=DEFAULT_DATA, help="digits, mnist1d, or a folder (MNIST layout or cifar-10-batches-py)")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the model/data recipe)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default: the model/data recipe; two-stage splits them between its stages)")
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--optimizer", default="adam", help="adam, adamw, sgd or bop")
@@ -71,7 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last finished epoch, with its recorded settings")
+                   help="continue an interrupted single-stage run from its last finished epoch, "
+                        "with its recorded settings")
+    t.add_argument("--recipe", default=None, choices=RECIPE_CHOICES,
+                   help="single: one binary run; two-stage: binary weights + float activations, then fully binary "
+                        "from those weights; distill: a float teacher's logits guide the binary model "
+                        "(default: the model/data recipe, see docs/training.md)")
+    t.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
+                   help="distill: the teacher's checkpoint (default: train the float twin first, into RUN_DIR/teacher)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: the recipe's; results repeat bit for bit only at equal counts)")
+    t.add_argument("--ce-weight", type=float, default=None,
+                   help="distill: loss = (1 - w) KL(teacher || student) + w cross-entropy (default: the recipe's, 0)")
 
     s = sub.add_parser("summary", parents=[model_args], help="print a model's per-layer table")
     s.add_argument("model", help="registered model name")
@@ -117,46 +130,79 @@ def _use_recorded_settings(args: argparse.Namespace) -> None:
     from onebit.train_state import load_train_state
 
     recorded = load_train_state(args.resume)["run_info"]
+    if recorded.get("recipe", "single") != "single":
+        raise ConfigError(
+            f"{args.resume} is a {recorded['recipe']} run; --resume continues single-stage runs only: "
+            f"start it again with a new --out"
+        )
     args.model, args.model_arg, args.float = recorded["model"], list(recorded["model_args"].items()), False
     for key in ("data", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "val_fraction", "seed"):
         setattr(args, key, recorded[key])
+    args.recipe, args.teacher, args.ce_weight = "single", None, None
+    args.threads = recorded.get("threads")
     args.out = args.resume
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from onebit.data import load_dataset
-    from onebit.models import create_model
+def _train_recipe(args: argparse.Namespace, name: str, data_name: str) -> Any:
+    """The model/data recipe with the command line's overrides applied."""
+    from dataclasses import replace
+
     from onebit.recipes import recipe_for
-    from onebit.model_summary import summary
+
+    recipe = recipe_for(name, data_name)
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "kind": args.recipe,
+                 "ce_weight": args.ce_weight, "threads": args.threads}
+    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    if args.teacher is not None and recipe.kind != "distill":
+        raise ConfigError(f"--teacher is for --recipe distill, not {recipe.kind}")
+    if args.float and recipe.kind != "single":
+        raise ConfigError(f"--float trains the float twin in one run; it does not combine with --recipe {recipe.kind}")
+    return recipe
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from onebit.data import load_dataset
     from onebit.export import export_checked
-    from onebit.train import fit, record_metrics, set_seed
+    from onebit.model_summary import summary
+    from onebit.models import create_model
+    from onebit.recipes import train_with_recipe
+    from onebit.train import record_metrics
 
     if args.resume is not None:
         _use_recorded_settings(args)
     data = load_dataset(args.data, seed=args.seed)
-    name, kwargs = _model_kwargs(args)
-    set_seed(args.seed)  # the initial weights too, so that a seed fixes the whole run
-    model = create_model(name, num_classes=data.num_classes, in_shape=data.in_shape, **kwargs)
-    recipe = recipe_for(name, data.name)
-    epochs = args.epochs if args.epochs is not None else recipe.epochs
-    batch_size = args.batch_size if args.batch_size is not None else recipe.batch_size
-    lr = args.lr if args.lr is not None else recipe.lr
+    name = args.model or DEFAULT_MODEL
+    recipe = _train_recipe(args, name, data.name)
+    kwargs = {**(DEFAULT_MODEL_ARGS if args.model is None else {}), **recipe.model_args, **dict(args.model_arg)}
+    if args.float:
+        kwargs.update(input_quantizer=None, weight_quantizer=None)
     out = args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     if args.resume is None and out.exists() and any(out.iterdir()):
         raise ConfigError(f"run folder {out} already exists and is not empty; choose another --out")
 
     print(f"onebit train: model {name} {_format_args(kwargs)} on {data.name} ({data.source})")
     print(f"  {len(data.x_train)} training / {len(data.x_test)} test samples, input {data.in_shape}, "
-          f"{data.num_classes} classes; {epochs} epochs, batch {batch_size}, lr {lr}, {args.optimizer}, seed {args.seed}")
-    table = summary(model, data.in_shape)
+          f"{data.num_classes} classes; {recipe.kind} recipe, {recipe.epochs} epochs, batch {recipe.batch_size}, "
+          f"lr {recipe.lr}, {args.optimizer}, seed {args.seed}")
+    table = summary(create_model(name, num_classes=data.num_classes, in_shape=data.in_shape, **kwargs), data.in_shape)
     print(table)
-    result = fit(
-        model, data, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=args.optimizer,
-        schedule=args.schedule, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
-        seed=args.seed, out_dir=out, progress=not args.no_progress, resume=args.resume is not None,
-        info={"model": name, "model_args": kwargs, "data": args.data, "data_name": data.name,
-              "val_fraction": args.val_fraction, "summary": table.to_dict()["totals"]},
+    info = {"model": name, "model_args": kwargs, "data": args.data, "data_name": data.name,
+            "val_fraction": args.val_fraction, "summary": table.to_dict()["totals"], "recipe": recipe.kind,
+            "threads": recipe.threads}
+    if recipe.kind == "distill":
+        info.update(ce_weight=recipe.ce_weight, teacher=str(args.teacher) if args.teacher else "float twin")
+    trained = train_with_recipe(
+        name, data, replace(recipe, model_args=kwargs), seed=args.seed, teacher=args.teacher,
+        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
+        val_fraction=args.val_fraction, out_dir=out, progress=not args.no_progress,
+        resume=args.resume is not None, info=info,
     )
+    model, result = trained.model, trained.result
+    for stage, r in trained.stages.items():
+        print(f"{stage}: best epoch {r.best_epoch}, validation accuracy {r.best_val_accuracy:.2%}, "
+              f"test accuracy {r.test_accuracy:.2%}  (run folder {out / stage})")
     print(f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}")
     print(f"test accuracy: {result.test_accuracy:.2%}  ({len(data.x_test)} samples)")
     written = "checkpoint.safetensors, last.safetensors, metrics.json, curves.png, train_state.pt"

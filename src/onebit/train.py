@@ -1,6 +1,7 @@
 """Training: ``fit`` (the loop), ``evaluate``, and the run folder they write.
 
-``fit`` trains with cross-entropy on in-memory data, validates after every epoch,
+``fit`` trains with cross-entropy (or, given a ``teacher``, the distillation loss of
+:func:`distillation_loss`) on in-memory data, validates after every epoch,
 keeps the best (by validation accuracy) and last checkpoints, and writes
 ``metrics.json`` and ``curves.png`` to ``out_dir``. The learning rate follows a
 per-step schedule. With a fixed seed, runs on CPU are bit-for-bit reproducible
@@ -32,7 +33,10 @@ from onebit.errors import ConfigError, DataError, unknown_choice
 from onebit.optim import make_optimizer
 from onebit.train_state import load_train_state, save_train_state
 
-__all__ = ["SCHEDULES", "EpochRecord", "FitResult", "evaluate", "fit", "plot_curves", "record_metrics", "set_seed"]
+__all__ = [
+    "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit", "plot_curves", "record_metrics",
+    "set_seed",
+]
 
 SCHEDULES = ("cosine", "constant", "step")
 
@@ -93,6 +97,53 @@ def _check_labels(y: Tensor, num_classes: int, what: str) -> None:
         )
 
 
+def _output_width(model: nn.Module, x: Tensor, what: str) -> int:
+    """Run ``model`` (eval mode, no grad) on two rows of ``x`` and return its number of outputs.
+
+    A model built by ``create_model`` records its input shape, so a mismatch is named
+    before any forward; any other model gets one probing forward whose failure becomes
+    a :class:`DataError` instead of a traceback from deep inside torch.
+    """
+    expected = getattr(model, "onebit_config", {}).get("args", {}).get("in_shape")
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise DataError(
+            f"{what}: samples have shape {tuple(x.shape[1:])}, the model expects {tuple(expected)} "
+            f"(x must be (N, {', '.join(map(str, expected))}))"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x[:2])
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{what}: the model cannot take samples of shape {tuple(x.shape[1:])}: {first_line}") from None
+    finally:
+        model.train(was_training)
+    if out.dim() != 2:
+        raise ConfigError(f"the model must output logits of shape (N, classes), got shape {tuple(out.shape)}")
+    return int(out.shape[1])
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, target: Tensor | None = None, ce_weight: float = 0.0) -> Tensor:
+    """Distributional loss of Real-to-Binary / ReActNet, optionally mixed with cross-entropy.
+
+    ``KL(p_t ‖ p_s) = (1/B) Σ_b Σ_c p_t[b,c] (log p_t[b,c] − log p_s[b,c])`` with
+    ``p = softmax(logits)``; the result is ``(1 − ce_weight)·KL + ce_weight·CE(student, target)``.
+    The teacher's logits are detached: the gradient flows to the student only.
+    """
+    if not 0.0 <= ce_weight <= 1.0:
+        raise ConfigError(f"ce_weight must lie in [0, 1], got {ce_weight!r}")
+    log_ps = F.log_softmax(student, dim=1)
+    log_pt = F.log_softmax(teacher.detach(), dim=1)
+    kl = F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True)
+    if ce_weight == 0.0:
+        return kl
+    if target is None:
+        raise ConfigError("distillation_loss needs the targets when ce_weight > 0")
+    return (1.0 - ce_weight) * kl + ce_weight * F.cross_entropy(student, target)
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     return list(order.split(batch_size))
@@ -101,14 +152,16 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
 @torch.no_grad()
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     xt, yt = _as_tensors(x, y, "evaluation data")
+    _check_labels(yt, _output_width(model, xt, "evaluation data"), "evaluation data")
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     try:
         for idx in _batches(len(xt), batch_size, None):
             logits = model(xt[idx])
-            _check_labels(yt[idx], logits.shape[1], "evaluation data")
             loss_sum += F.cross_entropy(logits, yt[idx], reduction="sum").item()
             correct += int((logits.argmax(1) == yt[idx]).sum())
     finally:
@@ -142,6 +195,8 @@ def fit(
     verbose: bool = True,
     info: dict[str, Any] | None = None,
     resume: bool = False,
+    teacher: nn.Module | None = None,
+    ce_weight: float = 0.0,
 ) -> FitResult:
     """Train ``model`` and return its history; the weights end as the *best* epoch's.
 
@@ -154,19 +209,32 @@ def fit(
     :mod:`onebit.train_state`). ``resume=True`` continues the run in ``out_dir`` from its
     last finished epoch; the arguments must be the ones it was started with. ``progress``
     shows a progress bar (stderr), ``verbose`` prints a line per epoch.
+
+    With a ``teacher`` (a trained module with the same outputs), the training loss is
+    :func:`distillation_loss` of the student's logits against the teacher's, mixed with
+    ``ce_weight`` × cross-entropy. The teacher stays in eval mode and runs under
+    ``torch.no_grad()``: it is never updated. Validation and test use cross-entropy.
     """
-    if not isinstance(epochs, int) or epochs < 1:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"lr must be a positive number, got {lr!r}")
     if schedule not in SCHEDULES:
         raise unknown_choice("schedule", schedule, SCHEDULES)
+    if teacher is not None and not isinstance(teacher, nn.Module):
+        raise ConfigError(f"teacher must be a torch module, got {type(teacher).__name__}")
+    if teacher is None and ce_weight != 0.0:
+        raise ConfigError("ce_weight mixes cross-entropy into the distillation loss; it needs a teacher")
+    if not (isinstance(ce_weight, int | float) and 0.0 <= ce_weight <= 1.0):
+        raise ConfigError(f"ce_weight must be a number in [0, 1], got {ce_weight!r}")
 
     test: Arrays | None = None
+    num_classes: int | None = None
     if isinstance(data, Dataset):
         test = (data.x_test, data.y_test)
+        num_classes = data.num_classes
         if val is None:
             data, val = data.split_validation(val_fraction, seed=seed)
         train_arrays: Arrays = (data.x_train, data.y_train)
@@ -175,7 +243,23 @@ def fit(
     x_train, y_train = _as_tensors(*train_arrays, "training data")
     if val is None:
         raise ConfigError("fit needs validation data: pass a Dataset or val=(x, y)")
-    _as_tensors(*val, "validation data")
+    x_val, y_val = _as_tensors(*val, "validation data")
+    width = _output_width(model, x_train, "training data")
+    if x_val.shape[1:] != x_train.shape[1:]:
+        raise DataError(
+            f"validation samples have shape {tuple(x_val.shape[1:])}, training samples {tuple(x_train.shape[1:])}"
+        )
+    if batch_size > len(x_train):
+        raise ConfigError(f"batch_size {batch_size} is larger than the {len(x_train)} training samples")
+    if num_classes is not None and width != num_classes:
+        raise ConfigError(f"the model outputs {width} logits but the data set has {num_classes} classes")
+    _check_labels(y_train, width, "training data")
+    _check_labels(y_val, width, "validation data")
+    if teacher is not None:
+        teacher.eval()
+        teacher_width = _output_width(teacher, x_train, "training data (teacher)")
+        if teacher_width != width:
+            raise ConfigError(f"the teacher outputs {teacher_width} logits, the student {width}")
 
     set_seed(seed)
     if isinstance(optimizer, str):
@@ -227,9 +311,12 @@ def fit(
                 if len(idx) < 2:
                     continue  # BatchNorm cannot train on a single sample
                 logits = model(x_train[idx])
-                if seen == 0 and epoch == 1:
-                    _check_labels(y_train, logits.shape[1], "training data")
-                loss = F.cross_entropy(logits, y_train[idx])
+                if teacher is None:
+                    loss = F.cross_entropy(logits, y_train[idx])
+                else:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x_train[idx])
+                    loss = distillation_loss(logits, teacher_logits, y_train[idx], ce_weight)
                 if not torch.isfinite(loss):
                     raise ConfigError(f"training diverged: loss is {loss.item()} at epoch {epoch}; lower the lr")
                 opt.zero_grad(set_to_none=True)
@@ -242,7 +329,7 @@ def fit(
                 if bar is not None:
                     bar.set_postfix_str(f"epoch {epoch}/{epochs} loss {loss.item():.3f}", refresh=False)
                     bar.update(1)
-            v = evaluate(model, *val, batch_size=max(batch_size, 256))
+            v = evaluate(model, x_val.numpy(), y_val.numpy(), batch_size=max(batch_size, 256))
             record = EpochRecord(
                 epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
                 time.perf_counter() - start,

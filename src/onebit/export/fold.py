@@ -11,6 +11,21 @@ BatchNorm: ``BN(v) = (v − μ)·w/√(σ² + ε) + b``. When the next layer bin
     alpha = 0:  +1 always (beta ≥ 0: T = −K) or never (T = K + 1)
 
 the engine's rule being ``+1 ⇔ flip·(y − T) ≥ 0``.
+
+XNOR-Net's block order puts a ReLU (and a max-pool) *before* the BatchNorm that feeds
+the next sign: ``s = sign(a·relu(z) + b)``, ``z = alpha·y + beta``, (a, b) the BatchNorm.
+Since ``a·relu(z) + b`` equals ``a·z + b`` for z ≥ 0 and ``b`` for z < 0, per channel:
+
+    a > 0, b ≥ 0:  s = +1 for every y            (a·relu(z) + b ≥ b ≥ 0)
+    a < 0, b < 0:  s = −1 for every y            (a·relu(z) + b ≤ b < 0)
+    a = 0:         s = sign(b)
+    otherwise:     s = sign(a·alpha·y + a·beta + b)   (for z < 0 both sides have b's sign)
+
+so :func:`relu_bn_sign` returns the affine map ``(a·alpha, a·beta + b)`` — or ``(0, ±1)``
+for a constant channel — that :func:`thresholds` turns into integers (a float input
+uses it as the scale and bias of its sign). A max-pool between the ReLU and the
+BatchNorm runs on ``y`` first when every ``alpha > 0``: ``relu(alpha·y + beta)`` then
+rises with y, so its maximum over a window is taken where y is largest.
 """
 
 from __future__ import annotations
@@ -45,3 +60,16 @@ def thresholds(alpha: np.ndarray, beta: np.ndarray, k: int) -> tuple[np.ndarray,
     out = np.clip(out, -k - 1, k + 1)  # beyond ±k every y falls on one side
     flip = np.where(neg, -1, 1).astype(np.int8)
     return out.astype(np.int32), flip
+
+
+def relu_bn_sign(alpha: np.ndarray, beta: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha', beta') with ``sign(a·relu(alpha·y + beta) + b) = sign(alpha'·y + beta')`` for every real y.
+
+    Constant channels get ``alpha' = 0`` and ``beta' = ±1`` (see the module docstring).
+    """
+    alpha, beta, a, b = (np.asarray(v, np.float64) for v in (alpha, beta, a, b))
+    scale, bias = a * alpha, a * beta + b
+    plus, minus = (a >= 0) & (b >= 0), (a <= 0) & (b < 0)
+    scale = np.where(plus | minus, 0.0, scale)
+    bias = np.where(plus, 1.0, np.where(minus, -1.0, bias))
+    return scale, bias

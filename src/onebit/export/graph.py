@@ -5,11 +5,15 @@ traced through, so residual adds (Bi-Real Net) and channel concatenations (Dense
 appear as graph nodes. The walk maps each traced node to a runtime value:
 
 - a weighted layer (``QuantLinear``/``QuantConv1d/2d``/``nn.Linear``/``nn.Conv1d/2d``)
-  starts a *pending* value: BatchNorm, max-pool, Hardtanh/ReLU, Flatten that follow it
-  with no other user fold into its output stage. The stage is decided when the value is
-  used: if every user binarizes it, BatchNorm + sign become integer thresholds and the
-  layer writes packed bits; otherwise it writes floats (and a ``sign`` node packs them for
-  the binary users);
+  starts a *pending* value: BatchNorm, max-pool, Hardtanh/ReLU, Flatten (and Dropout,
+  Identity) that follow it with no other user fold into its output stage. The stage is
+  decided when the value is used: if every user binarizes it, BatchNorm + sign become
+  integer thresholds and the layer writes packed bits; otherwise it writes floats (and a
+  ``sign`` node packs them for the binary users). XNOR-Net's ReLU → (max-pool) → BatchNorm
+  → sign folds into thresholds too (:func:`onebit.export.fold.relu_bn_sign`); a max-pool
+  runs on the raw product (before the stage) wherever the folded map rises with it;
+- a BatchNorm on a float value whose users all binarize it becomes one ``sign`` node with
+  a per-channel shift when its scale is positive (``a·x + b ≥ 0 ⇔ x ≥ −b/a``);
 - on float values: ``add``, ``concat`` (channels), ``affine`` (a BatchNorm alone),
   ``act`` (ReLU, Hardtanh, PReLU/RPReLU), ``avgpool2d``, ``maxpool2d``, ``flatten``.
 
@@ -23,6 +27,7 @@ runs binary or stays float.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +38,7 @@ import torch.fx as fx
 from torch import nn
 
 from onebit.errors import ExportError
-from onebit.export.fold import bn_affine, thresholds
+from onebit.export.fold import bn_affine, relu_bn_sign, thresholds
 from onebit.nn.blocks import RPReLU, RSign
 from onebit.nn.layers import QuantLayer
 from onebit.nn.quantizers import Quantizer
@@ -44,7 +49,7 @@ SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "rsign")
 _NO_OPS = (nn.Dropout, nn.Identity)
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _SUPPORTED = ("QuantLinear, Linear, QuantConv1d/2d, Conv1d/2d, BatchNorm1d/2d, MaxPool1d/2d, AvgPool2d, "
-              "AdaptiveAvgPool2d(1), Hardtanh, ReLU, PReLU, RPReLU, Flatten, Dropout, Identity, +, torch.cat")
+              "AdaptiveAvgPool2d(1), ZeroPad2d before a float conv, Hardtanh, ReLU, PReLU, RPReLU, Flatten, Dropout, Identity, +, torch.cat")
 
 
 @dataclass
@@ -77,6 +82,7 @@ class _Pending:
     pool: dict[str, Any] | None = None  # max-pool of y, before BatchNorm
     bn: bool = False
     act: list[nn.Module] = field(default_factory=list)
+    post_bn: tuple[np.ndarray, np.ndarray] | None = None  # (a, b) of a BatchNorm after a ReLU
     post_pool: dict[str, Any] | None = None  # max-pool after the activation
     flatten: bool = False
     tail: fx.Node | None = None  # the last traced node folded in
@@ -93,6 +99,7 @@ class _Value:
     flat_from: tuple[int, int, int] | None = None  # (H, W, C) of a flattened image
     pending: _Pending | None = None
     realized: dict[bool, "_Value"] = field(default_factory=dict)  # by bits: emitted forms of a pending value
+    zero_pad: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) a ZeroPad2d left to its conv
 
 
 class _Tracer(fx.Tracer):
@@ -226,21 +233,29 @@ class _Walk:
             h, w = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
             out_shape = (h, w, d.n) if d.pool is None else _pooled((h, w, d.n), d.pool)
         if binary:
-            for a in d.act:
-                if not isinstance(a, nn.Hardtanh) or not a.min_val < 0 <= a.max_val:
-                    raise ExportError(
-                        f"layer {d.name!r}: {type(a).__name__} before a sign changes the sign of its input; "
-                        "the engine folds only sign-preserving activations (Hardtanh) into the threshold"
-                    )
+            alpha, beta = d.alpha, d.beta
+            if d.post_bn is not None:  # ReLU → BatchNorm → sign (the fold checked that the ReLU is alone)
+                alpha, beta = relu_bn_sign(alpha, beta, *d.post_bn)
+            else:
+                for a in d.act:
+                    if not isinstance(a, nn.Hardtanh) or not a.min_val < 0 <= a.max_val:
+                        raise ExportError(
+                            f"layer {d.name!r}: {type(a).__name__} before a sign changes the sign of its input; "
+                            "the engine folds only sign-preserving activations (Hardtanh, or ReLU followed by "
+                            "BatchNorm) into the threshold"
+                        )
             attrs["out"] = "bits"
             if d.in_bits:
-                arrays["threshold"], arrays["flip"] = thresholds(d.alpha, d.beta, d.k)
+                arrays["threshold"], arrays["flip"] = thresholds(alpha, beta, d.k)
             else:
-                arrays["scale"], arrays["bias"] = d.alpha.astype(np.float32), d.beta.astype(np.float32)
+                arrays["scale"], arrays["bias"] = alpha.astype(np.float32), beta.astype(np.float32)
         else:
             attrs["out"], attrs["act"] = "float", _activation(d)
             arrays["scale"], arrays["bias"] = d.alpha.astype(np.float32), d.beta.astype(np.float32)
         v = self.emit(d.op, d.name, [d.source], attrs, arrays, binary, out_shape)
+        if d.post_bn is not None and not binary:  # the float stage has no affine after its activation
+            a, b = (t.astype(np.float32) for t in d.post_bn)
+            v = self.emit("affine", f"{d.name}.bn", [v], {}, {"scale": a, "bias": b}, False, v.shape)
         if d.post_pool is not None:
             v = self.emit("maxpool2d", f"{d.name}.pool", [v], {"pool": d.post_pool}, {}, v.bits, _pooled(v.shape, d.post_pool))
         if d.flatten:
@@ -258,6 +273,9 @@ class _Walk:
             )
         in_bits = iq is not None
         is_conv = isinstance(m, (nn.Conv1d, nn.Conv2d))
+        extra_pad = x.zero_pad
+        if extra_pad is not None:
+            x = dataclasses.replace(x, zero_pad=None)
         if is_conv:
             x = self.to_nhwc(name, self.realize(x, None if in_bits else False), isinstance(m, nn.Conv1d))
         if isinstance(iq, RSign):  # sign(x − β_c): pack the float input against the shift
@@ -290,6 +308,8 @@ class _Walk:
                      "stride": two_d(m.stride), "padding": [pads[2], pads[0]], "dilation": two_d(m.dilation),
                      "pad_value": int(pad_value)}
             weight = weight.reshape(n, m.in_channels // m.groups, *attrs["kernel"]).transpose(0, 2, 3, 1)
+            if extra_pad is not None:
+                weight = _absorb_zero_pad(name, attrs, weight, extra_pad, in_bits or weight_bits)
             k = m.in_channels // m.groups * int(np.prod(m.kernel_size))
             p = _Pending("conv2d", name, x, attrs, n, k, in_bits, np.ascontiguousarray(weight), weight_bits, alpha, beta)
         p.tail = node
@@ -313,10 +333,15 @@ class _Walk:
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and not (p.act or p.post_pool or p.flatten or p.bn):
             a, b = bn_affine(m)
             p.alpha, p.beta, p.bn = p.alpha * a, p.beta * a + b, True
-        elif isinstance(m, (nn.Hardtanh, nn.ReLU)) and not (p.post_pool or p.flatten):
+        elif (isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and len(p.act) == 1 and isinstance(p.act[0], nn.ReLU)
+              and not (p.post_bn or p.post_pool or p.flatten)):
+            p.post_bn = bn_affine(m)
+        elif isinstance(m, (nn.Hardtanh, nn.ReLU)) and not (p.post_pool or p.flatten or p.post_bn):
             p.act.append(m)
         elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)) and p.op == "conv2d" and not p.flatten:
-            if p.pool is None and not p.bn and not p.act:
+            # Pooling the raw product y first is exact when the stage so far rises with y in every channel.
+            if p.pool is None and p.post_bn is None and (p.alpha > 0).all() and all(
+                    isinstance(a, (nn.ReLU, nn.Hardtanh)) for a in p.act):
                 p.pool = _pool_attrs(name, m)
             elif p.post_pool is None:
                 p.post_pool = _pool_attrs(name, m)
@@ -330,10 +355,15 @@ class _Walk:
         return x
 
     def module(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
-        if isinstance(m, _NO_OPS):
+        if isinstance(m, _NO_OPS):  # eval-mode identities: a pending output looks through them to their users
+            p = x.pending
+            if p is not None and not x.realized and len(p.tail.users) == 1:
+                p.tail = node
             return x
         if isinstance(m, _WEIGHTED):
             return self.weighted(node, name, m, x)
+        if isinstance(m, (nn.ZeroPad2d, nn.ConstantPad2d)):
+            return self.zero_pad(node, name, m, x)
         folded = self.fold(node, name, m, x)
         if folded is not None:
             return folded
@@ -350,12 +380,35 @@ class _Walk:
         if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             return self.avgpool(name, m, x)
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            a, b = bn_affine(m)
-            return self.emit("affine", name, [x], {}, {"scale": a.astype(np.float32), "bias": b.astype(np.float32)},
-                             False, x.shape, flat_from=x.flat_from)
+            return self.batchnorm(node, name, m, x)
         if isinstance(m, (nn.ReLU, nn.Hardtanh, nn.PReLU, RPReLU)):
             return self.activation(name, m, x)
         raise ExportError(f"layer {name!r} ({type(m).__name__}) is not supported by the exporter; supported: {_SUPPORTED}")
+
+    def batchnorm(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
+        """A BatchNorm on a float value: ``affine``, or a shifted ``sign`` when all its users binarize it."""
+        a, b = bn_affine(m)
+        if x.flat_from is not None and a.shape[0] == x.shape[0]:  # per feature of a flattened image: (C, H, W) order
+            h, w, c = x.flat_from
+            a, b = (t.reshape(c, h, w).transpose(1, 2, 0).reshape(-1) for t in (a, b))
+        if not x.nchw and node.users and all(self._binarizes(u) for u in node.users) and (a > 0).all():
+            shift = -b / a
+            if np.isfinite(shift.astype(np.float32)).all():
+                return self.sign(name, x, shift)
+        return self.emit("affine", name, [x], {}, {"scale": a.astype(np.float32), "bias": b.astype(np.float32)},
+                         False, x.shape, flat_from=x.flat_from)
+
+    def zero_pad(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
+        """A ZeroPad2d left for the float convolution(s) it feeds to absorb (see ``_absorb_zero_pad``)."""
+        users = [self.modules.get(u.target) if u.op == "call_module" else None for u in node.users]
+        if float(m.value) != 0.0 or not users or not all(isinstance(u, nn.Conv2d) for u in users):
+            raise ExportError(f"layer {name!r}: {type(m).__name__} is supported only with value 0 and directly "
+                              "before float Conv2d layers, into whose padding it folds")
+        x = self.realize(x, False)
+        left, right, top, bottom = (int(v) for v in m.padding)
+        if min(left, right, top, bottom) < 0 or len(x.shape) != 3:
+            raise ExportError(f"layer {name!r}: needs non-negative padding of an image, got {tuple(m.padding)}")
+        return _Value(x.name, False, x.shape, x.nchw, zero_pad=(top, bottom, left, right))
 
     def avgpool(self, name: str, m: nn.Module, x: _Value) -> _Value:
         if len(x.shape) != 3 or x.nchw:
@@ -408,6 +461,31 @@ class _Walk:
             return self.flatten(node.name, self.realize(args[0]))
         raise ExportError(f"{node.name}: {getattr(target, '__name__', target)!s} is not supported by the exporter; "
                           f"supported: {_SUPPORTED}")
+
+
+def _absorb_zero_pad(name: str, attrs: dict[str, Any], weight: np.ndarray, extra: tuple[int, int, int, int],
+                     quantized: bool) -> np.ndarray:
+    """Fold a ZeroPad2d (top, bottom, left, right) into the float conv after it, whose own padding is p.
+
+    Per axis the conv then pads (p + before, p + after). With P = max of the two, padding
+    P on both sides and |before − after| zero taps added to the kernel, at its start where
+    ``after`` is larger and at its end where ``before`` is, reads the same input pixels for
+    every output and gives the same output count: ``o·s − P + j'`` with ``j' = j + P −
+    (p + before)``. Keras's "same" padding of a strided conv (the odd pixel after) exports
+    this way. Needs float weights (a zero tap is not ±1) and dilation 1.
+    """
+    if quantized or attrs["dilation"] != [1, 1]:
+        raise ExportError(f"layer {name!r}: a ZeroPad2d before it folds only into a float convolution with "
+                          "dilation 1 (float input and float weights)")
+    top, bottom, left, right = extra
+    widths = [(0, 0)]
+    for axis, (before, after) in enumerate(((top, bottom), (left, right))):
+        p = attrs["padding"][axis]
+        lo, hi = p + before, p + after
+        attrs["padding"][axis] = max(lo, hi)
+        attrs["kernel"][axis] += abs(lo - hi)
+        widths.append((max(hi - lo, 0), max(lo - hi, 0)))
+    return np.pad(weight, widths + [(0, 0)])
 
 
 def _report(name: str, in_bits: bool, weight_bits: bool) -> LayerReport:

@@ -1,6 +1,8 @@
 """The model zoo: a registry of the published BNN families, one file per family."""
 
-from onebit.models import bireal, binarynet, bnn_pynq, cnn1d  # noqa: F401  (registers the models)
+from onebit.models import (  # noqa: F401  (registers the models)
+    binarydensenet, bireal, binarynet, bnn_pynq, cnn1d, quicknet, reactnet, xnornet,
+)
 from onebit.models.registry import ModelInfo, create_model, list_models, model_info, register_model
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]

@@ -3,7 +3,9 @@
 ``create_model(name, num_classes=10, in_shape=(1, 28, 28), **kwargs)`` calls the
 builder and records ``{"name", "args"}`` on the model as ``model.onebit_config``, so a
 checkpoint can rebuild the model from the file alone. Every argument must therefore
-be JSON-serializable (numbers, strings, None, lists).
+be JSON-serializable (numbers, strings, None, lists). ``pretrained=True`` or
+``pretrained="<data set>"`` loads weights shipped with onebit
+(:mod:`onebit.models.pretrained`).
 """
 
 from __future__ import annotations
@@ -64,14 +66,30 @@ def model_info(name: str) -> ModelInfo:
 def create_model(
     name: str,
     *,
-    num_classes: int = 10,
-    in_shape: tuple[int, ...] | list[int] = (1, 28, 28),
+    num_classes: int | None = None,
+    in_shape: tuple[int, ...] | list[int] | None = None,
+    pretrained: bool | str = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a registered model for inputs of shape ``in_shape`` (no batch axis)."""
+    """Build a registered model for inputs of shape ``in_shape`` (no batch axis).
+
+    ``num_classes`` defaults to 10 and ``in_shape`` to ``(1, 28, 28)``. With
+    ``pretrained=True`` (the model's first shipped data set) or ``pretrained="mnist1d"``
+    (a named one) the model comes with shipped weights, in eval mode; the weights fix
+    ``num_classes``, ``in_shape`` and the model arguments, and a different explicit
+    value is a :class:`ConfigError` (see :func:`onebit.models.pretrained.load_pretrained`).
+    """
     info = model_info(name)
+    if pretrained is not False:
+        from onebit.models.pretrained import load_pretrained
+
+        return load_pretrained(name, pretrained, num_classes=num_classes, in_shape=in_shape, **kwargs)
+    num_classes = 10 if num_classes is None else num_classes
+    in_shape = (1, 28, 28) if in_shape is None else in_shape
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ConfigError(f"num_classes must be an integer ≥ 2, got {num_classes!r}")
+    if not isinstance(in_shape, tuple | list):
+        raise ConfigError(f"in_shape must be a tuple of positive integers, got {in_shape!r}")
     in_shape = tuple(in_shape)
     if not in_shape or not all(isinstance(d, int) and d > 0 for d in in_shape):
         raise ConfigError(f"in_shape must be a tuple of positive integers, got {in_shape!r}")

@@ -264,6 +264,12 @@ def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[
     return out_kind, stage, None
 
 
+def _stage_tensors(r: NodeReader, n: int, out_kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(scale, bias, act) of a float-input layer's output stage (checked by :func:`_output_stage`)."""
+    act = r.str("act", ACTIVATIONS) if out_kind == "float" else "none"
+    return r.finite("scale", (n,)), r.finite("bias", (n,)), act
+
+
 # ------------------------------------------------------------------ dense
 
 
@@ -305,18 +311,37 @@ def dense(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bo
     return Layer("", "dense", kind, (k,), (n,), out_kind == "bits", run=run)
 
 
+# Float-weight products of at most this many rows run in FloatConv2d (as a 1x1 conv over a
+# row of pixels, one thread) instead of numpy's BLAS: at batch 1 a classifier's GEMV is
+# ~15 µs either way, but OpenBLAS's own threads spin against the engine's pool, and on a
+# busy machine its 2-thread GEMV of Bi-Real's 512×1000 classifier took 20 ms instead of 70 µs.
+SMALL_FLOAT_PRODUCT_ROWS = 16
+
+
 def _float_input_product(w: np.ndarray, binary: bool) -> Callable[[np.ndarray, int], np.ndarray]:
     """``x ↦ x · wᵀ`` for float32 rows ``x`` and weights ``w`` (n, k) (±1 where ``binary``).
 
     Binary weights run in onebit's float-input kernel on the 1-bit weights (table lookups
     over 4 inputs) where it measured faster than numpy's BLAS on ±1 floats: on AVX-512 for
     any rows when k ≥ 64 (784×4096 at batch 1: 15 µs vs 125 µs) and up to 4,096 rows for a
-    small k (a 3-channel first conv), on AVX2 up to 64 rows; elsewhere numpy's BLAS. Both
+    small k, on AVX2 up to 64 rows; elsewhere numpy's BLAS (convs use FloatConv2d). Float
+    weights: FloatConv2d up to SMALL_FLOAT_PRODUCT_ROWS rows, numpy's BLAS beyond. All
     round differently from PyTorch only in the last bits.
     """
+    n, k = w.shape
     wt = np.ascontiguousarray(w.T, np.float32)
     isa = _core.selected_isa()
-    if not binary or isa not in ("avx512", "avx2"):
+    if not binary:
+        conv = _core.FloatConv2d(np.ascontiguousarray(w, np.float32).reshape(n, 1, 1, k), k)
+
+        def product(x: np.ndarray, threads: int) -> np.ndarray:
+            m = len(x)
+            if m > SMALL_FLOAT_PRODUCT_ROWS:
+                return x @ wt
+            return conv.run(np.ascontiguousarray(x).reshape(1, 1, m, k), num_threads=1).reshape(m, n)
+
+        return product
+    if isa not in ("avx512", "avx2"):
         return lambda x, threads: x @ wt
     packed = _core.BinaryWeightsF32(_core.pack_rows(np.ascontiguousarray(w, np.float32), 1), w.shape[1])
     rows = (1 << 62 if w.shape[1] >= 64 else 4096) if isa == "avx512" else 64
@@ -330,39 +355,12 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> i
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _taps(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-          out_hw: tuple[int, int]):
-    """The strided (N, OH, OW, C) view of ``x`` (already padded, NHWC) for each kernel tap."""
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            yield x[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-
-
-def _pad_hw(x: np.ndarray, pad: tuple[int, int], value: float) -> np.ndarray:
-    """``x`` (N, H, W, C) with ``pad`` rows/columns of ``value`` on each side (np.pad is slower)."""
-    if not any(pad):
-        return x
-    n, h, w, c = x.shape
-    out = np.full((n, h + 2 * pad[0], w + 2 * pad[1], c), value, dtype=x.dtype)
-    out[:, pad[0] : pad[0] + h, pad[1] : pad[1] + w] = x
-    return out
-
-
 def _float_pool(y: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
-                mean: bool = False) -> np.ndarray:
-    """Max- (or average-) pool of NHWC floats, one strided slice per tap. Max: padded positions
-    never win (PyTorch pads with −inf); average: padded zeros count (count_include_pad)."""
-    h, w = y.shape[1] + 2 * pad[0], y.shape[2] + 2 * pad[1]
-    out_hw = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
-    y = _pad_hw(y, pad, 0.0 if mean else -np.inf)
-    taps = _taps(y, kernel, stride, (1, 1), out_hw)
-    out = np.array(next(taps), dtype=np.float32)
-    for tap in taps:
-        np.add(out, tap, out=out) if mean else np.maximum(out, tap, out=out)
-    if mean:
-        out *= np.float32(1.0 / (kernel[0] * kernel[1]))
-    return out
+                threads: int, mean: bool = False) -> np.ndarray:
+    """Max- (or average-) pool of NHWC floats in onebit's kernel, threaded over output rows.
+    Max: padded positions never win (PyTorch pads with −inf); average: padded zeros count
+    (count_include_pad), the window summed in order, then times the float32 1/(kh·kw)."""
+    return _core.fpool2d(np.ascontiguousarray(y, dtype=np.float32), kernel, stride, pad, mean, threads)
 
 
 def _pool_spec(r: NodeReader, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int] | None:
@@ -402,7 +400,7 @@ def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     else:
 
         def run(values: Values, threads: int) -> None:
-            values[out] = _float_pool(values[src], kernel, stride, pad)
+            values[out] = _float_pool(values[src], kernel, stride, pad, threads)
 
     return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run)
 
@@ -414,7 +412,7 @@ def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     kernel, stride, pad, ph, pw = _required_pool(r, shape)
 
     def run(values: Values, threads: int) -> None:
-        values[out] = _float_pool(values[src], kernel, stride, pad, mean=True)
+        values[out] = _float_pool(values[src], kernel, stride, pad, threads, mean=True)
 
     return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run)
 
@@ -470,31 +468,26 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
             def run(values: Values, threads: int) -> None:
                 y = conv.run(values[src], threads)
                 if spec is not None:
-                    y = _float_pool(y.astype(np.float32), *spec[:3])
+                    y = _float_pool(y.astype(np.float32), *spec[:3], threads)
                 values[out] = stage(y, threads)
 
         kind = "binary"
     else:
+        # ±1 weights expanded to float32 once at load (the file keeps 1 bit per weight): a
+        # first layer's weights are small (128×27 floats for VGG-small) and the float kernel
+        # then runs FMAs on them directly, threaded over output rows with no table step.
         wmat = (_core.unpack_rows(wbits.reshape(-1, words(cg)), cg) if weights == "bits" else wfloat)
-        wmat = wmat.reshape(groups, cout // groups, kernel[0] * kernel[1] * cg)
-        mms = [_float_input_product(wmat[g], weights == "bits") for g in range(groups)]
+        try:
+            conv = _core.FloatConv2d(np.ascontiguousarray(wmat.reshape(cout, *kernel, cg), np.float32), cin, groups,
+                                     stride, padding, dilation, float(pad_value))
+        except ValueError as exc:
+            raise r.error(str(exc)) from None
+        scale, bias, act_name = _stage_tensors(r, cout, out_kind)
+        pool, bits_out = (None if spec is None else spec[:3]), out_kind == "bits"
 
         def run(values: Values, threads: int) -> None:
-            x = _pad_hw(values[src], padding, float(pad_value))
-            n = len(x)
-            # im2col as a strided window view, copied once into (N·OH·OW, KH·KW·Cg) rows; then one GEMM.
-            span = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
-            win = np.lib.stride_tricks.sliding_window_view(x, span, axis=(1, 2))
-            win = win[:, : stride[0] * (oh - 1) + 1 : stride[0], : stride[1] * (ow - 1) + 1 : stride[1], :,
-                      :: dilation[0], :: dilation[1]]
-            ys = []
-            for g in range(groups):
-                cols = win[:, :, :, g * cg : (g + 1) * cg].transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
-                ys.append(mms[g](cols, threads))
-            y = (ys[0] if groups == 1 else np.concatenate(ys, axis=1)).reshape(n, oh, ow, cout)
-            if spec is not None:
-                y = _float_pool(y, *spec[:3])
-            values[out] = stage(y, threads)
+            # Padding, the max-pool and the output stage run inside the kernel (fconv.h).
+            values[out] = conv.run(np.ascontiguousarray(values[src]), scale, bias, act_name, bits_out, pool, threads)
 
         kind = "binary weights, float input" if weights == "bits" else "float"
     return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run)

@@ -1,0 +1,159 @@
+// AVX2 + FMA float convolution kernels (fconv.h): the FMA chains of the specification, a
+// panel of 16 output channels as two ymm.
+//
+// GEMM: register blocks of up to 6 output pixels x 1 panel (12 ymm accumulators, 2 for
+// the panel's weights, 1 broadcast); k ascending, acc = fma(in, w, acc), as the reference;
+// then the output stage on the registers.
+// Depthwise: channels in the lanes, 4 pixels x 8 channels per block, a tap loop.
+//
+// Only functions with the target attribute, all TU-local: nothing here can be picked by
+// the linker for baseline code. fconv_kernels() hands these out only where the CPU has FMA.
+#include <cstdint>
+
+#include "fconv.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define ONEBIT_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+namespace onebit {
+namespace {
+
+constexpr int kMR = 6;
+
+ONEBIT_TARGET_AVX2 __m256i lanes_below(std::int64_t left) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int l = static_cast<int>(left >= 8 ? 8 : left <= 0 ? 0 : left);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), lanes);
+}
+
+// Pixels i0 + p, p < MR (inputs at seg[s] + off + p * pstride) x one panel, written as out says.
+template <int MR>
+ONEBIT_TARGET_AVX2 void block(const float* const* seg, const std::int64_t* len, std::int64_t nseg, std::int64_t off,
+                              std::int64_t pstride, const float* w, const FconvOut& out, std::int64_t i0,
+                              std::int64_t panel) {
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int p = 0; p < MR; ++p) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+  const float* wk = w;
+  for (std::int64_t s = 0; s < nseg; ++s) {
+    const float* in[MR];
+#pragma GCC unroll 6
+    for (int p = 0; p < MR; ++p) in[p] = seg[s] + off + p * pstride;
+    const std::int64_t l = len[s];
+    for (std::int64_t q = 0; q < l; ++q, wk += kFconvPanel) {
+      const __m256 w0 = _mm256_load_ps(wk), w1 = _mm256_load_ps(wk + 8);
+#pragma GCC unroll 6
+      for (int p = 0; p < MR; ++p) {
+        const __m256 xb = _mm256_broadcast_ss(in[p] + q);
+        acc[p][0] = _mm256_fmadd_ps(xb, w0, acc[p][0]);
+        acc[p][1] = _mm256_fmadd_ps(xb, w1, acc[p][1]);
+      }
+    }
+  }
+  if (out.kind == FconvOut::raw) {
+    float* y = static_cast<float*>(out.y) + i0 * out.ldy + panel * kFconvPanel;
+#pragma GCC unroll 6
+    for (int p = 0; p < MR; ++p) {
+      _mm256_storeu_ps(y + p * out.ldy, acc[p][0]);
+      _mm256_storeu_ps(y + p * out.ldy + 8, acc[p][1]);
+    }
+    return;
+  }
+  const std::int64_t j0 = panel * kFconvPanel;
+  const __m256 sc[2] = {_mm256_loadu_ps(out.scale + j0), _mm256_loadu_ps(out.scale + j0 + 8)};
+  const __m256 bi[2] = {_mm256_loadu_ps(out.bias + j0), _mm256_loadu_ps(out.bias + j0 + 8)};
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), minus_one = _mm256_set1_ps(-1.0f);
+  const __m256i keep[2] = {lanes_below(out.cols - j0), lanes_below(out.cols - j0 - 8)};
+#pragma GCC unroll 6
+  for (int p = 0; p < MR; ++p) {
+    __m256 z[2];
+    for (int h = 0; h < 2; ++h) {
+      __m256 t = _mm256_mul_ps(acc[p][h], sc[h]);
+      __asm__("" : "+v"(t));  // two roundings, as specified: keeps GCC from contracting into an FMA
+      z[h] = _mm256_add_ps(t, bi[h]);
+      if (out.act == FconvAct::relu) {
+        z[h] = _mm256_max_ps(z[h], zero);
+      } else if (out.act == FconvAct::hardtanh) {
+        z[h] = _mm256_min_ps(_mm256_max_ps(z[h], minus_one), one);
+      }
+    }
+    if (out.kind == FconvOut::bits) {
+      const int lo = _mm256_movemask_ps(_mm256_cmp_ps(z[0], zero, _CMP_LT_OQ));
+      const int hi = _mm256_movemask_ps(_mm256_cmp_ps(z[1], zero, _CMP_LT_OQ));
+      static_cast<std::uint16_t*>(out.y)[(i0 + p) * out.ldy + panel] = static_cast<std::uint16_t>(lo | (hi << 8));
+    } else {
+      float* y = static_cast<float*>(out.y) + (i0 + p) * out.ldy + j0;
+      _mm256_maskstore_ps(y, keep[0], z[0]);
+      _mm256_maskstore_ps(y + 8, keep[1], z[1]);
+    }
+  }
+}
+
+using BlockFn = void (*)(const float* const*, const std::int64_t*, std::int64_t, std::int64_t, std::int64_t,
+                         const float*, const FconvOut&, std::int64_t, std::int64_t);
+constexpr BlockFn kBlocks[kMR + 1] = {nullptr, block<1>, block<2>, block<3>, block<4>, block<5>, block<6>};
+
+ONEBIT_TARGET_AVX2 void gemm_avx2(const float* const* seg, const std::int64_t* len, std::int64_t nseg, std::int64_t m,
+                                  std::int64_t pstride, const float* w, std::int64_t kdim, std::int64_t panels,
+                                  const FconvOut& out) {
+  const std::int64_t wstride = kdim * kFconvPanel;
+  for (std::int64_t i0 = 0; i0 < m; i0 += kMR) {
+    const int mr = static_cast<int>(m - i0 < kMR ? m - i0 : kMR);
+    for (std::int64_t p = 0; p < panels; ++p) kBlocks[mr](seg, len, nseg, i0 * pstride, pstride, w + p * wstride, out, i0, p);
+  }
+}
+
+// PX pixels (q0 + p) x one vector of channels c0 .. c0 + 7 (mask m): PX independent chains,
+// the tap's weights loaded once for all of them.
+template <int PX>
+ONEBIT_TARGET_AVX2 void depthwise_block(const float* const* rows, std::int64_t q0, std::int64_t c0, __m256i m,
+                                        std::int64_t channels, std::int64_t kh, std::int64_t kw, std::int64_t sw,
+                                        std::int64_t dw, const float* w, float* y) {
+  __m256 acc[PX];
+#pragma GCC unroll 4
+  for (int p = 0; p < PX; ++p) acc[p] = _mm256_setzero_ps();
+  for (std::int64_t i = 0; i < kh; ++i) {
+    for (std::int64_t j = 0; j < kw; ++j) {
+      const __m256 wt = _mm256_maskload_ps(w + (i * kw + j) * channels + c0, m);
+      const float* src = rows[i] + (q0 * sw + j * dw) * channels + c0;
+#pragma GCC unroll 4
+      for (int p = 0; p < PX; ++p) acc[p] = _mm256_fmadd_ps(_mm256_maskload_ps(src + p * sw * channels, m), wt, acc[p]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int p = 0; p < PX; ++p) _mm256_maskstore_ps(y + (q0 + p) * channels + c0, m, acc[p]);
+}
+
+ONEBIT_TARGET_AVX2 void depthwise_avx2(const float* const* rows, std::int64_t ow, std::int64_t channels,
+                                       std::int64_t kh, std::int64_t kw, std::int64_t sw, std::int64_t dw,
+                                       const float* w, float* y) {
+  for (std::int64_t c0 = 0; c0 < channels; c0 += 8) {
+    const __m256i m = lanes_below(channels - c0);
+    std::int64_t q = 0;
+    for (; q + 4 <= ow; q += 4) depthwise_block<4>(rows, q, c0, m, channels, kh, kw, sw, dw, w, y);
+    for (; q < ow; ++q) depthwise_block<1>(rows, q, c0, m, channels, kh, kw, sw, dw, w, y);
+  }
+}
+
+// y < x ? x : y, i.e. vmaxps(x, y) (which returns its second operand unless the first is greater).
+ONEBIT_TARGET_AVX2 void max_avx2(float* y, const float* x, std::int64_t count) {
+  std::int64_t i = 0;
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(y + i, _mm256_max_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < count; ++i) y[i] = y[i] < x[i] ? x[i] : y[i];
+}
+
+}  // namespace
+
+const FconvKernels kFconvAvx2 = {gemm_avx2, depthwise_avx2, max_avx2, 50000.0};
+
+}  // namespace onebit
+
+#else  // not x86
+
+namespace onebit {
+const FconvKernels kFconvAvx2 = {nullptr, nullptr, nullptr, 1.0};
+}  // namespace onebit
+
+#endif

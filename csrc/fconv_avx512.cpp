@@ -1,0 +1,184 @@
+// AVX-512 float convolution kernels (fconv.h): the FMA chains of the specification, 16
+// output channels per zmm.
+//
+// GEMM: register blocks of up to 6 output pixels x 4 panels (24 zmm accumulators); per
+// input k, 4 panel loads (aligned, kdim x 16 floats each) and 6 broadcasts, then 24 FMAs,
+// k ascending, so each output is acc = fma(in, w, acc) in the order of the reference;
+// then the output stage on the registers (a compare mask gives 16 output bits at once).
+// Depthwise: channels in the lanes, 4 pixels x 16 channels per block, a tap loop.
+//
+// Only functions with the target attribute, all TU-local: nothing here can be picked by
+// the linker for baseline code.
+#include <cstdint>
+
+#include "fconv.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12 warns that the _mm512_undefined_* placeholders inside its AVX-512 intrinsics
+// are uninitialised (GCC bug 105593, fixed in 12.3): silenced for the header only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#define ONEBIT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,fma")))
+
+namespace onebit {
+namespace {
+
+constexpr int kMR = 6, kNV = 4;
+
+// Pixels p < MR (inputs at seg[s] + off + p * pstride) x panels v < NV (w + v * wstride).
+ONEBIT_TARGET_AVX512 __mmask16 lanes_below(std::int64_t left) {
+  return static_cast<__mmask16>(left >= 16 ? 0xffffu : left <= 0 ? 0u : (1u << left) - 1u);
+}
+
+// Pixels i0 + p, p < MR (inputs at seg[s] + off + p * pstride) x panels panel0 + v, v < NV
+// (weights w + v * wstride), written as out says.
+template <int MR, int NV>
+ONEBIT_TARGET_AVX512 void block(const float* const* seg, const std::int64_t* len, std::int64_t nseg, std::int64_t off,
+                                std::int64_t pstride, const float* w, std::int64_t wstride, const FconvOut& out,
+                                std::int64_t i0, std::int64_t panel0) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 6
+  for (int p = 0; p < MR; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[p][v] = _mm512_setzero_ps();
+  const float* wk = w;
+  for (std::int64_t s = 0; s < nseg; ++s) {
+    const float* in[MR];
+#pragma GCC unroll 6
+    for (int p = 0; p < MR; ++p) in[p] = seg[s] + off + p * pstride;
+    const std::int64_t l = len[s];
+    for (std::int64_t q = 0; q < l; ++q, wk += kFconvPanel) {
+      __m512 wv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_ps(wk + v * wstride);
+#pragma GCC unroll 6
+      for (int p = 0; p < MR; ++p) {
+        const __m512 xb = _mm512_set1_ps(in[p][q]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[p][v] = _mm512_fmadd_ps(xb, wv[v], acc[p][v]);
+      }
+    }
+  }
+  if (out.kind == FconvOut::raw) {
+    float* y = static_cast<float*>(out.y) + i0 * out.ldy + panel0 * kFconvPanel;
+#pragma GCC unroll 6
+    for (int p = 0; p < MR; ++p)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(y + p * out.ldy + v * kFconvPanel, acc[p][v]);
+    return;
+  }
+  __m512 sc[NV], bi[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    sc[v] = _mm512_loadu_ps(out.scale + (panel0 + v) * kFconvPanel);
+    bi[v] = _mm512_loadu_ps(out.bias + (panel0 + v) * kFconvPanel);
+  }
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+#pragma GCC unroll 6
+  for (int p = 0; p < MR; ++p) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      __m512 t = _mm512_mul_ps(acc[p][v], sc[v]);
+      __asm__("" : "+v"(t));  // two roundings, as specified: keeps GCC from contracting into an FMA
+      __m512 z = _mm512_add_ps(t, bi[v]);
+      if (out.act == FconvAct::relu) {
+        z = _mm512_max_ps(z, zero);
+      } else if (out.act == FconvAct::hardtanh) {
+        z = _mm512_min_ps(_mm512_max_ps(z, minus_one), one);
+      }
+      if (out.kind == FconvOut::bits) {
+        static_cast<std::uint16_t*>(out.y)[(i0 + p) * out.ldy + panel0 + v] =
+            static_cast<std::uint16_t>(_mm512_cmp_ps_mask(z, zero, _CMP_LT_OQ));
+      } else {
+        _mm512_mask_storeu_ps(static_cast<float*>(out.y) + (i0 + p) * out.ldy + (panel0 + v) * kFconvPanel,
+                              lanes_below(out.cols - (panel0 + v) * kFconvPanel), z);
+      }
+    }
+  }
+}
+
+using BlockFn = void (*)(const float* const*, const std::int64_t*, std::int64_t, std::int64_t, std::int64_t,
+                         const float*, std::int64_t, const FconvOut&, std::int64_t, std::int64_t);
+
+template <int MR>
+constexpr BlockFn kRow[kNV] = {block<MR, 1>, block<MR, 2>, block<MR, 3>, block<MR, 4>};
+constexpr const BlockFn* kBlocks[kMR + 1] = {nullptr, kRow<1>, kRow<2>, kRow<3>, kRow<4>, kRow<5>, kRow<6>};
+
+ONEBIT_TARGET_AVX512 void gemm_avx512(const float* const* seg, const std::int64_t* len, std::int64_t nseg,
+                                      std::int64_t m, std::int64_t pstride, const float* w, std::int64_t kdim,
+                                      std::int64_t panels, const FconvOut& out) {
+  const std::int64_t wstride = kdim * kFconvPanel;
+  for (std::int64_t i0 = 0; i0 < m; i0 += kMR) {
+    const int mr = static_cast<int>(m - i0 < kMR ? m - i0 : kMR);
+    for (std::int64_t p = 0; p < panels; p += kNV) {
+      const int nv = static_cast<int>(panels - p < kNV ? panels - p : kNV);
+      kBlocks[mr][nv - 1](seg, len, nseg, i0 * pstride, pstride, w + p * wstride, wstride, out, i0, p);
+    }
+  }
+}
+
+// PX pixels (q0 + p) x one vector of channels c0 .. c0 + 15 (mask m): PX independent chains,
+// the tap's weights loaded once for all of them.
+template <int PX>
+ONEBIT_TARGET_AVX512 void depthwise_block(const float* const* rows, std::int64_t q0, std::int64_t c0, __mmask16 m,
+                                          std::int64_t channels, std::int64_t kh, std::int64_t kw, std::int64_t sw,
+                                          std::int64_t dw, const float* w, float* y) {
+  __m512 acc[PX];
+#pragma GCC unroll 4
+  for (int p = 0; p < PX; ++p) acc[p] = _mm512_setzero_ps();
+  for (std::int64_t i = 0; i < kh; ++i) {
+    for (std::int64_t j = 0; j < kw; ++j) {
+      const __m512 wt = _mm512_maskz_loadu_ps(m, w + (i * kw + j) * channels + c0);
+      const float* src = rows[i] + (q0 * sw + j * dw) * channels + c0;
+#pragma GCC unroll 4
+      for (int p = 0; p < PX; ++p) {
+        acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, src + p * sw * channels), wt, acc[p]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int p = 0; p < PX; ++p) _mm512_mask_storeu_ps(y + (q0 + p) * channels + c0, m, acc[p]);
+}
+
+ONEBIT_TARGET_AVX512 void depthwise_avx512(const float* const* rows, std::int64_t ow, std::int64_t channels,
+                                           std::int64_t kh, std::int64_t kw, std::int64_t sw, std::int64_t dw,
+                                           const float* w, float* y) {
+  for (std::int64_t c0 = 0; c0 < channels; c0 += 16) {
+    const __mmask16 m = lanes_below(channels - c0);
+    std::int64_t q = 0;
+    for (; q + 4 <= ow; q += 4) depthwise_block<4>(rows, q, c0, m, channels, kh, kw, sw, dw, w, y);
+    for (; q < ow; ++q) depthwise_block<1>(rows, q, c0, m, channels, kh, kw, sw, dw, w, y);
+  }
+}
+
+// y < x ? x : y, i.e. vmaxps(x, y) (which returns its second operand unless the first is greater).
+ONEBIT_TARGET_AVX512 void max_avx512(float* y, const float* x, std::int64_t count) {
+  std::int64_t i = 0;
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < count) {
+    const __mmask16 m = lanes_below(count - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+}  // namespace
+
+const FconvKernels kFconvAvx512 = {gemm_avx512, depthwise_avx512, max_avx512, 120000.0};
+
+}  // namespace onebit
+
+#else  // not x86
+
+namespace onebit {
+const FconvKernels kFconvAvx512 = {nullptr, nullptr, nullptr, 1.0};
+}  // namespace onebit
+
+#endif
