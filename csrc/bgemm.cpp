@@ -116,7 +116,7 @@ namespace {
 // callers that do not pass an estimate (every job may wake workers: a few microseconds
 // each, and a worker whose core is busy may not come at all): no second thread below
 // ~50 us there.
-constexpr double kMinMicrosPerAwakeThread = 10.0;
+constexpr double kMinMicrosPerAwakeThread = 4.0;  // a 1 MiB GEMV (~10 us) gains 2x on 2 threads
 constexpr double kMinMicrosPerThread = 25.0;
 
 // Rough single-thread speed in word pairs (XOR + popcount of 64 bits) per microsecond, by

@@ -224,6 +224,10 @@ def test_inconsistent_graphs_are_refused_at_load(model_file, tmp_path):
     rewrite(lambda g: g["nodes"][2].update(inputs=["v0", "v1"]), "inputs must be a list of 1")
     rewrite(lambda g: g["nodes"][2]["tensors"].update(weight="missing"), "not in the file")
     rewrite(lambda g: g.update(output="v1"), "packed bits")
+    rewrite(lambda g: g["nodes"][1]["tensors"].update(post_scale="1.scale", post_bias="1.bias"), "need a float output")
+    g1 = {**graph, "version": 1}  # version 1 (no post_scale/post_bias yet) is still read
+    write_container(tmp_path / "v1.onebit", tensors, {"onebit": json.dumps(g1)})
+    assert rt.load(tmp_path / "v1.onebit")(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 10)
 
 
 def test_bad_inputs_raise_input_error(model_file):

@@ -152,3 +152,19 @@ def test_bad_configurations_are_named():
         create_model("binarydensenet37", in_shape=(3, 32, 32), growth_rate=0)
     with pytest.raises(ConfigError, match="pad_value"):
         create_model("binarydensenet37", in_shape=(3, 32, 32), pad_value=0.5)
+
+
+def test_export_check_falls_back_to_float64_where_float32_pytorch_flips_a_sign(tmp_path):
+    """Input 25 of the case above: float32 PyTorch binarizes one value on the wrong side of a sign (see
+    ``_check``). ``export``'s own check must not call that a onebit bug: it re-runs the forward in float64,
+    which the runtime matches, and says so in the report."""
+    torch.manual_seed(0)
+    model = _randomize_bn(create_model("binarydensenet45", num_classes=10, in_shape=(3, 16, 16), initial_filters=32,
+                                       growth_rate=16))
+    x = torch.randn(100, 3, 16, 16)[25:26]
+    with torch.no_grad():
+        float32_gap = (model(x) - copy.deepcopy(model).double()(x.double())).abs().max().item()
+    assert float32_gap > 0.1  # the flip is there
+    report = export(model, tmp_path / "m.onebit", x, verbose=False)
+    assert report.reference == "float64" and report.max_abs_diff < 1e-4
+    assert "float64" in str(report)

@@ -252,8 +252,10 @@ class _Walk:
         else:
             attrs["out"], attrs["act"] = "float", _activation(d)
             arrays["scale"], arrays["bias"] = d.alpha.astype(np.float32), d.beta.astype(np.float32)
+            if d.post_bn is not None and d.in_bits:  # the binary layers' float stage ends with the affine
+                arrays["post_scale"], arrays["post_bias"] = (t.astype(np.float32) for t in d.post_bn)
         v = self.emit(d.op, d.name, [d.source], attrs, arrays, binary, out_shape)
-        if d.post_bn is not None and not binary:  # the float stage has no affine after its activation
+        if d.post_bn is not None and not binary and not d.in_bits:  # float-input kernels: a separate affine
             a, b = (t.astype(np.float32) for t in d.post_bn)
             v = self.emit("affine", f"{d.name}.bn", [v], {}, {"scale": a, "bias": b}, False, v.shape)
         if d.post_pool is not None:

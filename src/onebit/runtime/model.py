@@ -24,7 +24,8 @@ from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
 
 FORMAT = "onebit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written by export; 2 added post_scale/post_bias (an affine after the activation)
+READ_VERSIONS = (1, 2)  # a version-1 file is a version-2 file without those tensors
 META_KEY = "onebit"
 
 
@@ -106,9 +107,10 @@ def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_by
         raise ModelFileError(f"{where}: graph is not valid JSON ({exc})") from None
     if not isinstance(graph, dict) or graph.get("format") != FORMAT:
         raise ModelFileError(f"{where}: metadata does not describe a {FORMAT}")
-    if graph.get("version") != FORMAT_VERSION:
+    if graph.get("version") not in READ_VERSIONS:
         raise ModelFileError(
-            f"{where}: format version {graph.get('version')!r} is not supported (this onebit reads {FORMAT_VERSION})"
+            f"{where}: format version {graph.get('version')!r} is not supported (this onebit reads "
+            f"{', '.join(map(str, READ_VERSIONS))})"
         )
     return Model(graph, tensors, num_threads, where)
 

@@ -254,18 +254,38 @@ def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[
         return out_kind, None, (thresholds, flips)
     act = r.str("act", ACTIVATIONS) if out_kind == "float" else "none"
     scale, bias = r.finite("scale", (n,)), r.finite("bias", (n,))
+    post = _post_affine(r, n, out_kind)
 
     def stage(y: np.ndarray, threads: int) -> np.ndarray:
         z = y.astype(np.float32, copy=False)
         z *= scale
         z += bias
-        return _pack_last(z, threads) if out_kind == "bits" else _activate(z, act)
+        if out_kind == "bits":
+            return _pack_last(z, threads)
+        z = _activate(z, act)
+        if post is not None:  # a BatchNorm after the activation (QuickNet: conv → ReLU → BN)
+            z *= post[0]
+            z += post[1]
+        return z
 
     return out_kind, stage, None
 
 
+def _post_affine(r: NodeReader, n: int, out_kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optional ``post_scale``/``post_bias`` of a float output: ``act(y·scale + bias)·post_scale + post_bias``."""
+    refs = r.node.get("tensors") or {}
+    if "post_scale" not in refs and "post_bias" not in refs:
+        return None
+    if out_kind != "float":
+        raise r.error("post_scale/post_bias need a float output (out='float')")
+    return r.finite("post_scale", (n,)), r.finite("post_bias", (n,))
+
+
 def _stage_tensors(r: NodeReader, n: int, out_kind: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(scale, bias, act) of a float-input layer's output stage (checked by :func:`_output_stage`)."""
+    """(scale, bias, act) of a float-input conv's output stage (checked by :func:`_output_stage`); its
+    kernel fuses that stage and has no affine after the activation."""
+    if _post_affine(r, n, out_kind) is not None:
+        raise r.error("post_scale/post_bias are not supported on a float-input convolution")
     act = r.str("act", ACTIVATIONS) if out_kind == "float" else "none"
     return r.finite("scale", (n,)), r.finite("bias", (n,)), act
 
