@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "threadpool.h"
 
@@ -181,6 +182,30 @@ std::array<std::int64_t, 2> BinaryConv2d::output_shape(std::int64_t h, std::int6
 
 // ---- run ----
 
+// m rows of n channels: dst = act(float(src) * scale + bias) [* post_scale + post_bias], each
+// step rounded to float32 (compiled without FMA contraction, so it equals numpy's separate
+// operations). Branch-free per element so that the compiler vectorizes it.
+template <int Act, bool Post>
+void float_stage_rows(const std::int32_t* src, std::int64_t lds, float* dst, std::int64_t ldd, std::int64_t m,
+                      std::int64_t n, const float* __restrict scale, const float* __restrict bias,
+                      const float* __restrict post_scale, const float* __restrict post_bias) {
+  for (std::int64_t p = 0; p < m; ++p) {
+    const std::int32_t* __restrict s = src + p * lds;
+    float* __restrict d = dst + p * ldd;
+    for (std::int64_t o = 0; o < n; ++o) {
+      float z = static_cast<float>(s[o]) * scale[o];
+      z = z + bias[o];
+      if constexpr (Act == 1) z = z < 0.0f ? 0.0f : z;
+      if constexpr (Act == 2) z = z < -1.0f ? -1.0f : (z > 1.0f ? 1.0f : z);
+      if constexpr (Post) {
+        z = z * post_scale[o];
+        z = z + post_bias[o];
+      }
+      d[o] = z;
+    }
+  }
+}
+
 // One call of run / run_threshold: the plan and the shared state of its tasks.
 struct ConvRun {
   const BinaryConv2d& cv;
@@ -197,6 +222,9 @@ struct ConvRun {
   double micros = -1.0;  // estimated single-thread time of the GEMM part, for parallel_run
   // run: int32 output
   std::int32_t* y = nullptr;
+  // run_float: float32 output through the stage
+  const BinaryConv2d::FloatStage* stage = nullptr;
+  float* fy = nullptr;
   // run_threshold
   const std::int32_t* thresh = nullptr;
   std::vector<std::uint32_t> neg;
@@ -363,10 +391,10 @@ struct ConvRun {
     }
 
     // Destination: the int32 output (column 0 = channel 0), or a scratch of the task's
-    // channels [c0, c1) for the threshold stage.
+    // channels [c0, c1) for the threshold or float stage.
     std::int32_t* dst;
     std::int64_t ldd, cbase;
-    if (out == nullptr) {
+    if (out == nullptr && fy == nullptr) {
       dst = y + p0 * cv.o_;
       ldd = cv.o_;
       cbase = 0;
@@ -406,6 +434,7 @@ struct ConvRun {
         }
       }
     }
+    if (fy != nullptr) float_stage(dst, ldd, p0, m, c0, c1);
     if (out != nullptr) {
       // c0 is a multiple of 32 (see setup): one threshold stage per 32-channel chunk.
       for (std::int64_t q = c0 / kBgemmNR; q * kBgemmNR < c1; ++q) {
@@ -415,6 +444,29 @@ struct ConvRun {
       }
     }
     if (pr) pr->epilogue_s += seconds_since(start);
+  }
+
+  // The float stage (bconv.h) of the task's int32 block (m pixels from p0, channels [c0, c1)).
+  void float_stage(const std::int32_t* src, std::int64_t lds, std::int64_t p0, std::int64_t m, std::int64_t c0,
+                   std::int64_t c1) const {
+    const BinaryConv2d::FloatStage& st = *stage;
+    float* dst = fy + p0 * cv.o_ + c0;
+    const bool post = st.post_scale != nullptr;
+    auto rows = [&](auto act, auto with_post) {
+      float_stage_rows<decltype(act)::value, decltype(with_post)::value>(
+          src, lds, dst, cv.o_, m, c1 - c0, st.scale + c0, st.bias + c0, post ? st.post_scale + c0 : nullptr,
+          post ? st.post_bias + c0 : nullptr);
+    };
+    using None = std::integral_constant<int, 0>;
+    using Relu = std::integral_constant<int, 1>;
+    using Hardtanh = std::integral_constant<int, 2>;
+    if (st.act == 1) {
+      post ? rows(Relu{}, std::true_type{}) : rows(Relu{}, std::false_type{});
+    } else if (st.act == 2) {
+      post ? rows(Hardtanh{}, std::true_type{}) : rows(Hardtanh{}, std::false_type{});
+    } else {
+      post ? rows(None{}, std::true_type{}) : rows(None{}, std::false_type{});
+    }
   }
 
   static void run_task(void* ctx, std::int64_t t, int thread) { static_cast<const ConvRun*>(ctx)->task(t, thread); }
@@ -444,6 +496,17 @@ void BinaryConv2d::run(const std::uint64_t* x, std::int64_t n, std::int64_t h, s
   r.setup(x, n, h, w, isa, false, threads);
   if (r.np == 0) return;
   r.y = y;
+  r.execute(threads, profile);
+}
+
+void BinaryConv2d::run_float(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
+                             const FloatStage& stage, float* y, int num_threads, Isa isa, Profile* profile) const {
+  ConvRun r(*this);
+  int threads = num_threads;
+  r.setup(x, n, h, w, isa, false, threads);
+  if (r.np == 0) return;
+  r.stage = &stage;
+  r.fy = y;
   r.execute(threads, profile);
 }
 

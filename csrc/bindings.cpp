@@ -643,6 +643,53 @@ NB_MODULE(_core, m) {
           "int32 (N, OH, OW, O): the convolution of the packed (N, H, W, ceil(C/64)) uint64 input. "
           "num_threads 0 = default; isa '' = selected.")
       .def(
+          "run_float",
+          [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& scale, const AnyArray& bias,
+             const std::string& act, nb::handle post_scale, nb::handle post_bias, int num_threads,
+             const std::string& isa) {
+            const char* fn = "BinaryConv2d.run_float";
+            const ConvCall c(self, x, num_threads, isa, fn);
+            const std::int64_t o = self.out_channels();
+            auto vector = [&](const AnyArray& arr, const char* name) {
+              const float* data = checked<float>(arr, 1, fn, name);
+              if (static_cast<std::int64_t>(arr.shape(0)) != o) {
+                throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(o) +
+                                            " entries (one per output channel), got " + shape_str(arr));
+              }
+              return data;
+            };
+            onebit::BinaryConv2d::FloatStage stage{vector(scale, "scale"), vector(bias, "bias"), 0, nullptr, nullptr};
+            if (act == "relu") {
+              stage.act = 1;
+            } else if (act == "hardtanh") {
+              stage.act = 2;
+            } else if (act != "none") {
+              throw std::invalid_argument(std::string(fn) + ": act must be one of none, relu, hardtanh, got '" + act +
+                                          "'");
+            }
+            if (post_scale.is_none() != post_bias.is_none()) {
+              throw std::invalid_argument(std::string(fn) + ": post_scale and post_bias must be given together");
+            }
+            // Keep the post arrays alive for the call (the casts are views of the Python objects).
+            AnyArray ps, pb;
+            if (!post_scale.is_none()) {
+              ps = nb::cast<AnyArray>(post_scale);
+              pb = nb::cast<AnyArray>(post_bias);
+              stage.post_scale = vector(ps, "post_scale");
+              stage.post_bias = vector(pb, "post_bias");
+            }
+            auto out = new_array4<float>(c.n, c.oh, c.ow, o);
+            {
+              nb::gil_scoped_release release;
+              self.run_float(c.data, c.n, c.h, c.w, stage, out.data(), c.threads, c.isa);
+            }
+            return out;
+          },
+          nb::arg("x"), nb::arg("scale"), nb::arg("bias"), nb::arg("act") = "none", nb::arg("post_scale").none() = nb::none(),
+          nb::arg("post_bias").none() = nb::none(), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          "float32 (N, OH, OW, O): act(y * scale + bias) * post_scale + post_bias per output channel (post_* "
+          "optional; act none, relu or hardtanh), y the int32 convolution of run(), each step rounded to float32.")
+      .def(
           "run_threshold",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,
              int num_threads, const std::string& isa) {

@@ -96,6 +96,24 @@ def check_conv(conv, x, ref, rng, isa, threads=(1, 2)):
         bits = conv.run_threshold(x, thresholds, flips, num_threads=t, isa=isa)
         assert bits.dtype == np.uint64 and bits.shape == ref.shape[:3] + ((o + 63) // 64,)
         np.testing.assert_array_equal(bits, want_bits)
+    for act in ("none", "relu", "hardtanh"):  # run_float: the float stage fused per tile
+        scale, bias, ps, pb = (rng.standard_normal(o).astype(np.float32) * 0.3 for _ in range(4))
+        post = rng.random() < 0.5
+        want = ref_float_stage(ref, scale, bias, act, ps if post else None, pb if post else None)
+        for t in threads:
+            got = conv.run_float(x, scale, bias, act, ps if post else None, pb if post else None, num_threads=t, isa=isa)
+            assert got.dtype == np.float32 and got.shape == ref.shape
+            np.testing.assert_array_equal(got, want)
+
+
+def ref_float_stage(y, scale, bias, act, post_scale=None, post_bias=None):
+    """The specification of BinaryConv2d.run_float, in numpy float32 steps (each rounded on its own)."""
+    z = y.astype(np.float32) * scale + bias
+    if act == "relu":
+        z = np.maximum(z, np.float32(0))
+    elif act == "hardtanh":
+        z = np.clip(z, np.float32(-1), np.float32(1))
+    return z if post_scale is None else z * post_scale + post_bias
 
 
 # ---- reference sanity ----
@@ -345,6 +363,21 @@ def test_conv_run_errors():
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
             call()
+
+
+def test_conv_run_float_errors():
+    conv = _core.BinaryConv2d(pack_pm(random_pm(np.random.default_rng(0), 4, 3, 3, 64)), 64, 1, (1, 1), (1, 1), (1, 1), 1)
+    x = np.zeros((1, 5, 5, 1), np.uint64)
+    ones = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="scale needs 4 entries"):
+        conv.run_float(x, np.ones(3, np.float32), ones)
+    with pytest.raises(ValueError, match="act must be one of none, relu, hardtanh"):
+        conv.run_float(x, ones, ones, "gelu")
+    with pytest.raises(ValueError, match="post_scale and post_bias must be given together"):
+        conv.run_float(x, ones, ones, "relu", ones, None)
+    with pytest.raises(ValueError, match="bias must be float32"):
+        conv.run_float(x, ones, np.ones(4))
+    assert conv.run_float(x, ones, ones).shape == (1, 5, 5, 4)
 
 
 def test_maxpool_errors():

@@ -142,8 +142,16 @@ def to_nhwc(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: boo
     c, h, w = shape if len(shape) == 3 else (shape[0], 1, shape[1])
 
     def run(values: Values, threads: int) -> None:
-        x = values[src]
-        values[out] = np.ascontiguousarray(x.reshape(len(x), c, h, w).transpose(0, 2, 3, 1))
+        x = values[src].reshape(-1, c, h, w)
+        if c > 8:
+            values[out] = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+            return
+        # An image's few channels: one strided store per channel is ~3x faster than numpy's
+        # transposing copy with a 3-wide inner loop (0.04 vs 0.11 ms at 3x224x224).
+        y = np.empty((len(x), h, w, c), np.float32)
+        for i in range(c):
+            y[..., i] = x[:, i]
+        values[out] = y
 
     return Layer("", "to_nhwc", "reshape", shape, (h, w, c), False, run=run)
 
@@ -255,11 +263,14 @@ def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[
     act = r.str("act", ACTIVATIONS) if out_kind == "float" else "none"
     scale, bias = r.finite("scale", (n,)), r.finite("bias", (n,))
     post = _post_affine(r, n, out_kind)
+    unit_scale, zero_bias = bool((scale == 1).all()), bool((bias == 0).all())  # QuickNet: conv → ReLU → BN
 
     def stage(y: np.ndarray, threads: int) -> np.ndarray:
         z = y.astype(np.float32, copy=False)
-        z *= scale
-        z += bias
+        if not unit_scale:
+            z *= scale
+        if not zero_bias:
+            z += bias
         if out_kind == "bits":
             return _pack_last(z, threads)
         z = _activate(z, act)
@@ -483,12 +494,17 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
                 if spec is not None:
                     y = _core.bmaxpool2d(y, cout, spec[0], spec[1], spec[2], and_mask, threads)
                 values[out] = y
+        elif spec is None:  # float output: the stage runs inside the kernel, per tile
+            scale, bias = r.finite("scale", (cout,)), r.finite("bias", (cout,))
+            act_name, post = r.str("act", ACTIVATIONS), _post_affine(r, cout, out_kind)
+            post_scale, post_bias = (None, None) if post is None else post
+
+            def run(values: Values, threads: int) -> None:
+                values[out] = conv.run_float(values[src], scale, bias, act_name, post_scale, post_bias, threads)
         else:
 
             def run(values: Values, threads: int) -> None:
-                y = conv.run(values[src], threads)
-                if spec is not None:
-                    y = _float_pool(y.astype(np.float32), *spec[:3], threads)
+                y = _float_pool(conv.run(values[src], threads).astype(np.float32), *spec[:3], threads)
                 values[out] = stage(y, threads)
 
         kind = "binary"
