@@ -17,7 +17,7 @@ import numpy as np
 
 from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
-from onebit.runtime import blas
+from onebit.runtime import blas, malloc
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
@@ -96,6 +96,7 @@ def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_by
     """Load a ``.onebit`` file. ``num_threads``: kernel threads (default ``ONEBIT_NUM_THREADS``
     or the physical cores). Every check happens here; a bad file raises :class:`ModelFileError`."""
     num_threads = _resolve_threads(num_threads)
+    malloc.keep_freed_memory()
     tensors, metadata = read_container(path, max_file_bytes=max_file_bytes)
     where = str(path)
     raw = metadata.get(META_KEY)
