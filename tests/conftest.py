@@ -56,3 +56,15 @@ def pack_pm(pm: np.ndarray) -> np.ndarray:
 def random_pm(rng: np.random.Generator, *shape: int) -> np.ndarray:
     """Random ±1 int8 array (int8 keeps the big cached problems small)."""
     return np.where(rng.random(shape) < 0.5, -1, 1).astype(np.int8)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test module's small forwards (an autouse fixture of the module requests it): on a
+    shared 2-core machine torch's second OpenMP thread mostly spin-waits (5x the CPU time under load)."""
+    import torch  # here: the sanitizer runs use this file without torch installed
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -2,54 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import onebit.models.bnn_pynq  # noqa: F401  (registers the models)
-import onebit.runtime as rt
 from onebit.errors import ConfigError
 from onebit.export import export
 from onebit.model_summary import summary
 from onebit.models import create_model
 from onebit.nn import QuantConv2d, QuantLinear
+from tests.exporting import check_export, randomize_bn
 
 NATIVE = (3, 32, 32)
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: these forwards are small, and on a shared 2-core machine torch's second OpenMP
-    thread mostly spin-waits (5x the CPU time of this file under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(previous)
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
-            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
-            m.weight.data.copy_(torch.randn(n, generator=g))  # both signs: flips of both kinds
-            m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
-
-
-def _check(model: nn.Module, x: torch.Tensor, path) -> np.ndarray:
-    export(model, path, x[:8], verbose=False)
-    with torch.no_grad():
-        want = model(x).numpy()
-    engine = rt.load(path)
-    got = engine(x.numpy())
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    return got
 
 
 def test_cnv_topology_and_parameter_count():
@@ -88,8 +57,8 @@ def test_cnv_width_scales_every_layer_and_larger_inputs_widen_the_first_fc():
 @pytest.mark.parametrize("in_shape", [NATIVE, (3, 36, 40)])
 def test_cnv_export_equals_pytorch_with_only_the_first_input_float(tmp_path, in_shape):
     torch.manual_seed(0)
-    model = _randomize_bn(create_model("cnv", num_classes=10, in_shape=in_shape, width=16))
-    _check(model, torch.randn(200, *in_shape), tmp_path / "cnv.onebit")
+    model = randomize_bn(create_model("cnv", num_classes=10, in_shape=in_shape, width=16))
+    check_export(model, torch.randn(200, *in_shape), tmp_path / "cnv.onebit")
     report = export(model, tmp_path / "cnv2.onebit", torch.randn(2, *in_shape), verbose=False)
     assert [layer.kind for layer in report.layers] == ["binary weights, float input"] + ["binary"] * 8
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import onebit.models.binarydensenet  # noqa: F401  (registers the models)
-import onebit.runtime as rt
 from onebit.errors import ConfigError
-from onebit.export import ExportReport, export
+from onebit.export import export
 from onebit.model_summary import summary
 from onebit.models import create_model
 from onebit.models.binarydensenet import DenseLayer
 from onebit.nn import QuantConv2d, SteSign
+from tests.exporting import check_export, randomize_bn
 
 NATIVE = (3, 224, 224)
 BLOCKS = {"binarydensenet28": (6, 6, 6, 5), "binarydensenet37": (6, 8, 12, 6),
@@ -24,41 +22,8 @@ BLOCKS = {"binarydensenet28": (6, 6, 6, 5), "binarydensenet37": (6, 8, 12, 6),
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: these forwards are small, and on a shared 2-core machine torch's second OpenMP
-    thread mostly spin-waits (5x the CPU time of this file under load)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(previous)
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
-            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
-            m.weight.data.copy_(torch.randn(n, generator=g))  # both signs: flips of both kinds
-            m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
-
-
-def _check(model: nn.Module, x: torch.Tensor, path) -> ExportReport:
-    """The reference is the PyTorch eval forward in float64: in these 23-40-layer nets float32 PyTorch itself
-    lands on the wrong side of a sign now and then (binarydensenet45 below, input 25: a BatchNorm output of
-    +9.2e-8 in float32 is −2.4e-7 in float64, and 2.8 logits away at the end), where the runtime agrees with
-    float64 to 1e-6."""
-    report = export(model, path, x[:8], verbose=False)
-    with torch.no_grad():
-        want = copy.deepcopy(model).double()(x.double()).float().numpy()
-    engine = rt.load(path)
-    got = engine(x.numpy())
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    return report
 
 
 def test_binarydensenet28_topology_and_published_parameter_count():
@@ -129,8 +94,8 @@ def test_small_inputs_take_larq_zoos_cifar_stem():
 ])
 def test_export_equals_pytorch_and_keeps_exactly_the_papers_float_layers(tmp_path, name, in_shape):
     torch.manual_seed(0)
-    model = _randomize_bn(create_model(name, num_classes=10, in_shape=in_shape, initial_filters=32, growth_rate=16))
-    report = _check(model, torch.randn(100, *in_shape), tmp_path / "m.onebit")
+    model = randomize_bn(create_model(name, num_classes=10, in_shape=in_shape, initial_filters=32, growth_rate=16))
+    report = check_export(model, torch.randn(100, *in_shape), tmp_path / "m.onebit", reference="float64")
     # float: the stem conv, the 1x1 conv of each transition and the classifier; every dense-layer conv binary
     blocks = BLOCKS[name]
     want = ["float"]
@@ -159,7 +124,7 @@ def test_export_check_falls_back_to_float64_where_float32_pytorch_flips_a_sign(t
     ``_check``). ``export``'s own check must not call that a onebit bug: it re-runs the forward in float64,
     which the runtime matches, and says so in the report."""
     torch.manual_seed(0)
-    model = _randomize_bn(create_model("binarydensenet45", num_classes=10, in_shape=(3, 16, 16), initial_filters=32,
+    model = randomize_bn(create_model("binarydensenet45", num_classes=10, in_shape=(3, 16, 16), initial_filters=32,
                                        growth_rate=16))
     x = torch.randn(100, 3, 16, 16)[25:26]
     with torch.no_grad():

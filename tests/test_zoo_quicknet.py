@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import onebit.runtime as rt
 from onebit import summary
 from onebit.errors import ConfigError
-from onebit.export import export
 from onebit.models import create_model
 from onebit.models.quicknet import QuickNetBlock  # importing the module registers the models
 from onebit.nn import QuantConv2d
+from tests.exporting import check_export, randomize_bn
 
 # Keras's count (BatchNorm as 4 vectors) at 224×224×3 with 1000 classes: Small is the issue's
 # figure; larq zoo's docs print 12,655,688 / 13,234,088 / 23,342,248, which is exactly these
@@ -22,32 +20,6 @@ from onebit.nn import QuantConv2d
 KERAS_PARAMS = {"quicknet_small": 12_664_344, "quicknet": 13_243_720, "quicknet_large": 23_359_304}
 LARQ_DOCS_PARAMS = {"quicknet_small": 12_655_688, "quicknet": 13_234_088, "quicknet_large": 23_342_248}
 BLOCKS = {"quicknet_small": (4, 4, 4, 4), "quicknet": (4, 4, 4, 4), "quicknet_large": (6, 8, 12, 6)}
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
-            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
-            if m.affine:  # the stem's depthwise BN has no γ, β (Keras scale=False, center=False)
-                m.weight.data.copy_(torch.randn(n, generator=g))  # both signs: flips of both kinds
-                m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
-
-
-def _check(model: nn.Module, x: torch.Tensor, path):
-    """Export, then the runtime equals the PyTorch eval forward; returns the export report."""
-    report = export(model, path, x[:8], verbose=False)
-    with torch.no_grad():
-        want = model(x).numpy()
-    engine = rt.load(path)
-    got = engine(x.numpy())
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    return report
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +113,9 @@ def test_forward_and_gradients_at_small_size(name):
 ])
 def test_export_equals_pytorch(tmp_path, name, in_shape, padding, width):
     torch.manual_seed(3)
-    model = _randomize_bn(create_model(name, num_classes=10, in_shape=in_shape, width=width, padding=padding))
+    model = randomize_bn(create_model(name, num_classes=10, in_shape=in_shape, width=width, padding=padding))
     x = torch.randn(150, *in_shape)
-    report = _check(model, x, tmp_path / "q.onebit")
+    report = check_export(model, x, tmp_path / "q.onebit")
     assert [l.name for l in report.layers if l.kind == "float"] == FLOAT_LAYERS
     binary = [l.name for l in report.layers if l.kind == "binary"]
     assert binary == [f"section{s + 1}.{i + (s > 0)}.conv" for s, n in enumerate(BLOCKS[name]) for i in range(n)]
@@ -154,9 +126,9 @@ def test_export_keras_padding_at_even_size(tmp_path):
     """At even sizes Keras pads the stride-2 stem convs (0, 1): a ZeroPad2d the exporter folds into
     a larger float kernel with zero taps (the runtime then sees only symmetric padding)."""
     torch.manual_seed(4)
-    model = _randomize_bn(create_model("quicknet_small", num_classes=10, in_shape=(3, 32, 32), width=8))
+    model = randomize_bn(create_model("quicknet_small", num_classes=10, in_shape=(3, 32, 32), width=8))
     assert any(isinstance(m, nn.ZeroPad2d) for m in model.modules())
-    _check(model, torch.randn(150, 3, 32, 32), tmp_path / "q.onebit")
+    check_export(model, torch.randn(150, 3, 32, 32), tmp_path / "q.onebit")
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import onebit.models.reactnet  # noqa: F401  (registers the models)
-import onebit.runtime as rt
 from onebit import summary
 from onebit.checkpoint import load_checkpoint, save_checkpoint
 from onebit.errors import ConfigError
@@ -17,30 +14,7 @@ from onebit.export import export
 from onebit.models import create_model
 from onebit.models.reactnet import ReActBiRealBlock, ReActBlock
 from onebit.nn import QuantLayer, RPReLU, RSign, sign
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
-            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
-            m.weight.data.copy_(torch.randn(n, generator=g))  # both signs: flips of both kinds
-            m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
-
-
-def _check(model: nn.Module, x: torch.Tensor, path) -> np.ndarray:
-    export(model, path, x[:8], verbose=False)
-    with torch.no_grad():
-        want = model(x).numpy()
-    engine = rt.load(path)
-    got = engine(x.numpy())
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    return got
+from tests.exporting import check_export, randomize_bn
 
 
 def _randomize_react(model: nn.Module, seed: int = 1) -> nn.Module:
@@ -98,7 +72,7 @@ def test_reactnet_resnet18_blocks():
 def test_reactnet_a_block_forward_matches_the_reference_order():
     """The width-doubling stride-2 block written out op by op (reference BasicBlock.forward)."""
     torch.manual_seed(3)
-    block = _randomize_react(_randomize_bn(ReActBlock(8, 16, stride=2)))
+    block = _randomize_react(randomize_bn(ReActBlock(8, 16, stride=2)))
     x = torch.randn(4, 8, 6, 6)
 
     def alpha_sign(w):
@@ -134,8 +108,8 @@ def test_forward_small_and_gradients(name):
 def test_export_equals_pytorch_and_only_the_paper_float_layers_are_float(tmp_path, name, width, pad_value):
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_shape=(3, 32, 32), width=width, pad_value=pad_value)
-    _randomize_react(_randomize_bn(model))
-    _check(model, torch.randn(150, 3, 32, 32), tmp_path / "m.onebit")
+    _randomize_react(randomize_bn(model))
+    check_export(model, torch.randn(150, 3, 32, 32), tmp_path / "m.onebit")
     report = export(model, tmp_path / "m.onebit", torch.zeros(1, 3, 32, 32), verbose=False)
     floats = _float_layers(model)
     # First conv and classifier (+ Bi-Real's 1×1 downsampling shortcuts) stay float, as in the paper.
@@ -148,7 +122,7 @@ def test_export_equals_pytorch_and_only_the_paper_float_layers_are_float(tmp_pat
 
 def test_checkpoint_round_trip_keeps_the_shared_rsign(tmp_path):
     torch.manual_seed(0)
-    model = _randomize_react(_randomize_bn(create_model("reactnet_a", num_classes=4, in_shape=(3, 32, 32), width=2)))
+    model = _randomize_react(randomize_bn(create_model("reactnet_a", num_classes=4, in_shape=(3, 32, 32), width=2)))
     save_checkpoint(tmp_path / "c.safetensors", model)
     loaded, _ = load_checkpoint(tmp_path / "c.safetensors")
     x = torch.randn(3, 3, 32, 32)

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import onebit.models.xnornet  # noqa: F401  (registers the models)
 import onebit.runtime as rt
 from onebit import summary
 from onebit.errors import ConfigError
@@ -16,31 +14,7 @@ from onebit.export import export
 from onebit.models import create_model
 from onebit.models.xnornet import SignDropoutLinear, XnorUnit
 from onebit.nn import QuantConv2d
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0, positive: bool = False) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
-            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
-            w = torch.randn(n, generator=g)  # both signs: flips of both kinds, constant channels after a ReLU
-            m.weight.data.copy_(w.abs() + 0.1 if positive else w)
-            m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
-
-
-def _check(model: nn.Module, x: torch.Tensor, path) -> np.ndarray:
-    export(model, path, x[:8], verbose=False)
-    with torch.no_grad():
-        want = model(x).numpy()
-    engine = rt.load(path)
-    got = engine(x.numpy())
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
-    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
-    return got
+from tests.exporting import check_export, randomize_bn
 
 
 def test_alexnet_at_224_has_the_reference_layers_and_parameter_count():
@@ -99,14 +73,14 @@ def test_alexnet_exports_at_a_small_size(tmp_path, positive):
     features is permuted from (C, H, W) to the runtime's (H, W, C). Every binary conv folds
     ReLU → max-pool → BatchNorm → sign into thresholds; positive BatchNorm scales also fold the stem's."""
     torch.manual_seed(1)
-    model = _randomize_bn(create_model("xnornet_alexnet", num_classes=10, in_shape=(3, 99, 99),
+    model = randomize_bn(create_model("xnornet_alexnet", num_classes=10, in_shape=(3, 99, 99),
                                        channels=(24, 64, 48, 64, 40), hidden=96), positive=positive)
     report = export(model, tmp_path / "a.onebit", torch.randn(4, 3, 99, 99), verbose=False)
     assert [layer.kind for layer in report.layers] == ["float"] + ["binary"] * 6 + ["float"]
     assert [layer.name for layer in report.layers if layer.kind == "float"] == ["features.0", "classifier.4"]
     out = model(torch.randn(2, 3, 99, 99))
     assert out.shape == (2, 10)
-    _check(model, torch.randn(120, 3, 99, 99), tmp_path / "a.onebit")
+    check_export(model, torch.randn(120, 3, 99, 99), tmp_path / "a.onebit")
     layers = rt.load(tmp_path / "a.onebit").layers
     convs = [layer for layer in layers if layer.op == "conv2d" and layer.kind == "binary"]
     assert [layer.out_bits for layer in convs] == [True, True, True, False]  # the last feeds the flatten
@@ -123,13 +97,13 @@ def test_resnet18_exports_at_a_small_size(tmp_path, positive):
     """Only the stem, the three downsampling shortcuts and the classifier stay float; the first unit of
     every block writes bits for the second (ReLU → BN → sign in its thresholds)."""
     torch.manual_seed(2)
-    model = _randomize_bn(create_model("xnornet_resnet18", num_classes=10, in_shape=(3, 32, 32), width=16),
+    model = randomize_bn(create_model("xnornet_resnet18", num_classes=10, in_shape=(3, 32, 32), width=16),
                           positive=positive)
     report = export(model, tmp_path / "r.onebit", torch.randn(4, 3, 32, 32), verbose=False)
     floats = [layer.name for layer in report.layers if layer.kind == "float"]
     assert floats == ["0", "6.shortcut.0", "8.shortcut.0", "10.shortcut.0", "16"]
     assert sum(layer.kind == "binary" for layer in report.layers) == 16
-    _check(model, torch.randn(120, 3, 32, 32), tmp_path / "r.onebit")
+    check_export(model, torch.randn(120, 3, 32, 32), tmp_path / "r.onebit")
     layers = rt.load(tmp_path / "r.onebit").layers
     binary = [layer.out_bits for layer in layers if layer.op == "conv2d" and layer.kind == "binary"]
     assert binary == [True, False] * 8

@@ -1,0 +1,51 @@
+"""Shared by the export tests: random BatchNorm statistics, and runtime == PyTorch checks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+import onebit.runtime as rt
+from onebit.export import ExportReport, export
+
+
+def randomize_bn(model: nn.Module, seed: int = 0, positive: bool = False) -> nn.Module:
+    """Random running statistics and (where affine) γ, β of every BatchNorm; eval mode.
+
+    γ takes both signs (flipped thresholds, constant channels after a ReLU) unless ``positive``."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
+            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
+            if m.affine:  # QuickNet's stem has a BatchNorm without γ, β (Keras scale=False, center=False)
+                w = torch.randn(n, generator=g)
+                m.weight.data.copy_(w.abs() + 0.1 if positive else w)
+                m.bias.data.copy_(torch.randn(n, generator=g))
+    return model.eval()
+
+
+def check_export(model: nn.Module, x: torch.Tensor, path, reference: str = "float32") -> ExportReport:
+    """Export on ``x[:8]``; the runtime on all of ``x`` equals the PyTorch eval forward (max |Δ| ≤ 1e-4 ×
+    max |logit|, same argmax) and takes an empty batch. ``reference="float64"`` compares with the forward
+    in float64: in deep nets float32 PyTorch itself lands on the wrong side of a sign now and then
+    (BinaryDenseNet-45 at 16×16, input 25: a BatchNorm output of +9.2e-8 in float32 is −2.4e-7 in float64,
+    2.8 logits away at the end), where the runtime agrees with float64 to 1e-6."""
+    report = export(model, path, x[:8], verbose=False)
+    with torch.no_grad():
+        if reference == "float64":
+            want = copy.deepcopy(model).double()(x.double()).float().numpy()
+        else:
+            want = model(x).numpy()
+    engine = rt.load(path)
+    got = engine(x.numpy())
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert engine(np.zeros((0, *x.shape[1:]), np.float32)).shape == (0, *want.shape[1:])  # empty batch
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+    return report
+
