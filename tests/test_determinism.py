@@ -41,6 +41,7 @@ from onebit import _core
 from onebit.export import export
 from onebit.models import create_model
 from onebit.nn import BiRealBlock, QuantConv2d, QuantLinear
+from tests.exporting import randomize_bn
 
 ISAS = _core.available_isas()
 THREADS = (1, 2, 3, 8)
@@ -84,18 +85,6 @@ for name in sys.argv[2:]:
 """
 
 
-def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 3)
-            m.running_var.copy_(torch.rand(n, generator=g) * 10 + 1)
-            m.weight.data.copy_(torch.randn(n, generator=g))
-            m.bias.data.copy_(torch.randn(n, generator=g))
-    return model.eval()
-
-
 def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     torch.manual_seed(0)
     mlp = create_model("binarynet_mlp", num_classes=10, in_shape=(1, 16, 16), hidden=200)
@@ -115,8 +104,8 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         nn.BatchNorm1d(64), nn.Hardtanh(),
         QuantLinear(64, 10, input_quantizer=None, weight_quantizer="ste_sign"), nn.BatchNorm1d(10),
     )
-    return {"mlp": (_randomize_bn(mlp, 1), (1, 16, 16)), "residual": (_randomize_bn(residual, 2), (3, 16, 16)),
-            "float_first": (_randomize_bn(float_first, 3), (3, 16, 16))}
+    return {"mlp": (randomize_bn(mlp, 1), (1, 16, 16)), "residual": (randomize_bn(residual, 2), (3, 16, 16)),
+            "float_first": (randomize_bn(float_first, 3), (3, 16, 16))}
 
 
 @pytest.fixture(scope="module")
