@@ -218,7 +218,7 @@ struct ConvRun {
   bool correct = false;
   bool direct = false;  // 1x1, stride 1, no padding: x is the A matrix
   std::int64_t lda = 0;  // im2col row: g * taps * words_g words
-  std::int64_t tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
+  std::int64_t pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
   double micros = -1.0;  // estimated single-thread time of the GEMM part, for parallel_run
   // run: int32 output
   std::int32_t* y = nullptr;
@@ -281,32 +281,45 @@ struct ConvRun {
       }
     }
 
-    // Plan: pixel tiles of a multiple of MR rows whose im2col rows fit kTileBytes; enough
-    // tasks for the threads (smaller tiles, then a split of the output channels).
+    // Plan: pixel tasks whose im2col rows fit kTileBytes (at most 16 micro-tiles), cut
+    // to within one pixel of each other: tasks of multiples of MR rows left the last
+    // one short, and with two threads a 32x32 image's 11 tiles of 96 or a 16x16 image's
+    // 7 x 36 + 4 gave one thread a whole tile more (the net scaled 1.6x, not 1.8x). With
+    // threads, a multiple of their count: 4 per thread (the machine may be shared), 2 if
+    // that left tasks under 2 micro-tiles; only images smaller still (a few pixels per
+    // thread) split the output channels too.
     const std::int64_t mr = kern->mr;
     const std::int64_t row_bytes = direct ? 0 : lda * 8;
-    tile = 16 * mr;
-    if (row_bytes > 0) tile = std::clamp<std::int64_t>(kTileBytes / row_bytes / mr * mr, mr, 16 * mr);
+    std::int64_t max_tile = 16 * mr;
+    if (row_bytes > 0) max_tile = std::clamp<std::int64_t>(kTileBytes / row_bytes / mr * mr, mr, 16 * mr);
     const double pairs = static_cast<double>(np) * static_cast<double>(cv.o_ * cv.taps_ * cv.words_g_);
     int threads = bgemm_threads_for(*kern, pairs, num_threads, &micros);
+    pixel_tiles = std::max<std::int64_t>((np + max_tile - 1) / max_tile, 1);
     if (threads > 1) {
-      const std::int64_t want = (np + 4 * threads - 1) / (4 * threads);
-      tile = std::min(tile, std::max(4 * mr, (want + mr - 1) / mr * mr));
+      const std::int64_t per_thread = np >= 4 * threads * 2 * mr ? 4 : 2;
+      pixel_tiles = std::max(pixel_tiles, std::min(per_thread * threads, std::max<std::int64_t>(np / mr, 1)));
+      pixel_tiles = (pixel_tiles + threads - 1) / threads * threads;
     }
-    tile = std::max<std::int64_t>(tile, 1);
-    pixel_tiles = (np + tile - 1) / tile;
+    pixel_tiles = std::min(pixel_tiles, std::max<std::int64_t>(np, 1));
     tiles_g = cv.packed_[0].tiles();
     total_tiles = tiles_g * cv.g_;
     tiles_per_block = total_tiles;
     // The threshold stage writes 32-bit halves of the output words: a task must own whole
     // 32-channel chunks, which group tiles are unless a group's width is not a multiple of 32.
     const bool splittable = !threshold || cv.g_ == 1 || cv.og_ % kBgemmNR == 0;
-    if (threads > 1 && splittable && pixel_tiles < 4 * threads) {
-      const std::int64_t blocks = std::min(total_tiles, (4 * threads + pixel_tiles - 1) / pixel_tiles);
+    if (threads > 1 && splittable && pixel_tiles < 2 * threads) {
+      const std::int64_t blocks = std::min(total_tiles, (2 * threads + pixel_tiles - 1) / pixel_tiles);
       tiles_per_block = (total_tiles + blocks - 1) / blocks;
     }
     n_blocks = (total_tiles + tiles_per_block - 1) / tiles_per_block;
     num_threads = static_cast<int>(std::min<std::int64_t>(threads, pixel_tiles * n_blocks));
+  }
+
+  // First pixel of pixel task i (i = pixel_tiles: np): tasks of np / pixel_tiles pixels,
+  // the first np % pixel_tiles of them one more.
+  std::int64_t pixel_start(std::int64_t i) const {
+    const std::int64_t base = np / pixel_tiles, extra = np % pixel_tiles;
+    return i * base + std::min(i, extra);
   }
 
   // im2col rows of pixels [p0, p1) for groups [g0, g1] into buf (rows of lda words).
@@ -366,7 +379,7 @@ struct ConvRun {
   void task(std::int64_t t, int thread) const {
     using clock = std::chrono::steady_clock;
     const std::int64_t pt = t / n_blocks, nb = t % n_blocks;
-    const std::int64_t p0 = pt * tile, p1 = std::min(np, p0 + tile), m = p1 - p0;
+    const std::int64_t p0 = pixel_start(pt), p1 = pixel_start(pt + 1), m = p1 - p0;
     const std::int64_t t0 = nb * tiles_per_block, t1 = std::min(total_tiles, t0 + tiles_per_block);
     const std::int64_t g0 = t0 / tiles_g, g1 = (t1 - 1) / tiles_g;
     const std::int64_t c0 = g0 * cv.og_ + (t0 - g0 * tiles_g) * kBgemmNR;

@@ -214,9 +214,11 @@ def test_conv_explicit(isa, pad_value, case):
 @pytest.mark.parametrize(
     "case",
     [
-        # big enough for 2-3 threads even on avx512 (the driver wants ~25 us of work per
-        # thread): pixel tiles, output-channel split, both
-        (1, 8, 8, 512, 512, 3, 1, 0),  # batch 1, small image: channel split
+        # big enough for 2-3 threads even on avx512: balanced pixel tasks (4 or 2 per
+        # thread), and the output-channel split of images with a few pixels per thread
+        (1, 8, 8, 512, 512, 3, 1, 0),  # batch 1, small image: 2 pixel tasks per thread
+        (1, 3, 3, 512, 512, 3, 1, 0),  # 9 pixels: channel split
+        (1, 13, 11, 256, 256, 3, 1, 1),  # 143 pixels, not a multiple of any task count
         (4, 16, 16, 128, 256, 3, 1, 0),  # pixel tiles
         (2, 16, 16, 512, 200, 3, 2, 0),  # grouped, 100 outputs per group: no channel split for thresholds
         (4, 9, 9, 64, 96, 3, 1, -1),  # several threads on scalar / avx2 only
