@@ -210,6 +210,7 @@ void float_stage_rows(const std::int32_t* src, std::int64_t lds, float* dst, std
 struct ConvRun {
   const BinaryConv2d& cv;
   const BgemmKernels* kern = nullptr;
+  Isa isa_ = Isa::scalar;
   const std::uint64_t* x = nullptr;
   std::int64_t n = 0, h = 0, w = 0, oh = 0, ow = 0, np = 0;
   Axis rows, cols;
@@ -218,7 +219,7 @@ struct ConvRun {
   bool correct = false;
   bool direct = false;  // 1x1, stride 1, no padding: x is the A matrix
   std::int64_t lda = 0;  // im2col row: g * taps * words_g words
-  std::int64_t pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
+  std::int64_t max_tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
   double micros = -1.0;  // estimated single-thread time of the GEMM part, for parallel_run
   // run: int32 output
   std::int32_t* y = nullptr;
@@ -230,14 +231,19 @@ struct ConvRun {
   std::vector<std::uint32_t> neg;
   std::uint32_t* out = nullptr;
   std::int64_t out_halves = 0;
+  // run_threshold with a fused pool: tasks are pooled_tasks runs of the n * poh pooled rows
+  const BinaryConv2d::BitPool* pool = nullptr;
+  std::uint64_t* pooled = nullptr;
+  std::int64_t poh = 0, pow = 0, pooled_tasks = 0;
   // profiling, per thread
   std::vector<BinaryConv2d::Profile>* prof = nullptr;
 
   explicit ConvRun(const BinaryConv2d& c) : cv(c) {}
 
   void setup(const std::uint64_t* xs, std::int64_t nn, std::int64_t hh, std::int64_t ww, Isa isa, bool threshold,
-             int& num_threads) {
+             const BinaryConv2d::BitPool* bit_pool, int& num_threads) {
     kern = &bgemm_kernels(isa);
+    isa_ = isa;
     if (kern->ukernel == nullptr) {
       throw std::invalid_argument(std::string("BinaryConv2d: ISA ") + isa_name(isa) + " is not compiled in");
     }
@@ -290,7 +296,7 @@ struct ConvRun {
     // thread) split the output channels too.
     const std::int64_t mr = kern->mr;
     const std::int64_t row_bytes = direct ? 0 : lda * 8;
-    std::int64_t max_tile = 16 * mr;
+    max_tile = 16 * mr;
     if (row_bytes > 0) max_tile = std::clamp<std::int64_t>(kTileBytes / row_bytes / mr * mr, mr, 16 * mr);
     const double pairs = static_cast<double>(np) * static_cast<double>(cv.o_ * cv.taps_ * cv.words_g_);
     int threads = bgemm_threads_for(*kern, pairs, num_threads, &micros);
@@ -312,13 +318,31 @@ struct ConvRun {
       tiles_per_block = (total_tiles + blocks - 1) / blocks;
     }
     n_blocks = (total_tiles + tiles_per_block - 1) / tiles_per_block;
+    if (bit_pool != nullptr) {
+      // Tasks of whole pooled rows (of at most ~8 GEMM tiles of conv pixels, so that their
+      // bits are still in cache when pooled), as many as the pixel plan, all channels.
+      pool = bit_pool;
+      const auto ps = bmaxpool2d_output_shape(oh, ow, pool->kernel, pool->stride, pool->padding);
+      poh = ps[0];
+      pow = ps[1];
+      const std::int64_t rows = n * poh;
+      const std::int64_t cap = std::max<std::int64_t>(1, 8 * max_tile / std::max<std::int64_t>(pool->stride[0] * ow, 1));
+      pooled_tasks = std::max<std::int64_t>((rows + cap - 1) / cap, 1);
+      if (threads > 1) {
+        pooled_tasks = std::max(pooled_tasks, std::min(pixel_tiles * n_blocks, rows));
+        pooled_tasks = (pooled_tasks + threads - 1) / threads * threads;
+      }
+      pooled_tasks = std::min(pooled_tasks, std::max<std::int64_t>(rows, 1));
+      num_threads = static_cast<int>(std::min<std::int64_t>(threads, pooled_tasks));
+      return;
+    }
     num_threads = static_cast<int>(std::min<std::int64_t>(threads, pixel_tiles * n_blocks));
   }
 
-  // First pixel of pixel task i (i = pixel_tiles: np): tasks of np / pixel_tiles pixels,
-  // the first np % pixel_tiles of them one more.
-  std::int64_t pixel_start(std::int64_t i) const {
-    const std::int64_t base = np / pixel_tiles, extra = np % pixel_tiles;
+  // Start of part i of [0, total) cut into parts runs within one of each other (the first
+  // total % parts one longer); part `parts` starts at total.
+  static std::int64_t balanced_start(std::int64_t i, std::int64_t total, std::int64_t parts) {
+    const std::int64_t base = total / parts, extra = total % parts;
     return i * base + std::min(i, extra);
   }
 
@@ -377,14 +401,55 @@ struct ConvRun {
   }
 
   void task(std::int64_t t, int thread) const {
-    using clock = std::chrono::steady_clock;
+    BinaryConv2d::Profile* pr = prof ? &(*prof)[static_cast<std::size_t>(thread)] : nullptr;
+    if (pool != nullptr) {
+      pooled_task(t, pr);
+      return;
+    }
     const std::int64_t pt = t / n_blocks, nb = t % n_blocks;
-    const std::int64_t p0 = pixel_start(pt), p1 = pixel_start(pt + 1), m = p1 - p0;
+    const std::int64_t p0 = balanced_start(pt, np, pixel_tiles), p1 = balanced_start(pt + 1, np, pixel_tiles);
     const std::int64_t t0 = nb * tiles_per_block, t1 = std::min(total_tiles, t0 + tiles_per_block);
+    compute(p0, p1, t0, t1, out == nullptr ? nullptr : out + p0 * out_halves, pr);
+  }
+
+  // Pooled rows [r0, r1) of the task, image by image: their conv rows (GEMM tiles of at
+  // most max_tile pixels) into a thread-local band of bits, then the pool of the band.
+  void pooled_task(std::int64_t t, BinaryConv2d::Profile* pr) const {
+    const std::int64_t rows = n * poh;
+    const std::int64_t r1 = balanced_start(t + 1, rows, pooled_tasks);
+    const std::int64_t kp = pool->kernel[0], sp = pool->stride[0], pp = pool->padding[0];
+    const std::int64_t words = out_halves / 2;
+    // A tile count of odd halves leaves the last word's upper half unwritten: zero it.
+    const bool clear = (cv.o_ + kBgemmNR - 1) / kBgemmNR < out_halves;
+    for (std::int64_t r = balanced_start(t, rows, pooled_tasks); r < r1;) {
+      const std::int64_t b = r / poh, a0 = r % poh, a1 = std::min(poh, a0 + (r1 - r));
+      const std::int64_t lo = std::max<std::int64_t>(0, a0 * sp - pp), hi = std::min(oh, (a1 - 1) * sp - pp + kp);
+      const std::int64_t q0 = (b * oh + lo) * ow, q1 = (b * oh + hi) * ow;
+      thread_local std::vector<std::uint64_t> band;
+      const std::size_t need = static_cast<std::size_t>((q1 - q0) * words);
+      if (band.size() < need) band.resize(need);
+      if (clear) std::memset(band.data(), 0, need * 8);
+      auto* bits = reinterpret_cast<std::uint32_t*>(band.data());
+      for (std::int64_t p = q0; p < q1; p += max_tile) {
+        compute(p, std::min(q1, p + max_tile), 0, total_tiles, bits + (p - q0) * out_halves, pr);
+      }
+      const auto start = pr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+      bmaxpool2d_band(band.data(), hi - lo, ow, words, a1 - a0, pow, pool->kernel, pool->stride, lo + pp - a0 * sp,
+                      pool->padding[1], pool->and_mask, pooled + (b * poh + a0) * pow * words, isa_);
+      if (pr) pr->epilogue_s += seconds_since(start);
+      r += a1 - a0;
+    }
+  }
+
+  // Output pixels [p0, p1) x weight tiles [t0, t1) (the channels [c0, c1) they cover): the
+  // int32 output, the float stage, or the threshold stage into bits (pixel p0's first half).
+  void compute(std::int64_t p0, std::int64_t p1, std::int64_t t0, std::int64_t t1, std::uint32_t* bits,
+               BinaryConv2d::Profile* pr) const {
+    using clock = std::chrono::steady_clock;
+    const std::int64_t m = p1 - p0;
     const std::int64_t g0 = t0 / tiles_g, g1 = (t1 - 1) / tiles_g;
     const std::int64_t c0 = g0 * cv.og_ + (t0 - g0 * tiles_g) * kBgemmNR;
     const std::int64_t c1 = g1 * cv.og_ + std::min(cv.og_, (t1 - g1 * tiles_g) * kBgemmNR);
-    BinaryConv2d::Profile* pr = prof ? &(*prof)[static_cast<std::size_t>(thread)] : nullptr;
     auto start = pr ? clock::now() : clock::time_point{};
 
     const std::uint64_t* a = x + p0 * cv.in_words_;
@@ -407,7 +472,7 @@ struct ConvRun {
     // channels [c0, c1) for the threshold or float stage.
     std::int32_t* dst;
     std::int64_t ldd, cbase;
-    if (out == nullptr && fy == nullptr) {
+    if (bits == nullptr && fy == nullptr) {
       dst = y + p0 * cv.o_;
       ldd = cv.o_;
       cbase = 0;
@@ -448,12 +513,12 @@ struct ConvRun {
       }
     }
     if (fy != nullptr) float_stage(dst, ldd, p0, m, c0, c1);
-    if (out != nullptr) {
+    if (bits != nullptr) {
       // c0 is a multiple of 32 (see setup): one threshold stage per 32-channel chunk.
       for (std::int64_t q = c0 / kBgemmNR; q * kBgemmNR < c1; ++q) {
         const std::int64_t nr = std::min(kBgemmNR, c1 - q * kBgemmNR);
         kern->threshold(m, nr, dst + (q * kBgemmNR - c0), ldd, thresh + q * kBgemmNR,
-                        neg[static_cast<std::size_t>(q)], out + p0 * out_halves + q, out_halves);
+                        neg[static_cast<std::size_t>(q)], bits + q, out_halves);
       }
     }
     if (pr) pr->epilogue_s += seconds_since(start);
@@ -490,7 +555,7 @@ struct ConvRun {
       per_thread.resize(static_cast<std::size_t>(threads));
       prof = &per_thread;
     }
-    parallel_run(threads, pixel_tiles * n_blocks, run_task, this, micros);
+    parallel_run(threads, pool != nullptr ? pooled_tasks : pixel_tiles * n_blocks, run_task, this, micros);
     if (profile) {
       *profile = {};
       for (const auto& p : per_thread) {
@@ -506,7 +571,7 @@ void BinaryConv2d::run(const std::uint64_t* x, std::int64_t n, std::int64_t h, s
                        int num_threads, Isa isa, Profile* profile) const {
   ConvRun r(*this);
   int threads = num_threads;
-  r.setup(x, n, h, w, isa, false, threads);
+  r.setup(x, n, h, w, isa, false, nullptr, threads);
   if (r.np == 0) return;
   r.y = y;
   r.execute(threads, profile);
@@ -516,7 +581,7 @@ void BinaryConv2d::run_float(const std::uint64_t* x, std::int64_t n, std::int64_
                              const FloatStage& stage, float* y, int num_threads, Isa isa, Profile* profile) const {
   ConvRun r(*this);
   int threads = num_threads;
-  r.setup(x, n, h, w, isa, false, threads);
+  r.setup(x, n, h, w, isa, false, nullptr, threads);
   if (r.np == 0) return;
   r.stage = &stage;
   r.fy = y;
@@ -525,13 +590,18 @@ void BinaryConv2d::run_float(const std::uint64_t* x, std::int64_t n, std::int64_
 
 void BinaryConv2d::run_threshold(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
                                  const std::int32_t* thresh, const std::int8_t* flip, std::uint64_t* out,
-                                 int num_threads, Isa isa, Profile* profile) const {
+                                 int num_threads, Isa isa, const BitPool* pool, Profile* profile) const {
   ConvRun r(*this);
   int threads = num_threads;
-  r.setup(x, n, h, w, isa, true, threads);
+  r.setup(x, n, h, w, isa, true, pool, threads);
   const std::int64_t out_words = words_for(o_);
   if (r.np == 0) return;
-  std::memset(out, 0, static_cast<std::size_t>(r.np * out_words) * 8);
+  r.out_halves = 2 * out_words;
+  // The stage writes one 32-bit half per 32 channels: an odd count leaves the last word's
+  // upper half to clear (the fused pool clears its bands).
+  if (pool == nullptr && (o_ + kBgemmNR - 1) / kBgemmNR < r.out_halves) {
+    std::memset(out, 0, static_cast<std::size_t>(r.np * out_words) * 8);
+  }
   r.neg.assign(static_cast<std::size_t>((o_ + kBgemmNR - 1) / kBgemmNR), 0u);
   for (std::int64_t i = 0; i < o_; ++i) {
     if (flip[i] < 0) r.neg[static_cast<std::size_t>(i / kBgemmNR)] |= 1u << (i % kBgemmNR);
@@ -539,8 +609,11 @@ void BinaryConv2d::run_threshold(const std::uint64_t* x, std::int64_t n, std::in
   r.thresh = thresh;
   // uint64 output word q = halves 2q (bits 0..31) and 2q + 1 (bits 32..63): little endian.
   static_assert(kBgemmNR == 32, "the threshold stage writes one 32-bit half per 32 channels");
-  r.out = reinterpret_cast<std::uint32_t*>(out);
-  r.out_halves = 2 * out_words;
+  if (pool != nullptr) {
+    r.pooled = out;
+  } else {
+    r.out = reinterpret_cast<std::uint32_t*>(out);
+  }
   r.execute(threads, profile);
 }
 

@@ -87,10 +87,18 @@ class BinaryConv2d {
   // y: n x OH x OW x O float32, the stage applied in each task while its tile is in cache.
   void run_float(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, const FloatStage& stage,
                  float* y, int num_threads, Isa isa, Profile* profile = nullptr) const;
-  // thresh: O int32, flip: O int8 in {+1, -1}; out: n x OH x OW x words_for(O) uint64.
+  // A binary max-pool fused after the threshold stage: bmaxpool2d's parameters (checked
+  // by the caller with bmaxpool2d_output_shape) and its and_mask of words_for(O) words.
+  struct BitPool {
+    std::array<std::int64_t, 2> kernel, stride, padding;
+    const std::uint64_t* and_mask;
+  };
+  // thresh: O int32, flip: O int8 in {+1, -1}; out: n x OH x OW x words_for(O) uint64, or
+  // with pool the n x PH x PW x words_for(O) of bmaxpool2d on that, computed per task on
+  // conv rows still in cache (tasks then own whole pooled rows) instead of a second pass.
   void run_threshold(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
                      const std::int32_t* thresh, const std::int8_t* flip, std::uint64_t* out,
-                     int num_threads, Isa isa, Profile* profile = nullptr) const;
+                     int num_threads, Isa isa, const BitPool* pool = nullptr, Profile* profile = nullptr) const;
 
  private:
   friend struct ConvRun;
@@ -117,6 +125,15 @@ void bmaxpool2d(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int
                 std::int64_t channels, std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
                 std::array<std::int64_t, 2> padding, const std::uint64_t* and_mask, std::uint64_t* out,
                 int num_threads, Isa isa);
+
+// bmaxpool2d's rows [0, rows) of one image from a band of its input rows, on the calling
+// thread (the fused pool of BinaryConv2d::run_threshold): band holds band_h rows of w
+// pixels; pooled row r reads band rows from r * stride[0] - top (top >= 0: the pool's
+// padding plus how far the band starts below the window of row 0, clipped to the band).
+void bmaxpool2d_band(const std::uint64_t* band, std::int64_t band_h, std::int64_t w, std::int64_t words,
+                     std::int64_t rows, std::int64_t ow, std::array<std::int64_t, 2> kernel,
+                     std::array<std::int64_t, 2> stride, std::int64_t top, std::int64_t left,
+                     const std::uint64_t* and_mask, std::uint64_t* out, Isa isa);
 
 // (OH, OW) of bmaxpool2d; throws std::invalid_argument on bad parameters or sizes < 1.
 std::array<std::int64_t, 2> bmaxpool2d_output_shape(std::int64_t h, std::int64_t w,

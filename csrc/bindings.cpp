@@ -205,6 +205,44 @@ struct ConvCall {
   }
 };
 
+// The optional fused pool of BinaryConv2d.run_threshold: pool = (kernel, stride, padding)
+// (each an int or a pair) with and_mask (words_for(O) uint64, as bmaxpool2d takes), or
+// neither. Sets oh, ow to the pooled size.
+struct ThresholdPool {
+  onebit::BinaryConv2d::BitPool spec{};
+  const onebit::BinaryConv2d::BitPool* ptr = nullptr;
+
+  ThresholdPool(const onebit::BinaryConv2d& conv, nb::handle pool, nb::handle and_mask, ConvCall& c, const char* fn) {
+    if (pool.is_none() != and_mask.is_none()) {
+      throw std::invalid_argument(std::string(fn) + ": pool and and_mask must be given together");
+    }
+    if (pool.is_none()) return;
+    if (!(nb::isinstance<nb::tuple>(pool) || nb::isinstance<nb::list>(pool)) || nb::len(pool) != 3) {
+      throw std::invalid_argument(std::string(fn) + ": pool must be (kernel, stride, padding), got " +
+                                  nb::cast<std::string>(nb::repr(pool)));
+    }
+    spec.kernel = pair_arg(pool[0], fn, "pool kernel");
+    spec.stride = pair_arg(pool[1], fn, "pool stride");
+    spec.padding = pair_arg(pool[2], fn, "pool padding");
+    AnyArray mask;
+    if (!nb::try_cast(and_mask, mask)) throw std::invalid_argument(std::string(fn) + ": and_mask must be a numpy array");
+    const std::int64_t o = conv.out_channels(), words = onebit::words_for(o);
+    spec.and_mask = checked<std::uint64_t>(mask, 1, fn, "and_mask");
+    if (static_cast<std::int64_t>(mask.shape(0)) != words) {
+      throw std::invalid_argument(std::string(fn) + ": and_mask must have " + std::to_string(words) + " words for " +
+                                  std::to_string(o) + " output channels, got shape " + shape_str(mask));
+    }
+    if (onebit::first_row_with_tail_bits(spec.and_mask, 1, words, o) >= 0) {
+      throw std::invalid_argument(std::string(fn) + ": and_mask has bits set beyond channel " + std::to_string(o) +
+                                  " (padding bits must be 0)");
+    }
+    const auto shape = onebit::bmaxpool2d_output_shape(c.oh, c.ow, spec.kernel, spec.stride, spec.padding);
+    c.oh = shape[0];
+    c.ow = shape[1];
+    ptr = &spec;
+  }
+};
+
 
 // The output stage and pool arguments of FloatConv2d.run, checked.
 struct FconvArgs {
@@ -692,42 +730,47 @@ NB_MODULE(_core, m) {
       .def(
           "run_threshold",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,
-             int num_threads, const std::string& isa) {
+             int num_threads, const std::string& isa, nb::handle pool, nb::handle and_mask) {
             const char* fn = "BinaryConv2d.run_threshold";
-            const ConvCall c(self, x, num_threads, isa, fn);
+            ConvCall c(self, x, num_threads, isa, fn);
             const std::int32_t* t;
             const std::int8_t* f;
             check_thresholds(thresholds, flips, self.out_channels(), fn, "flips", &t, &f);
+            const ThresholdPool p(self, pool, and_mask, c, fn);
             auto out = new_array4<std::uint64_t>(c.n, c.oh, c.ow, onebit::words_for(self.out_channels()));
             {
               nb::gil_scoped_release release;
-              self.run_threshold(c.data, c.n, c.h, c.w, t, f, out.data(), c.threads, c.isa);
+              self.run_threshold(c.data, c.n, c.h, c.w, t, f, out.data(), c.threads, c.isa, p.ptr);
             }
             return out;
           },
           nb::arg("x"), nb::arg("thresholds"), nb::arg("flips"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          nb::arg("pool").none() = nb::none(), nb::arg("and_mask").none() = nb::none(),
           "Packed uint64 (N, OH, OW, ceil(O/64)): +1 (bit 0) iff flips[o] * (y - thresholds[o]) >= 0, "
-          "y the convolution (the rule of bgemm_threshold).")
+          "y the convolution (the rule of bgemm_threshold). pool=(kernel, stride, padding) with and_mask: "
+          "bmaxpool2d of that, fused (each task pools its rows while they are in cache).")
       .def(
           "_run_threshold_profiled",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,
-             int num_threads, const std::string& isa) {
+             int num_threads, const std::string& isa, nb::handle pool, nb::handle and_mask) {
             const char* fn = "BinaryConv2d._run_threshold_profiled";
-            const ConvCall c(self, x, num_threads, isa, fn);
+            ConvCall c(self, x, num_threads, isa, fn);
             const std::int32_t* t;
             const std::int8_t* f;
             check_thresholds(thresholds, flips, self.out_channels(), fn, "flips", &t, &f);
+            const ThresholdPool p(self, pool, and_mask, c, fn);
             auto out = new_array4<std::uint64_t>(c.n, c.oh, c.ow, onebit::words_for(self.out_channels()));
             onebit::BinaryConv2d::Profile prof;
             {
               nb::gil_scoped_release release;
-              self.run_threshold(c.data, c.n, c.h, c.w, t, f, out.data(), c.threads, c.isa, &prof);
+              self.run_threshold(c.data, c.n, c.h, c.w, t, f, out.data(), c.threads, c.isa, p.ptr, &prof);
             }
             return nb::make_tuple(out, prof.im2col_s, prof.gemm_s, prof.epilogue_s);
           },
           nb::arg("x"), nb::arg("thresholds"), nb::arg("flips"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          nb::arg("pool").none() = nb::none(), nb::arg("and_mask").none() = nb::none(),
           "Benchmarking aid: run_threshold() plus the seconds spent in im2col, the GEMM and the "
-          "threshold epilogue, summed over threads: (bits, im2col_s, gemm_s, epilogue_s).")
+          "threshold epilogue (with the fused pool), summed over threads: (bits, im2col_s, gemm_s, epilogue_s).")
       .def(
           "_run_profiled",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {

@@ -109,16 +109,22 @@ void pool_avx512(const PoolJob& j, std::int64_t r0, std::int64_t r1, std::uint64
 }
 #endif
 
+PoolFn pool_fn(Isa isa) { return isa == Isa::avx512 ? pool_avx512 : isa == Isa::avx2 ? pool_avx2 : pool_baseline; }
+
+void run_rows(PoolFn fn, const PoolJob& job, std::int64_t r0, std::int64_t r1) {
+  thread_local std::vector<std::uint64_t> acc;
+  const std::size_t need = static_cast<std::size_t>(2 * job.words);
+  if (acc.size() < need) acc.resize(need);
+  fn(job, r0, r1, acc.data(), acc.data() + job.words);
+}
+
 struct PoolRun {
   PoolJob job;
   PoolFn fn;
   static void task(void* ctx, std::int64_t t, int /*thread*/) {
     const PoolRun& r = *static_cast<const PoolRun*>(ctx);
     const std::int64_t r0 = t * r.job.rows_per_task, r1 = std::min(r.job.total_rows, r0 + r.job.rows_per_task);
-    thread_local std::vector<std::uint64_t> acc;
-    const std::size_t need = static_cast<std::size_t>(2 * r.job.words);
-    if (acc.size() < need) acc.resize(need);
-    r.fn(r.job, r0, r1, acc.data(), acc.data() + r.job.words);
+    run_rows(r.fn, r.job, r0, r1);
   }
 };
 
@@ -170,7 +176,7 @@ void bmaxpool2d(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int
   PoolRun r{};
   r.job = PoolJob{x,         h,         w,          words_for(channels), shape[0], shape[1], kernel[0], kernel[1],
                   stride[0], stride[1], padding[0], padding[1],          and_mask, out,      1,         n * shape[0]};
-  r.fn = isa == Isa::avx512 ? pool_avx512 : isa == Isa::avx2 ? pool_avx2 : pool_baseline;
+  r.fn = pool_fn(isa);
   if (r.job.total_rows == 0) return;
   const std::int64_t ops = r.job.total_rows * r.job.ow * r.job.words * kernel[0] * kernel[1];
   const int threads = static_cast<int>(std::clamp<std::int64_t>(ops / kMinWordOpsPerThread, 1, num_threads));
@@ -178,6 +184,16 @@ void bmaxpool2d(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int
   r.job.rows_per_task = std::max<std::int64_t>(1, r.job.total_rows / (4 * threads));
   const std::int64_t tasks = (r.job.total_rows + r.job.rows_per_task - 1) / r.job.rows_per_task;
   parallel_run(static_cast<int>(std::min<std::int64_t>(threads, tasks)), tasks, PoolRun::task, &r);
+}
+
+void bmaxpool2d_band(const std::uint64_t* band, std::int64_t band_h, std::int64_t w, std::int64_t words,
+                     std::int64_t rows, std::int64_t ow, std::array<std::int64_t, 2> kernel,
+                     std::array<std::int64_t, 2> stride, std::int64_t top, std::int64_t left,
+                     const std::uint64_t* and_mask, std::uint64_t* out, Isa isa) {
+  if (rows <= 0) return;
+  const PoolJob job{band,      band_h,    w,   words, rows,     ow,  kernel[0], kernel[1],
+                    stride[0], stride[1], top, left,  and_mask, out, rows,      rows};
+  run_rows(pool_fn(isa), job, 0, rows);
 }
 
 }  // namespace onebit

@@ -309,6 +309,95 @@ def test_maxpool_then_threshold_equals_threshold_then_pool():
     np.testing.assert_array_equal(_core.bmaxpool2d(bits, 70, 2, 2, 0, and_mask), want)
 
 
+# ---- threshold with a fused max-pool ----
+
+
+@st.composite
+def fused_pool_cases(draw):
+    case = draw(conv_cases())
+    oh = out_size(case["h"], case["k"][0], case["stride"][0], case["padding"][0], case["dilation"][0])
+    ow = out_size(case["w"], case["k"][1], case["stride"][1], case["padding"][1], case["dilation"][1])
+    kernel = (draw(st.integers(1, min(3, oh))), draw(st.integers(1, min(3, ow))))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    return case, kernel, stride, padding
+
+
+def check_fused_pool(conv, x, ref, rng, isa, kernel, stride, padding, threads=(1, 2, 3)):
+    o = ref.shape[-1]
+    thresholds = rng.integers(-6, 7, size=o).astype(np.int32)
+    flips = np.where(rng.random(o) < 0.5, -1, 1).astype(np.int8)
+    bits = pm_of(ref_threshold(ref, thresholds, flips), o)
+    want = pack_pm(ref_maxpool(bits, kernel, stride, padding, flips > 0))
+    and_mask = pack_pm(np.where(flips > 0, -1, 1)[None])[0]
+    for t in threads:
+        got = conv.run_threshold(x, thresholds, flips, num_threads=t, isa=isa, pool=(kernel, stride, padding),
+                                 and_mask=and_mask)
+        assert got.dtype == np.uint64 and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def pm_of(bits, c):
+    """The ±1 int8 values of packed bits (bit set = -1), c channels."""
+    b = np.unpackbits(bits.view(np.uint8), axis=-1, bitorder="little")[..., :c]
+    return np.where(b == 1, -1, 1).astype(np.int8)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@SETTINGS
+@given(case=fused_pool_cases())
+def test_fused_pool_matches_reference(isa, case):
+    conv_case, kernel, stride, padding = case
+    conv_case = dict(conv_case)
+    rng = np.random.default_rng(conv_case.pop("seed"))
+    conv, x, ref = make_conv(rng, **conv_case)
+    check_fused_pool(conv, x, ref, rng, isa, kernel, stride, padding, threads=(1, 2))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        # (n, h, w, c, o, pool kernel, stride, padding): big enough for several threads,
+        # odd 32-channel counts (a last word half the stage never writes), overlapping and
+        # padded windows, batches whose tasks span images
+        (1, 32, 32, 128, 128, 2, 2, 0),  # VGG-small's first pool
+        (1, 8, 8, 512, 512, 2, 2, 0),
+        (2, 16, 16, 256, 96, 3, 2, 1),
+        (3, 15, 17, 64, 33, 3, 1, 1),
+        (1, 9, 9, 256, 32, (3, 2), (3, 1), (1, 0)),
+    ],
+)
+def test_fused_pool_threads(isa, case):
+    n, h, w, c, o, k, s, p = case
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    rng = np.random.default_rng(o * 31 + h)
+    conv, x, ref = make_conv(rng, n, h, w, c, o, 3, 1, 1, 1, 1, 0)
+    check_fused_pool(conv, x, ref, rng, isa, pair(k), pair(s), pair(p))
+
+
+def test_fused_pool_errors():
+    conv = _core.BinaryConv2d(_w(o=4, k=3, c=64), 64, padding=(1, 1))
+    x = np.zeros((1, 5, 5, 1), np.uint64)
+    t, f = np.zeros(4, np.int32), np.ones(4, np.int8)
+    m = np.zeros(1, np.uint64)
+    cases = [
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0)), "pool and and_mask must be given together"),
+        (lambda: conv.run_threshold(x, t, f, and_mask=m), "pool and and_mask must be given together"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2), and_mask=m), r"\(kernel, stride, padding\)"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, "a", 0), and_mask=m), "pool stride"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0), and_mask=np.zeros(2, np.uint64)), "1 words"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0), and_mask=m.astype(np.int64)), "uint64"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0), and_mask=m | np.uint64(1 << 9)), "beyond channel 4"),
+        (lambda: conv.run_threshold(x, t, f, pool=(6, 1, 0), and_mask=m), "smaller than the kernel"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 2), and_mask=m), "padding must be in 0..kernel/2"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0), and_mask=[0]), "numpy array"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
 # ---- errors ----
 
 

@@ -366,6 +366,17 @@ void check_bconv() {
       std::vector<std::uint64_t> bits(bits_want.size(), ~0ull);
       conv.run_threshold(x.data(), t.n, t.h, t.w, thresh.data(), flip.data(), bits.data(), threads, Isa::neon);
       expect_equal(bits, bits_want, "BinaryConv2d.run_threshold" + what);
+      // The fused pool against bmaxpool2d of the thresholded bits (scalar).
+      const std::vector<std::uint64_t> mask = random_bits(1, t.o);
+      const onebit::BinaryConv2d::BitPool pool{{2, 3}, {2, 1}, {1, 1}, mask.data()};
+      const auto ps = onebit::bmaxpool2d_output_shape(shape[0], shape[1], pool.kernel, pool.stride, pool.padding);
+      std::vector<std::uint64_t> pooled_want(static_cast<std::size_t>(t.n * ps[0] * ps[1] * onebit::words_for(t.o)));
+      onebit::bmaxpool2d(bits_want.data(), t.n, shape[0], shape[1], t.o, pool.kernel, pool.stride, pool.padding,
+                         mask.data(), pooled_want.data(), 1, Isa::scalar);
+      std::vector<std::uint64_t> pooled(pooled_want.size(), ~0ull);
+      conv.run_threshold(x.data(), t.n, t.h, t.w, thresh.data(), flip.data(), pooled.data(), threads, Isa::neon,
+                         &pool);
+      expect_equal(pooled, pooled_want, "BinaryConv2d.run_threshold with a fused pool" + what);
     }
   }
 }

@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
     cthresh[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(rng() % 41) - 20;
     cflip[static_cast<std::size_t>(j)] = (rng() & 1) ? 1 : -1;
   }
+  const auto cmask = random_bits(1, co);
   const std::int64_t pn = 8, ph = 32, pw = 32, pc = 500;
   const auto px = random_bits(pn * ph * pw, pc);
   const auto pmask = random_bits(1, pc);
@@ -173,6 +174,14 @@ int main(int argc, char** argv) {
        [&](Isa isa, int threads, std::vector<unsigned char>& out) {
          std::vector<std::uint64_t> y(static_cast<std::size_t>(cn * ch * cw * onebit::words_for(co)));
          conv.run_threshold(cx.data(), cn, ch, cw, cthresh.data(), cflip.data(), y.data(), threads, isa);
+         store(y, out);
+       }},
+      {"bconv_threshold_pool",
+       [&](Isa isa, int threads, std::vector<unsigned char>& out) {
+         const onebit::BinaryConv2d::BitPool pool{{3, 3}, {2, 2}, {1, 1}, cmask.data()};
+         const auto ps = onebit::bmaxpool2d_output_shape(ch, cw, pool.kernel, pool.stride, pool.padding);
+         std::vector<std::uint64_t> y(static_cast<std::size_t>(cn * ps[0] * ps[1] * onebit::words_for(co)));
+         conv.run_threshold(cx.data(), cn, ch, cw, cthresh.data(), cflip.data(), y.data(), threads, isa, &pool);
          store(y, out);
        }},
       {"bmaxpool2d",

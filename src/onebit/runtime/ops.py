@@ -535,12 +535,11 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
             t, f = folded
             # and_mask bit c set ⇔ flip[c] = +1 ⇔ AND-pool (pack_rows sets the bits of negative values).
             and_mask = _core.pack_rows(np.where(f > 0, -1.0, 1.0).astype(np.float32)[None], 1)[0]
+            pool, and_mask = (None, None) if spec is None else (spec[:3], and_mask)
 
             def run(values: Values, threads: int) -> None:
-                y = conv.run_threshold(values[src], t, f, threads)
-                if spec is not None:
-                    y = _core.bmaxpool2d(y, cout, spec[0], spec[1], spec[2], and_mask, threads)
-                values[out] = y
+                # A max-pool after the thresholds is pooled per task, in cache (bconv.h).
+                values[out] = conv.run_threshold(values[src], t, f, threads, pool=pool, and_mask=and_mask)
         elif spec is None:  # float output: the stage runs inside the kernel, per tile
             scale, bias = r.finite("scale", (cout,)), r.finite("bias", (cout,))
             act_name, post = r.str("act", ACTIVATIONS), _post_affine(r, cout, out_kind)
