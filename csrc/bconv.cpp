@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <mutex>
 
 #include "threadpool.h"
 
@@ -90,12 +91,28 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // ---- construction ----
 
+// The parts of a call's plan that depend only on the input size (h, w): per output row
+// and column the valid taps, and with zero padding, per border pattern (row id, col id),
+// the sum of the weights at the taps outside the valid box, which the +1 fill added.
+struct Borders {
+  std::int64_t h = 0, w = 0;
+  Axis rows, cols;
+  bool correct = false;
+  std::vector<std::int32_t> corr;  // corr[(row id * distinct cols + col id) * O + o]
+};
+
+struct BinaryConv2d::BorderCache {
+  std::mutex mu;
+  std::shared_ptr<const Borders> last;
+};
+
 BinaryConv2d::BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw,
                            std::int64_t in_channels, std::int64_t groups, std::array<std::int64_t, 2> stride,
                            std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation,
                            int pad_value)
     : o_(out_channels), kh_(kh), kw_(kw), c_(in_channels), g_(groups), sh_(stride[0]), sw_(stride[1]),
-      ph_(padding[0]), pw_(padding[1]), dh_(dilation[0]), dw_(dilation[1]), pad_value_(pad_value) {
+      ph_(padding[0]), pw_(padding[1]), dh_(dilation[0]), dw_(dilation[1]), pad_value_(pad_value),
+      borders_(std::make_shared<BorderCache>()) {
   const std::string fn = "BinaryConv2d: ";
   auto in_range = [](std::int64_t v, std::int64_t lo) { return v >= lo && v <= kMaxParam; };
   if (!in_range(o_, 1)) throw std::invalid_argument(fn + "out_channels must be >= 1, got " + std::to_string(o_));
@@ -213,10 +230,10 @@ struct ConvRun {
   Isa isa_ = Isa::scalar;
   const std::uint64_t* x = nullptr;
   std::int64_t n = 0, h = 0, w = 0, oh = 0, ow = 0, np = 0;
-  Axis rows, cols;
-  // pad 0: corr[(row id * distinct cols + col id) * O + o], subtracted from border pixels
-  std::vector<std::int32_t> corr;
-  bool correct = false;
+  std::shared_ptr<const Borders> borders;
+  const Axis* rows = nullptr;
+  const Axis* cols = nullptr;
+  bool correct = false;  // pad 0 with border pixels: subtract borders->corr
   bool direct = false;  // 1x1, stride 1, no padding: x is the A matrix
   std::int64_t lda = 0;  // im2col row: g * taps * words_g words
   std::int64_t max_tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
@@ -256,36 +273,12 @@ struct ConvRun {
     oh = shape[0];
     ow = shape[1];
     np = n * oh * ow;
-    rows = make_axis(oh, cv.sh_, cv.ph_, cv.dh_, cv.kh_, h);
-    cols = make_axis(ow, cv.sw_, cv.pw_, cv.dw_, cv.kw_, w);
+    borders = cv.borders(h, w, oh, ow);
+    rows = &borders->rows;
+    cols = &borders->cols;
+    correct = borders->correct;
     direct = cv.kh_ == 1 && cv.kw_ == 1 && cv.sh_ == 1 && cv.sw_ == 1 && cv.ph_ == 0 && cv.pw_ == 0;
     lda = cv.g_ * cv.taps_ * cv.words_g_;
-
-    // Zero padding: per border pattern (row id, col id), the sum of the weights at the taps
-    // outside the valid box, which the +1 fill added.
-    correct = cv.pad_value_ == 0 && (rows.distinct.size() > 1 || cols.distinct.size() > 1 || rows.full < 0 ||
-                                     cols.full < 0);
-    if (correct) {
-      const std::int64_t nr = static_cast<std::int64_t>(rows.distinct.size());
-      const std::int64_t nc = static_cast<std::int64_t>(cols.distinct.size());
-      corr.assign(static_cast<std::size_t>(nr * nc * cv.o_), 0);
-      for (std::int64_t r = 0; r < nr; ++r) {
-        for (std::int64_t c = 0; c < nc; ++c) {
-          if (r == rows.full && c == cols.full) continue;
-          const Range ry = rows.distinct[static_cast<std::size_t>(r)], rx = cols.distinct[static_cast<std::size_t>(c)];
-          // sum over the taps outside the box = all taps - the box
-          const std::int64_t px = cv.kw_ + 1, o_ = cv.o_;
-          const std::int32_t* pre = cv.tap_prefix_.data();
-          const std::int32_t* all = pre + (cv.kh_ * px + cv.kw_) * o_;
-          const std::int32_t* p11 = pre + (ry.hi * px + rx.hi) * o_;
-          const std::int32_t* p01 = pre + (ry.lo * px + rx.hi) * o_;
-          const std::int32_t* p10 = pre + (ry.hi * px + rx.lo) * o_;
-          const std::int32_t* p00 = pre + (ry.lo * px + rx.lo) * o_;
-          std::int32_t* dst = corr.data() + (r * nc + c) * o_;
-          for (std::int64_t o = 0; o < o_; ++o) dst[o] = all[o] - (p11[o] - p01[o] - p10[o] + p00[o]);
-        }
-      }
-    }
 
     // Plan: pixel tasks whose im2col rows fit kTileBytes (at most 16 micro-tiles), cut
     // to within one pixel of each other: tasks of multiples of MR rows left the last
@@ -363,7 +356,7 @@ struct ConvRun {
     std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh, b = p0 / (ow * oh);
     for (std::int64_t p = p0; p < p1; ++p) {
       std::uint64_t* row = buf + (p - p0) * lda;
-      const Range ry = rows.range[static_cast<std::size_t>(oy)], rx = cols.range[static_cast<std::size_t>(ox)];
+      const Range ry = rows->range[static_cast<std::size_t>(oy)], rx = cols->range[static_cast<std::size_t>(ox)];
       const std::int64_t by = oy * cv.sh_ - cv.ph_, bx = ox * cv.sw_ - cv.pw_;
       const std::uint64_t* img = x + b * h * w * iw;
       if (runs && ry.hi - ry.lo == cv.kh_ && rx.hi - rx.lo == kw) {
@@ -497,12 +490,12 @@ struct ConvRun {
     }
 
     if (correct) {
-      const std::int64_t nc = static_cast<std::int64_t>(cols.distinct.size());
+      const std::int64_t nc = static_cast<std::int64_t>(cols->distinct.size());
       std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh;
       for (std::int64_t p = 0; p < m; ++p) {
-        const std::int32_t r = rows.id[static_cast<std::size_t>(oy)], c = cols.id[static_cast<std::size_t>(ox)];
-        if (r != rows.full || c != cols.full) {
-          const std::int32_t* s = corr.data() + (r * nc + c) * cv.o_ + c0;
+        const std::int32_t r = rows->id[static_cast<std::size_t>(oy)], c = cols->id[static_cast<std::size_t>(ox)];
+        if (r != rows->full || c != cols->full) {
+          const std::int32_t* s = borders->corr.data() + (r * nc + c) * cv.o_ + c0;
           std::int32_t* d = dst + p * ldd + (c0 - cbase);
           for (std::int64_t o = 0; o < c1 - c0; ++o) d[o] -= s[o];
         }
@@ -566,6 +559,53 @@ struct ConvRun {
     }
   }
 };
+
+std::shared_ptr<const Borders> BinaryConv2d::borders(std::int64_t h, std::int64_t w, std::int64_t oh,
+                                                     std::int64_t ow) const {
+  {
+    std::lock_guard<std::mutex> lock(borders_->mu);
+    if (borders_->last && borders_->last->h == h && borders_->last->w == w) return borders_->last;
+  }
+  auto b = make_borders(h, w, oh, ow);  // outside the lock: concurrent callers may both build one
+  std::lock_guard<std::mutex> lock(borders_->mu);
+  borders_->last = b;
+  return b;
+}
+
+std::shared_ptr<const Borders> BinaryConv2d::make_borders(std::int64_t h, std::int64_t w, std::int64_t oh,
+                                                          std::int64_t ow) const {
+  const BinaryConv2d& cv = *this;
+  auto b = std::make_shared<Borders>();
+  b->h = h;
+  b->w = w;
+  b->rows = make_axis(oh, cv.sh_, cv.ph_, cv.dh_, cv.kh_, h);
+  b->cols = make_axis(ow, cv.sw_, cv.pw_, cv.dw_, cv.kw_, w);
+  const Axis &rows = b->rows, &cols = b->cols;
+  b->correct = cv.pad_value_ == 0 && (rows.distinct.size() > 1 || cols.distinct.size() > 1 || rows.full < 0 ||
+                                      cols.full < 0);
+  if (b->correct) {
+    const std::int64_t nr = static_cast<std::int64_t>(rows.distinct.size());
+    const std::int64_t nc = static_cast<std::int64_t>(cols.distinct.size());
+    b->corr.assign(static_cast<std::size_t>(nr * nc * cv.o_), 0);
+    for (std::int64_t r = 0; r < nr; ++r) {
+      for (std::int64_t c = 0; c < nc; ++c) {
+        if (r == rows.full && c == cols.full) continue;
+        const Range ry = rows.distinct[static_cast<std::size_t>(r)], rx = cols.distinct[static_cast<std::size_t>(c)];
+        // sum over the taps outside the box = all taps - the box
+        const std::int64_t px = cv.kw_ + 1, o_ = cv.o_;
+        const std::int32_t* pre = cv.tap_prefix_.data();
+        const std::int32_t* all = pre + (cv.kh_ * px + cv.kw_) * o_;
+        const std::int32_t* p11 = pre + (ry.hi * px + rx.hi) * o_;
+        const std::int32_t* p01 = pre + (ry.lo * px + rx.hi) * o_;
+        const std::int32_t* p10 = pre + (ry.hi * px + rx.lo) * o_;
+        const std::int32_t* p00 = pre + (ry.lo * px + rx.lo) * o_;
+        std::int32_t* dst = b->corr.data() + (r * nc + c) * o_;
+        for (std::int64_t o = 0; o < o_; ++o) dst[o] = all[o] - (p11[o] - p01[o] - p10[o] + p00[o]);
+      }
+    }
+  }
+  return b;
+}
 
 void BinaryConv2d::run(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int32_t* y,
                        int num_threads, Isa isa, Profile* profile) const {

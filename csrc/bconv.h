@@ -32,6 +32,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "bgemm.h"
@@ -39,6 +40,8 @@
 #include "dispatch.h"
 
 namespace onebit {
+
+struct Borders;  // bconv.cpp
 
 class BinaryConv2d {
  public:
@@ -112,6 +115,12 @@ class BinaryConv2d {
   // tap_prefix_[(y * (kw_ + 1) + x) * o_ + o] = sum of S[o, ky < y, kx < x], so the sum over
   // any box of taps (and over the taps outside it) costs 4 lookups per output channel.
   std::vector<std::int32_t> tap_prefix_;
+  // The border plan (valid taps per output row and column, zero-padding corrections) of
+  // the last input size, kept between calls: building it took a microsecond a call.
+  struct BorderCache;
+  std::shared_ptr<BorderCache> borders_;
+  std::shared_ptr<const Borders> borders(std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow) const;
+  std::shared_ptr<const Borders> make_borders(std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow) const;
 };
 
 // Binary max-pool (PyTorch semantics: floor mode, padded positions ignored, which needs
