@@ -25,6 +25,7 @@
 #include "fconv.h"
 #include "fgemm_bw.h"
 #include "dispatch.h"
+#include "layout.h"
 #include "threadpool.h"
 
 namespace nb = nanobind;
@@ -591,6 +592,23 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
       "Pack a float32 (rows, cols) matrix into (rows, ceil(cols/64)) uint64 words; bit 1 means "
       "the value is < 0 (so +-0.0 and NaN pack as +1).");
+
+  m.def(
+      "nchw_to_nhwc",
+      [](const AnyArray& x, int num_threads) {
+        const float* data = checked<float>(x, 4, "nchw_to_nhwc", "x");
+        const int threads = checked_threads(num_threads, "nchw_to_nhwc");
+        const auto n = static_cast<std::int64_t>(x.shape(0)), c = static_cast<std::int64_t>(x.shape(1));
+        const auto h = static_cast<std::int64_t>(x.shape(2)), w = static_cast<std::int64_t>(x.shape(3));
+        auto out = new_array4<float>(n, h, w, c);
+        {
+          nb::gil_scoped_release release;
+          onebit::nchw_to_nhwc(data, n, c, h, w, out.data(), threads);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("num_threads") = 0,
+      "float32 (N, C, H, W) -> (N, H, W, C), a copy.");
 
   m.def(
       "unpack_rows",

@@ -175,16 +175,7 @@ def to_nhwc(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: boo
     c, h, w = shape if len(shape) == 3 else (shape[0], 1, shape[1])
 
     def run(values: Values, threads: int) -> None:
-        x = values[src].reshape(-1, c, h, w)
-        if c > 8:
-            values[out] = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-            return
-        # An image's few channels: one strided store per channel is ~3x faster than numpy's
-        # transposing copy with a 3-wide inner loop (0.04 vs 0.11 ms at 3x224x224).
-        y = np.empty((len(x), h, w, c), np.float32)
-        for i in range(c):
-            y[..., i] = x[:, i]
-        values[out] = y
+        values[out] = _core.nchw_to_nhwc(values[src].reshape(-1, c, h, w), threads)
 
     return Layer("", "to_nhwc", "reshape", shape, (h, w, c), False, run=run)
 
