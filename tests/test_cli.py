@@ -106,6 +106,8 @@ def test_export_and_bench_commands(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "m.onebit"), "--threads", "1,2", "--repeats", "3"]) == 0
     table = capsys.readouterr().out
     assert "| threads |" in table and "PyTorch fp32" in table and len(table.strip().splitlines()) == 6
+    one, two = (row.split("|") for row in table.strip().splitlines()[4:])
+    assert "onebit vs 1 thread" in table and one[3].strip() == "1.00×" and two[3].strip().endswith("×")
     assert_one_line_error(run_cli("bench", str(tmp_path / "none.onebit")), "not found")
     assert_one_line_error(run_cli("bench", str(path)), "c.safetensors")  # a checkpoint is not a .onebit file
     assert_one_line_error(run_cli("bench", str(tmp_path / "m.onebit"), "--threads", "x"), "--threads")

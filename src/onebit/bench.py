@@ -22,6 +22,8 @@ from onebit.errors import ConfigError
 
 __all__ = ["BenchRow", "bench_model", "cpu_name", "time_call"]
 
+ROUNDS = 5  # interleaved rounds of bench_model
+
 
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo (or the platform's processor string)."""
@@ -37,14 +39,7 @@ def cpu_name() -> str:
 
 def time_call(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tuple[float, float, float]:
     """(median, min, max) seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
+    return _summary(_times(fn, repeats, warmup))
 
 
 @dataclass
@@ -52,13 +47,19 @@ class BenchRow:
     threads: int
     onebit: tuple[float, float, float]
     torch: tuple[float, float, float] | None
+    scaling: float | None = None  # onebit's median on one thread / its median on `threads`
 
     def line(self) -> str:
         ob = f"{self.onebit[0] * 1e3:9.3f} ({self.onebit[1] * 1e3:.3f}–{self.onebit[2] * 1e3:.3f})"
+        sc = "n/a" if self.scaling is None else f"{self.scaling:5.2f}×"
         if self.torch is None:
-            return f"| {self.threads:7d} | {ob} | n/a | n/a |"
+            return f"| {self.threads:7d} | {ob} | {sc} | n/a | n/a |"
         tt = f"{self.torch[0] * 1e3:9.3f} ({self.torch[1] * 1e3:.3f}–{self.torch[2] * 1e3:.3f})"
-        return f"| {self.threads:7d} | {ob} | {tt} | {self.torch[0] / self.onebit[0]:6.1f}× |"
+        return f"| {self.threads:7d} | {ob} | {sc} | {tt} | {self.torch[0] / self.onebit[0]:6.1f}× |"
+
+
+def _summary(times: list[float]) -> tuple[float, float, float]:
+    return statistics.median(times), min(times), max(times)
 
 
 def _torch_twin(graph: dict) -> Callable[[np.ndarray], object] | None:
@@ -104,25 +105,49 @@ def bench_model(
     model = load(path, num_threads=threads[0])
     x = np.random.default_rng(0).standard_normal((batch_size, *model.in_shape)).astype(np.float32)
     twin = _torch_twin(model.graph)
+    # Interleaved rounds: each round times every thread count in turn, so that a phase of
+    # the machine (a busy neighbour on a shared host) weighs on all of them alike and the
+    # scaling column compares like with like.
+    rounds = min(ROUNDS, repeats)
+    samples: dict[int, list[float]] = {t: [] for t in threads}
+    torch_samples: dict[int, list[float]] = {t: [] for t in threads}
+    for r in range(rounds):
+        calls = repeats // rounds + (1 if r < repeats % rounds else 0)
+        for t in threads:
+            model.num_threads = t
+            samples[t] += _times(lambda: model(x), calls)
+            if twin is not None:
+                import torch
+
+                previous = torch.get_num_threads()
+                torch.set_num_threads(t)
+                try:
+                    torch_samples[t] += _times(lambda: twin(x), calls)
+                finally:
+                    torch.set_num_threads(previous)
+    base = statistics.median(samples[1]) if 1 in samples else None
     rows = []
     for t in threads:
-        model.num_threads = t
-        ob = time_call(lambda: model(x), repeats)
-        tt = None
-        if twin is not None:
-            import torch
-
-            previous = torch.get_num_threads()
-            torch.set_num_threads(t)
-            try:
-                tt = time_call(lambda: twin(x), repeats)
-            finally:
-                torch.set_num_threads(previous)
-        rows.append(BenchRow(t, ob, tt))
+        ob = _summary(samples[t])
+        rows.append(BenchRow(t, ob, _summary(torch_samples[t]) if twin is not None else None,
+                             None if base is None else base / ob[0]))
     head = [
-        f"{path}: batch {batch_size}, {repeats} calls per cell, ISA {_core.selected_isa()}, {cpu_name()}",
+        f"{path}: batch {batch_size}, {repeats} calls per cell in {rounds} interleaved rounds, ISA "
+        f"{_core.selected_isa()}, {cpu_name()}",
         "",
-        "| threads | onebit ms, median (min–max) | PyTorch fp32 ms, median (min–max) | speed-up |",
-        "|--------:|----------------------------:|----------------------------------:|---------:|",
+        "| threads | onebit ms, median (min–max) | onebit vs 1 thread | PyTorch fp32 ms, median (min–max) | speed-up |",
+        "|--------:|----------------------------:|-------------------:|----------------------------------:|---------:|",
     ]
     return "\n".join(head + [r.line() for r in rows])
+
+
+def _times(fn: Callable[[], object], calls: int, warmup: int = 3) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
