@@ -3,10 +3,16 @@
 // * A job is published as a 64-bit word job_ = (seq << 32) | wake flag | helpers, after
 //   its fields. Workers 0..helpers-1 (threads 1..helpers) take part in it; the others
 //   ignore it.
-// * Tasks are claimed through claim_ = (seq << 32) | next task, with a compare-exchange
-//   that only succeeds while the word still carries the claimer's job seq and tasks are
-//   left. A worker that wakes late (the job is finished, or a later one is running) fails
-//   the claim and goes back to waiting: it never runs a task of the wrong job, and nobody
+// * The tasks are cut into one run per participant (caller = 0, worker i = i + 1), within
+//   one task of each other, each with its claim word claims_[p] = (seq << 32) | next task,
+//   claimed with a compare-exchange that only succeeds while the word still carries the
+//   claimer's job seq and tasks of the run are left. A participant takes its own run
+//   first, in order, then what is left of the others': when all are there, thread p gets
+//   the same part of every job (the same image rows layer after layer, the same weight
+//   tiles call after call), so the data it reads is mostly what it wrote or read last
+//   time, in its own cache; a slow or absent thread's run is taken over by the others.
+//   A worker that wakes late (the job is finished, or a later one is running) fails the
+//   claims and goes back to waiting: it never runs a task of the wrong job, and nobody
 //   waits for it.
 // * The caller takes tasks too, and returns once every task is done (done_ == num_tasks):
 //   it waits only for tasks a worker actually claimed and is running, never for workers
@@ -69,8 +75,9 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kSpin = std::chrono::microseconds(5);
 constexpr auto kWorkerYield = std::chrono::microseconds(200);
 constexpr auto kCallerYield = std::chrono::microseconds(50);
-// Tasks per job: the claim word keeps the task index in its low 32 bits.
+// Tasks per job: a claim word keeps the task index in its low 32 bits.
 constexpr std::int64_t kMaxTasksPerJob = std::int64_t{1} << 31;
+constexpr std::uint64_t kClosed = 0xffffffffu;  // claim word's index of a run with no tasks
 
 // Jobs estimated to take less than this (single-thread microseconds) do not wake sleeping
 // workers: the caller would lose more in the futex call than a worker arriving ~50 us
@@ -80,6 +87,15 @@ constexpr double kWakeMinMicros = 100.0;
 constexpr std::uint64_t kLow = 0xffffffffu;
 constexpr std::uint64_t kWakeFlag = std::uint64_t{1} << 16;
 constexpr std::uint64_t kHelpersMask = kWakeFlag - 1;
+
+// First task of participant p's run when num_tasks are cut into `parts` runs.
+inline std::int64_t run_start(std::int64_t p, std::int64_t num_tasks, std::int64_t parts) {
+  return p * (num_tasks / parts) + std::min(p, num_tasks % parts);
+}
+
+struct alignas(64) ClaimWord {  // one per participant, on its own cache line
+  std::atomic<std::uint64_t> word{0};
+};
 
 struct alignas(64) Slot {  // one per worker, on its own cache line
   std::atomic<bool> sleeping{false};
@@ -102,10 +118,16 @@ class ThreadPool {
     const auto now = Clock::now();
     wake_sleepers = wake_sleepers || now - last_end_ < kWorkerYield;
     const std::uint64_t seq = (job_.load(std::memory_order_relaxed) >> 32) + 1;
-    // Order matters: first close the claims of the previous job under the new seq (a late
-    // worker's compare-exchange now fails), then the fields (release: a worker that reads
+    // Order matters: first close the claims of earlier jobs under the new seq (a late
+    // worker's compare-exchange now fails; every word an earlier job used is rewritten),
+    // then the fields (release: a worker that reads
     // one of them also sees the new claim word), then the job word that announces it all.
-    claim_.store(seq << 32, std::memory_order_seq_cst);
+    const int parts = helpers + 1;
+    claimed_ranges_ = std::max(claimed_ranges_, parts);
+    for (int p = 0; p < claimed_ranges_; ++p) {
+      const std::uint64_t next = p < parts ? static_cast<std::uint64_t>(run_start(p, num_tasks, parts)) : kClosed;
+      claims_[static_cast<std::size_t>(p)].word.store((seq << 32) | next, std::memory_order_seq_cst);
+    }
     done_.store(0, std::memory_order_relaxed);
     fn_.store(fn, std::memory_order_release);
     ctx_.store(ctx, std::memory_order_release);
@@ -120,7 +142,7 @@ class ThreadPool {
       wake(1, helpers);
     }
 
-    work(seq, num_tasks, offset, fn, ctx, 0);
+    work(seq, num_tasks, parts, offset, fn, ctx, 0);
     wait_done(num_tasks);
     last_end_ = Clock::now();
   }
@@ -151,19 +173,27 @@ class ThreadPool {
     }
   }
 
-  // Claims and runs tasks of job seq until none is left (or the job is not seq any more).
-  void work(std::uint64_t seq, std::int64_t num_tasks, std::int64_t offset, TaskFn fn, void* ctx, int thread) {
-    std::uint64_t c = claim_.load(std::memory_order_acquire);
-    for (;;) {
-      if ((c >> 32) != seq || static_cast<std::int64_t>(c & kLow) >= num_tasks) return;
-      if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-      fn(ctx, offset + static_cast<std::int64_t>(c & kLow), thread);
-      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == num_tasks && thread != 0 &&
-          caller_sleeping_.load(std::memory_order_seq_cst)) {
-        { std::lock_guard<std::mutex> lock(done_mu_); }
-        done_cv_.notify_one();
+  // Claims and runs tasks of job seq (cut into `parts` runs) until none is left (or the job
+  // is not seq any more): its own run first, then the others' in turn.
+  void work(std::uint64_t seq, std::int64_t num_tasks, int parts, std::int64_t offset, TaskFn fn, void* ctx,
+            int thread) {
+    for (int i = 0; i < parts; ++i) {
+      const int p = (thread + i) % parts;
+      const auto end = static_cast<std::uint64_t>(run_start(p + 1, num_tasks, parts));
+      std::atomic<std::uint64_t>& claim = claims_[static_cast<std::size_t>(p)].word;
+      std::uint64_t c = claim.load(std::memory_order_acquire);
+      for (;;) {
+        if ((c >> 32) != seq) return;  // a later job: nothing of seq is left anywhere
+        if ((c & kLow) >= end) break;
+        if (!claim.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+        fn(ctx, offset + static_cast<std::int64_t>(c & kLow), thread);
+        if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == num_tasks && thread != 0 &&
+            caller_sleeping_.load(std::memory_order_seq_cst)) {
+          { std::lock_guard<std::mutex> lock(done_mu_); }
+          done_cv_.notify_one();
+        }
+        c = claim.load(std::memory_order_acquire);
       }
-      c = claim_.load(std::memory_order_acquire);
     }
   }
 
@@ -234,7 +264,7 @@ class ThreadPool {
       void* const ctx = ctx_.load(std::memory_order_acquire);
       const std::int64_t offset = offset_.load(std::memory_order_acquire);
       const std::int64_t num_tasks = num_tasks_.load(std::memory_order_acquire);
-      work(job >> 32, num_tasks, offset, fn, ctx, index + 1);
+      work(job >> 32, num_tasks, helpers + 1, offset, fn, ctx, index + 1);
       idle_since = Clock::now();
     }
   }
@@ -246,7 +276,8 @@ class ThreadPool {
   // wake it) exists; read by run() and by workers waking their children in the tree.
   std::array<Slot*, kMaxThreads> slot_ptrs_{};
   alignas(64) std::atomic<std::uint64_t> job_{0};
-  alignas(64) std::atomic<std::uint64_t> claim_{0};
+  std::array<ClaimWord, kMaxThreads> claims_{};
+  int claimed_ranges_ = 0;  // claim words any job has used (under run_mu_)
   alignas(64) std::atomic<std::int64_t> done_{0};
   alignas(64) std::atomic<TaskFn> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
