@@ -2,9 +2,11 @@
 //
 // parallel_run(num_threads, num_tasks, fn, ctx) calls fn(ctx, task, thread) exactly once
 // for every task in [0, num_tasks), on the calling thread (thread 0) plus up to
-// num_threads - 1 pool workers (threads 1..), handing tasks out through an atomic claim
-// word, and returns when all are done. With num_threads == 1 (or one task) the tasks run
-// in a plain loop on the calling thread: no hand-off, no synchronisation.
+// num_threads - 1 pool workers (threads 1..), and returns when all are done. The tasks are
+// cut into one run of consecutive tasks per thread; each thread claims its own run first
+// (so with the same task plan, thread t gets the same part of every job: its data stays
+// in its cache), then what is left of the others'. With num_threads == 1 (or one task)
+// the tasks run in a plain loop on the calling thread: no hand-off, no synchronisation.
 //
 // The caller never waits for a worker to show up: it takes tasks itself and waits only
 // for tasks that a worker has already claimed and is running. A worker that wakes late
