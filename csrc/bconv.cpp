@@ -199,30 +199,6 @@ std::array<std::int64_t, 2> BinaryConv2d::output_shape(std::int64_t h, std::int6
 
 // ---- run ----
 
-// m rows of n channels: dst = act(float(src) * scale + bias) [* post_scale + post_bias], each
-// step rounded to float32 (compiled without FMA contraction, so it equals numpy's separate
-// operations). Branch-free per element so that the compiler vectorizes it.
-template <int Act, bool Post>
-void float_stage_rows(const std::int32_t* src, std::int64_t lds, float* dst, std::int64_t ldd, std::int64_t m,
-                      std::int64_t n, const float* __restrict scale, const float* __restrict bias,
-                      const float* __restrict post_scale, const float* __restrict post_bias) {
-  for (std::int64_t p = 0; p < m; ++p) {
-    const std::int32_t* __restrict s = src + p * lds;
-    float* __restrict d = dst + p * ldd;
-    for (std::int64_t o = 0; o < n; ++o) {
-      float z = static_cast<float>(s[o]) * scale[o];
-      z = z + bias[o];
-      if constexpr (Act == 1) z = z < 0.0f ? 0.0f : z;
-      if constexpr (Act == 2) z = z < -1.0f ? -1.0f : (z > 1.0f ? 1.0f : z);
-      if constexpr (Post) {
-        z = z * post_scale[o];
-        z = z + post_bias[o];
-      }
-      d[o] = z;
-    }
-  }
-}
-
 // One call of run / run_threshold: the plan and the shared state of its tasks.
 struct ConvRun {
   const BinaryConv2d& cv;
@@ -505,7 +481,7 @@ struct ConvRun {
         }
       }
     }
-    if (fy != nullptr) float_stage(dst, ldd, p0, m, c0, c1);
+    if (fy != nullptr) apply_float_stage(*stage, dst, ldd, fy + p0 * cv.o_ + c0, cv.o_, m, c0, c1);
     if (bits != nullptr) {
       // c0 is a multiple of 32 (see setup): one threshold stage per 32-channel chunk.
       for (std::int64_t q = c0 / kBgemmNR; q * kBgemmNR < c1; ++q) {
@@ -515,29 +491,6 @@ struct ConvRun {
       }
     }
     if (pr) pr->epilogue_s += seconds_since(start);
-  }
-
-  // The float stage (bconv.h) of the task's int32 block (m pixels from p0, channels [c0, c1)).
-  void float_stage(const std::int32_t* src, std::int64_t lds, std::int64_t p0, std::int64_t m, std::int64_t c0,
-                   std::int64_t c1) const {
-    const BinaryConv2d::FloatStage& st = *stage;
-    float* dst = fy + p0 * cv.o_ + c0;
-    const bool post = st.post_scale != nullptr;
-    auto rows = [&](auto act, auto with_post) {
-      float_stage_rows<decltype(act)::value, decltype(with_post)::value>(
-          src, lds, dst, cv.o_, m, c1 - c0, st.scale + c0, st.bias + c0, post ? st.post_scale + c0 : nullptr,
-          post ? st.post_bias + c0 : nullptr);
-    };
-    using None = std::integral_constant<int, 0>;
-    using Relu = std::integral_constant<int, 1>;
-    using Hardtanh = std::integral_constant<int, 2>;
-    if (st.act == 1) {
-      post ? rows(Relu{}, std::true_type{}) : rows(Relu{}, std::false_type{});
-    } else if (st.act == 2) {
-      post ? rows(Hardtanh{}, std::true_type{}) : rows(Hardtanh{}, std::false_type{});
-    } else {
-      post ? rows(None{}, std::true_type{}) : rows(None{}, std::false_type{});
-    }
   }
 
   static void run_task(void* ctx, std::int64_t t, int thread) { static_cast<const ConvRun*>(ctx)->task(t, thread); }

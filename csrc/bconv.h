@@ -38,6 +38,7 @@
 #include "bgemm.h"
 #include "bitpack.h"
 #include "dispatch.h"
+#include "float_stage.h"
 
 namespace onebit {
 
@@ -76,17 +77,7 @@ class BinaryConv2d {
   // y: n x OH x OW x O int32.
   void run(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int32_t* y,
            int num_threads, Isa isa, Profile* profile = nullptr) const;
-  // The float output stage of run_float, per channel o:
-  //   z = act(float(y) * scale[o] + bias[o]), then z = z * post_scale[o] + post_bias[o] if
-  //   post_scale is not null; act 0 = none, 1 = relu (max(z, 0)), 2 = hardtanh (clip to
-  //   [-1, 1]). Each step rounds to float32 on its own (no fused multiply-add), as numpy does.
-  struct FloatStage {
-    const float* scale;
-    const float* bias;
-    int act;
-    const float* post_scale;
-    const float* post_bias;
-  };
+  using FloatStage = onebit::FloatStage;  // float_stage.h
   // y: n x OH x OW x O float32, the stage applied in each task while its tile is in cache.
   void run_float(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, const FloatStage& stage,
                  float* y, int num_threads, Isa isa, Profile* profile = nullptr) const;

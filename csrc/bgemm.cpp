@@ -147,6 +147,9 @@ struct Job {
   const std::uint32_t* neg;  // sign bits, one 32-bit half per tile
   std::uint32_t* out;        // rows of 2 * out_words halves
   std::int64_t out_halves;
+  // float: the stage of each task's int32 block (in a thread-local scratch) into fy
+  const FloatStage* stage;
+  float* fy;
 };
 
 // Rows [m0, m1) x weight tiles [t0, t1) of the job, on the calling thread.
@@ -197,7 +200,23 @@ void run_task(void* ctx, std::int64_t task, int /*thread*/) {
   const Job& j = *static_cast<const Job*>(ctx);
   const std::int64_t m0 = (task / j.n_blocks) * j.mc, m1 = std::min(j.m, m0 + j.mc);
   const std::int64_t t0 = (task % j.n_blocks) * j.nc, t1 = std::min(j.tiles, t0 + j.nc);
-  compute_block(j, m0, m1, t0, t1);
+  if (j.stage == nullptr) {
+    compute_block(j, m0, m1, t0, t1);
+    return;
+  }
+  // Float output: the block's int32 sums into a scratch of its own, then the stage.
+  const std::int64_t c0 = t0 * kBgemmNR, c1 = std::min(j.n, t1 * kBgemmNR);
+  thread_local std::vector<std::int32_t> scratch;
+  const std::size_t need = static_cast<std::size_t>((m1 - m0) * (t1 - t0) * kBgemmNR);
+  if (scratch.size() < need) scratch.resize(need);
+  Job block = j;
+  block.a = j.a + m0 * j.lda;
+  block.m = m1 - m0;
+  block.c = scratch.data();
+  block.ldc = (t1 - t0) * kBgemmNR;
+  block.c_t0 = t0;
+  compute_block(block, 0, m1 - m0, t0, t1);
+  apply_float_stage(*j.stage, scratch.data(), block.ldc, j.fy + m0 * j.n + c0, j.n, m1 - m0, c0, c1);
 }
 
 // Returns the thread count; *micros: the estimated single-thread time.
@@ -287,6 +306,17 @@ void bgemm_serial(const BgemmKernels& kern, const std::uint64_t* a, std::int64_t
   j.ldc = ldc;
   j.c_t0 = t0;
   compute_block(j, 0, m, t0, t1);
+}
+
+void bgemm_float(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, const FloatStage& stage,
+                 float* out, int num_threads, Isa isa) {
+  Job j = make_job(a, m, w, isa);
+  if (m == 0 || w.n() == 0) return;
+  j.stage = &stage;
+  j.fy = out;
+  double micros = 0.0;
+  const int threads = plan(j, num_threads, &micros);
+  parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j, micros);
 }
 
 void bgemm_threshold(const std::uint64_t* a, std::int64_t m, const PackedWeights& w,

@@ -22,6 +22,7 @@
 #include <memory>
 
 #include "dispatch.h"
+#include "float_stage.h"
 
 namespace onebit {
 
@@ -127,6 +128,11 @@ const BgemmKernels& bgemm_kernels(Isa isa);
 // a: m x w.words() (tail bits 0), c: m x w.n() int32.
 void bgemm(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, std::int32_t* c,
            int num_threads, Isa isa);
+
+// out: m x w.n() float32, the float stage (float_stage.h) of bgemm's int32 result, applied
+// in each task to its block while that is in cache.
+void bgemm_float(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, const FloatStage& stage,
+                 float* out, int num_threads, Isa isa);
 
 // thresh, sign: w.n() entries (sign in {+1, -1}); out: m x ceil(w.n() / 64) uint64.
 void bgemm_threshold(const std::uint64_t* a, std::int64_t m, const PackedWeights& w,

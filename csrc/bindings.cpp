@@ -206,6 +206,45 @@ struct ConvCall {
   }
 };
 
+// The float output stage arguments (float_stage.h) of run_float / bgemm_float, checked:
+// scale, bias (and post_scale, post_bias together or neither) float32 vectors of n entries,
+// act one of none, relu, hardtanh. Holds the post arrays for the call.
+struct StageArgs {
+  onebit::FloatStage stage{nullptr, nullptr, 0, nullptr, nullptr};
+  AnyArray ps, pb;
+
+  StageArgs(const AnyArray& scale, const AnyArray& bias, const std::string& act, nb::handle post_scale,
+            nb::handle post_bias, std::int64_t n, const char* fn) {
+    auto vector = [&](const AnyArray& arr, const char* name) {
+      const float* data = checked<float>(arr, 1, fn, name);
+      if (static_cast<std::int64_t>(arr.shape(0)) != n) {
+        throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(n) +
+                                    " entries (one per output channel), got " + shape_str(arr));
+      }
+      return data;
+    };
+    stage.scale = vector(scale, "scale");
+    stage.bias = vector(bias, "bias");
+    if (act == "relu") {
+      stage.act = 1;
+    } else if (act == "hardtanh") {
+      stage.act = 2;
+    } else if (act != "none") {
+      throw std::invalid_argument(std::string(fn) + ": act must be one of none, relu, hardtanh, got '" + act + "'");
+    }
+    if (post_scale.is_none() != post_bias.is_none()) {
+      throw std::invalid_argument(std::string(fn) + ": post_scale and post_bias must be given together");
+    }
+    if (!post_scale.is_none()) {
+      if (!nb::try_cast(post_scale, ps) || !nb::try_cast(post_bias, pb)) {
+        throw std::invalid_argument(std::string(fn) + ": post_scale and post_bias must be numpy arrays");
+      }
+      stage.post_scale = vector(ps, "post_scale");
+      stage.post_bias = vector(pb, "post_bias");
+    }
+  }
+};
+
 // The optional fused pool of BinaryConv2d.run_threshold: pool = (kernel, stride, padding)
 // (each an int or a pair) with and_mask (words_for(O) uint64, as bmaxpool2d takes), or
 // neither. Sets oh, ow to the pooled size.
@@ -417,6 +456,30 @@ NB_MODULE(_core, m) {
       nb::arg("a"), nb::arg("weights"), nb::arg("thresholds"), nb::arg("signs"), nb::arg("num_threads") = 0,
       nb::arg("isa") = "",
       "Packed bits (M, ceil(N/64)) uint64: value +1 (bit 0) iff signs[n] * (C[m, n] - thresholds[n]) >= 0.");
+
+  m.def(
+      "bgemm_float",
+      [](const AnyArray& a, const onebit::PackedWeights& w, const AnyArray& scale, const AnyArray& bias,
+         const std::string& act, nb::handle post_scale, nb::handle post_bias, int num_threads,
+         const std::string& isa) {
+        const char* fn = "bgemm_float";
+        const std::uint64_t* data = checked_activations(a, w, fn);
+        const StageArgs st(scale, bias, act, post_scale, post_bias, w.n(), fn);
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        const auto rows = static_cast<std::int64_t>(a.shape(0));
+        auto out = new_matrix<float>(rows, w.n());
+        {
+          nb::gil_scoped_release release;
+          onebit::bgemm_float(data, rows, w, st.stage, out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("a"), nb::arg("weights"), nb::arg("scale"), nb::arg("bias"), nb::arg("act") = "none",
+      nb::arg("post_scale").none() = nb::none(), nb::arg("post_bias").none() = nb::none(), nb::arg("num_threads") = 0,
+      nb::arg("isa") = "",
+      "float32 (M, N): act(C * scale + bias) * post_scale + post_bias per column (post_* optional; act none, "
+      "relu or hardtanh), C the int32 product of bgemm(), each step rounded to float32.");
 
   m.def(
       "bgemm_reference",
@@ -706,38 +769,11 @@ NB_MODULE(_core, m) {
             const char* fn = "BinaryConv2d.run_float";
             const ConvCall c(self, x, num_threads, isa, fn);
             const std::int64_t o = self.out_channels();
-            auto vector = [&](const AnyArray& arr, const char* name) {
-              const float* data = checked<float>(arr, 1, fn, name);
-              if (static_cast<std::int64_t>(arr.shape(0)) != o) {
-                throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(o) +
-                                            " entries (one per output channel), got " + shape_str(arr));
-              }
-              return data;
-            };
-            onebit::BinaryConv2d::FloatStage stage{vector(scale, "scale"), vector(bias, "bias"), 0, nullptr, nullptr};
-            if (act == "relu") {
-              stage.act = 1;
-            } else if (act == "hardtanh") {
-              stage.act = 2;
-            } else if (act != "none") {
-              throw std::invalid_argument(std::string(fn) + ": act must be one of none, relu, hardtanh, got '" + act +
-                                          "'");
-            }
-            if (post_scale.is_none() != post_bias.is_none()) {
-              throw std::invalid_argument(std::string(fn) + ": post_scale and post_bias must be given together");
-            }
-            // Keep the post arrays alive for the call (the casts are views of the Python objects).
-            AnyArray ps, pb;
-            if (!post_scale.is_none()) {
-              ps = nb::cast<AnyArray>(post_scale);
-              pb = nb::cast<AnyArray>(post_bias);
-              stage.post_scale = vector(ps, "post_scale");
-              stage.post_bias = vector(pb, "post_bias");
-            }
+            const StageArgs st(scale, bias, act, post_scale, post_bias, o, fn);
             auto out = new_array4<float>(c.n, c.oh, c.ow, o);
             {
               nb::gil_scoped_release release;
-              self.run_float(c.data, c.n, c.h, c.w, stage, out.data(), c.threads, c.isa);
+              self.run_float(c.data, c.n, c.h, c.w, st.stage, out.data(), c.threads, c.isa);
             }
             return out;
           },

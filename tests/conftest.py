@@ -68,3 +68,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def ref_float_stage(y, scale, bias, act, post_scale=None, post_bias=None):
+    """The specification of the kernels' float output stage (BinaryConv2d.run_float, bgemm_float), in
+    numpy float32 steps (each rounded on its own)."""
+    z = y.astype(np.float32) * scale + bias
+    if act == "relu":
+        z = np.maximum(z, np.float32(0))
+    elif act == "hardtanh":
+        z = np.clip(z, np.float32(-1), np.float32(1))
+    return z if post_scale is None else z * post_scale + post_bias

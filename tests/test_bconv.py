@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import kernel_settings, pack_pm, random_pm
+from tests.conftest import kernel_settings, pack_pm, random_pm, ref_float_stage
 
 ISAS = _core.available_isas()
 SETTINGS = kernel_settings(50)
@@ -104,16 +104,6 @@ def check_conv(conv, x, ref, rng, isa, threads=(1, 2)):
             got = conv.run_float(x, scale, bias, act, ps if post else None, pb if post else None, num_threads=t, isa=isa)
             assert got.dtype == np.float32 and got.shape == ref.shape
             np.testing.assert_array_equal(got, want)
-
-
-def ref_float_stage(y, scale, bias, act, post_scale=None, post_bias=None):
-    """The specification of BinaryConv2d.run_float, in numpy float32 steps (each rounded on its own)."""
-    z = y.astype(np.float32) * scale + bias
-    if act == "relu":
-        z = np.maximum(z, np.float32(0))
-    elif act == "hardtanh":
-        z = np.clip(z, np.float32(-1), np.float32(1))
-    return z if post_scale is None else z * post_scale + post_bias
 
 
 # ---- reference sanity ----

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onebit import _core
-from tests.conftest import assert_first_threaded_call_completes, kernel_settings, pack_pm, random_pm
+from tests.conftest import assert_first_threaded_call_completes, kernel_settings, pack_pm, random_pm, ref_float_stage
 
 ISAS = _core.available_isas()
 ALL_ISA_NAMES = ("scalar", "avx2", "avx512")
@@ -312,6 +312,59 @@ def test_threshold_ties_and_tails(isa):
     extremes = np.full(n, I32.max, np.int32), np.full(n, I32.min, np.int32)
     np.testing.assert_array_equal(_core.bgemm_threshold(a, pw, extremes[0], plus, isa=isa), all_neg)
     np.testing.assert_array_equal(_core.bgemm_threshold(a, pw, extremes[1], minus, isa=isa), all_neg)
+
+
+# ---- float output stage (bgemm_float) ----
+
+
+def check_float(isa, m, n, k, seed, threads=(1, 2)):
+    a_pm, w_pm, a, w = problem(m, n, k, seed)
+    c = ref_gemm(a_pm, w_pm)
+    rng = np.random.default_rng(seed)
+    pw = _core.PackedWeights(w, k)
+    for act in ("none", "relu", "hardtanh"):
+        scale, bias, ps, pb = (rng.standard_normal(n).astype(np.float32) * 0.3 for _ in range(4))
+        post = rng.random() < 0.5
+        want = ref_float_stage(c, scale, bias, act, ps if post else None, pb if post else None)
+        for t in threads:
+            got = _core.bgemm_float(a, pw, scale, bias, act, ps if post else None, pb if post else None,
+                                    num_threads=t, isa=isa)
+            assert got.dtype == np.float32 and got.shape == (m, n)
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@kernel_settings(40)
+@given(
+    m=st.integers(0, 40), n=st.integers(1, 130), k=st.integers(1, 700), seed=st.integers(0, 2**32 - 1),
+)
+def test_float_stage_matches_numpy(isa, m, n, k, seed):
+    check_float(isa, m, n, k, seed)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(("m", "n", "k"), [(64, 100, 2053), (1, 1100, 8192 + 64), (1, 10, 1024)])
+def test_float_stage_threaded_identical(isa, m, n, k, threads_work):
+    """K blocks (m > MR), the GEMV split over N, and the 10-class classifier of VGG-small."""
+    check_float(isa, m, n, k, seed=m + n, threads=(1, 2, 3))
+
+
+def test_float_stage_rejects_bad_arguments():
+    a, w, pw = small()
+    v = np.zeros(5, np.float32)
+    cases = [
+        (lambda: _core.bgemm_float(a, pw, v[:4], v), r"scale needs 5 entries"),
+        (lambda: _core.bgemm_float(a, pw, v, v.astype(np.float64)), "bias must be float32"),
+        (lambda: _core.bgemm_float(a, pw, v, v, "gelu"), "act must be one of none, relu, hardtanh"),
+        (lambda: _core.bgemm_float(a, pw, v, v, "none", v), "post_scale and post_bias must be given together"),
+        (lambda: _core.bgemm_float(a, pw, v, v, "none", [1.0] * 5, v), "numpy arrays"),
+        (lambda: _core.bgemm_float(a, pw, v, v, "none", v[:2], v), r"post_scale needs 5 entries"),
+        (lambda: _core.bgemm_float(_set_tail(a, 1, bit=63), pw, v, v), "row 1 of a has bits set beyond k=70"),
+        (lambda: _core.bgemm_float(a, pw, v, v, num_threads=-1), "num_threads"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
 
 
 # ---- errors: a clear ValueError, never a crash ----

@@ -107,6 +107,12 @@ int main(int argc, char** argv) {
     gthresh[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(rng() % 81) - 40;
     gsign[static_cast<std::size_t>(j)] = (rng() & 1) ? 1 : -1;
   }
+  std::vector<float> gscale(static_cast<std::size_t>(gn)), gbias(static_cast<std::size_t>(gn));
+  for (std::int64_t j = 0; j < gn; ++j) {
+    gscale[static_cast<std::size_t>(j)] = static_cast<float>(rng() % 7) * 0.25f - 0.75f;
+    gbias[static_cast<std::size_t>(j)] = static_cast<float>(rng() % 9) * 0.5f - 2.0f;
+  }
+  const onebit::FloatStage gstage{gscale.data(), gbias.data(), 1, nullptr, nullptr};
 
   // Binary 3x3 conv, zero padding (the per-border-pattern correction), 130 -> 160 channels
   // on 2 x 16 x 16; a 2x2/2 max-pool on 8 x 32 x 32 x 500 bits.
@@ -162,6 +168,12 @@ int main(int argc, char** argv) {
        [&](Isa isa, int threads, std::vector<unsigned char>& out) {
          std::vector<std::uint64_t> c(static_cast<std::size_t>(gm * onebit::words_for(gn)));
          onebit::bgemm_threshold(ga.data(), gm, gpw, gthresh.data(), gsign.data(), c.data(), threads, isa);
+         store(c, out);
+       }},
+      {"bgemm_float",
+       [&](Isa isa, int threads, std::vector<unsigned char>& out) {
+         std::vector<float> c(static_cast<std::size_t>(gm * gn));
+         onebit::bgemm_float(ga.data(), gm, gpw, gstage, c.data(), threads, isa);
          store(c, out);
        }},
       {"bconv",

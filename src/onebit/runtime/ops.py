@@ -364,10 +364,14 @@ def dense(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bo
 
             def run(values: Values, threads: int) -> None:
                 values[out] = _core.bgemm_threshold(values[src], packed, t, f, threads)
-        else:
+        else:  # float output: the stage runs inside the kernel, per task
+            scale, bias = r.finite("scale", (n,)), r.finite("bias", (n,))
+            act_name, post = r.str("act", ACTIVATIONS), _post_affine(r, n, out_kind)
+            post_scale, post_bias = (None, None) if post is None else post
 
             def run(values: Values, threads: int) -> None:
-                values[out] = stage(_core.bgemm(values[src], packed, threads), threads)
+                values[out] = _core.bgemm_float(values[src], packed, scale, bias, act_name, post_scale, post_bias,
+                                                threads)
 
         kind = "binary"
     else:
