@@ -105,40 +105,53 @@ def bench_model(
     model = load(path, num_threads=threads[0])
     x = np.random.default_rng(0).standard_normal((batch_size, *model.in_shape)).astype(np.float32)
     twin = _torch_twin(model.graph)
-    # Interleaved rounds: each round times every thread count in turn, so that a phase of
-    # the machine (a busy neighbour on a shared host) weighs on all of them alike and the
-    # scaling column compares like with like.
-    rounds = min(ROUNDS, repeats)
-    samples: dict[int, list[float]] = {t: [] for t in threads}
-    torch_samples: dict[int, list[float]] = {t: [] for t in threads}
-    for r in range(rounds):
-        calls = repeats // rounds + (1 if r < repeats % rounds else 0)
-        for t in threads:
-            model.num_threads = t
-            samples[t] += _times(lambda: model(x), calls)
-            if twin is not None:
-                import torch
 
-                previous = torch.get_num_threads()
-                torch.set_num_threads(t)
-                try:
-                    torch_samples[t] += _times(lambda: twin(x), calls)
-                finally:
-                    torch.set_num_threads(previous)
+    def onebit_at(t: int, calls: int) -> list[float]:
+        model.num_threads = t
+        return _times(lambda: model(x), calls)
+
+    def torch_at(t: int, calls: int) -> list[float]:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(t)
+        try:
+            return _times(lambda: twin(x), calls)
+        finally:
+            torch.set_num_threads(previous)
+
+    # PyTorch's rounds come after onebit's: its float weights streaming through the caches
+    # would evict onebit's between blocks.
+    samples = _interleaved(onebit_at, threads, repeats)
+    torch_samples = _interleaved(torch_at, threads, repeats) if twin is not None else None
     base = statistics.median(samples[1]) if 1 in samples else None
     rows = []
     for t in threads:
         ob = _summary(samples[t])
-        rows.append(BenchRow(t, ob, _summary(torch_samples[t]) if twin is not None else None,
+        rows.append(BenchRow(t, ob, None if torch_samples is None else _summary(torch_samples[t]),
                              None if base is None else base / ob[0]))
     head = [
-        f"{path}: batch {batch_size}, {repeats} calls per cell in {rounds} interleaved rounds, ISA "
+        f"{path}: batch {batch_size}, {repeats} calls per cell in {min(ROUNDS, repeats)} interleaved rounds, ISA "
         f"{_core.selected_isa()}, {cpu_name()}",
         "",
         "| threads | onebit ms, median (min–max) | onebit vs 1 thread | PyTorch fp32 ms, median (min–max) | speed-up |",
         "|--------:|----------------------------:|-------------------:|----------------------------------:|---------:|",
     ]
     return "\n".join(head + [r.line() for r in rows])
+
+
+def _interleaved(time_at: Callable[[int, int], list[float]], threads: list[int], repeats: int) -> dict[int, list[float]]:
+    """Per thread count, ``repeats`` call times measured in rounds that each time every thread
+    count in turn (``time_at(threads, calls)``), so that a phase of the machine (a busy
+    neighbour on a shared host) weighs on all of them alike and their ratio compares like
+    with like."""
+    rounds = min(ROUNDS, repeats)
+    samples: dict[int, list[float]] = {t: [] for t in threads}
+    for r in range(rounds):
+        calls = repeats // rounds + (1 if r < repeats % rounds else 0)
+        for t in threads:
+            samples[t] += time_at(t, calls)
+    return samples
 
 
 def _times(fn: Callable[[], object], calls: int, warmup: int = 3) -> list[float]:
