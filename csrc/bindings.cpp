@@ -23,6 +23,7 @@
 #include "bgemm.h"
 #include "bitpack.h"
 #include "fconv.h"
+#include "finite.h"
 #include "fgemm_bw.h"
 #include "dispatch.h"
 #include "layout.h"
@@ -655,6 +656,18 @@ NB_MODULE(_core, m) {
       nb::arg("x"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
       "Pack a float32 (rows, cols) matrix into (rows, ceil(cols/64)) uint64 words; bit 1 means "
       "the value is < 0 (so +-0.0 and NaN pack as +1).");
+
+  m.def(
+      "all_finite",
+      [](const AnyArray& x, const std::string& isa) {
+        const float* data = checked<float>(x, x.ndim(), "all_finite", "x");
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        const auto n = static_cast<std::int64_t>(x.size());
+        nb::gil_scoped_release release;
+        return onebit::all_finite(data, n, which);
+      },
+      nb::arg("x"), nb::arg("isa") = "",
+      "True iff the float32 array (any shape, C-contiguous) holds no NaN or infinity.");
 
   m.def(
       "nchw_to_nhwc",

@@ -1,10 +1,10 @@
-"""numpy's BLAS thread count, held to the model's while the runtime runs.
+"""numpy's BLAS thread count, held to the model's while the runtime calls it.
 
-The runtime's float layers (first conv, shortcuts, classifier) call numpy's BLAS, whose
-OpenBLAS threads spin-wait after each call; left at their default they occupy the cores
-the binary kernels' own thread pool then needs (oversubscription: a 2-thread model ran no
-faster than 1 thread). :func:`limit` sets OpenBLAS to the model's thread count for the
-duration of a call and restores it. The library is found among the process's loaded
+The runtime's float products of many rows (a float classifier at a large batch) call
+numpy's BLAS, whose OpenBLAS threads spin-wait after each call; left at their default they
+occupy the cores the binary kernels' own thread pool then needs (oversubscription: a
+2-thread model ran no faster than 1 thread). :func:`limit` sets OpenBLAS to the model's
+thread count for the duration of such a product and restores it. The library is found among the process's loaded
 objects (Linux); where there is none (another BLAS, another OS), limiting is a no-op.
 """
 

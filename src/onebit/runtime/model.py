@@ -17,7 +17,7 @@ import numpy as np
 
 from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
-from onebit.runtime import blas, malloc
+from onebit.runtime import malloc
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
@@ -51,8 +51,7 @@ class Model:
         if len(x) == 0:
             return np.zeros((0, *self.out_shape), np.float32)
         values: dict[str, Any] = {"input": x}
-        with blas.limit(self.num_threads):
-            self._run(values)
+        self._run(values)
         return values[self._output]
 
     def _run(self, values: dict[str, Any]) -> None:
@@ -79,9 +78,10 @@ class Model:
             raise InputError(f"input must be float32, got {x.dtype} (use x.astype(numpy.float32))")
         if x.shape[1:] != self.in_shape or x.ndim != len(self.in_shape) + 1:
             raise InputError(f"input must have shape (N, {', '.join(map(str, self.in_shape))}), got {x.shape}")
-        if not np.isfinite(x).all():
+        x = np.ascontiguousarray(x)
+        if not _core.all_finite(x):
             raise InputError("input holds NaN or infinite values")
-        return np.ascontiguousarray(x)
+        return x
 
     def reset_timings(self) -> None:
         for layer in self.layers:

@@ -35,6 +35,7 @@ import numpy as np
 
 from onebit import _core
 from onebit.errors import ModelFileError
+from onebit.runtime import blas
 
 ACTIVATIONS = ("none", "relu", "hardtanh")
 MAX_DIM = 2**31 - 1
@@ -410,15 +411,22 @@ def _float_input_product(w: np.ndarray, binary: bool) -> Callable[[np.ndarray, i
         def product(x: np.ndarray, threads: int) -> np.ndarray:
             m = len(x)
             if m > SMALL_FLOAT_PRODUCT_ROWS:
-                return x @ wt
+                return _blas_product(x, wt, threads)
             return conv.run(np.ascontiguousarray(x).reshape(1, 1, m, k), num_threads=1).reshape(m, n)
 
         return product
     if isa not in ("avx512", "avx2"):
-        return lambda x, threads: x @ wt
+        return lambda x, threads: _blas_product(x, wt, threads)
     packed = _core.BinaryWeightsF32(_core.pack_rows(np.ascontiguousarray(w, np.float32), 1), w.shape[1])
     rows = (1 << 62 if w.shape[1] >= 64 else 4096) if isa == "avx512" else 64
-    return lambda x, threads: packed.run(np.ascontiguousarray(x), threads) if len(x) <= rows else x @ wt
+    return lambda x, threads: (packed.run(np.ascontiguousarray(x), threads) if len(x) <= rows
+                               else _blas_product(x, wt, threads))
+
+
+def _blas_product(x: np.ndarray, wt: np.ndarray, threads: int) -> np.ndarray:
+    """``x @ wt`` in numpy's BLAS, held to the model's thread count (:mod:`onebit.runtime.blas`)."""
+    with blas.limit(threads):
+        return x @ wt
 
 
 # ------------------------------------------------------------------ conv2d and pooling
