@@ -22,6 +22,7 @@
 #include "bconv.h"
 #include "bgemm.h"
 #include "bitpack.h"
+#include "channel_ops.h"
 #include "fconv.h"
 #include "finite.h"
 #include "fgemm_bw.h"
@@ -124,6 +125,41 @@ nb::ndarray<nb::numpy, T, nb::ndim<4>> new_array4(std::int64_t d0, std::int64_t 
              static_cast<std::size_t>(d3)},
       owner);
 }
+
+// A new C-contiguous array of the given shape.
+template <typename T>
+nb::ndarray<nb::numpy, T> new_array(const std::vector<std::size_t>& shape) {
+  std::size_t total = 1;
+  for (std::size_t d : shape) total *= d;
+  T* data = new T[total > 0 ? total : 1];
+  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+  return nb::ndarray<nb::numpy, T>(data, shape.size(), shape.data(), owner);
+}
+
+// Float32 rows of C channels (the last axis): the data, the row count and C. At least 1-D.
+struct ChannelRows {
+  const float* data;
+  std::int64_t rows, c;
+  std::vector<std::size_t> shape;
+
+  ChannelRows(const AnyArray& x, const char* fn) {
+    if (x.ndim() < 1) throw std::invalid_argument(std::string(fn) + ": x must be at least 1-D");
+    data = checked<float>(x, x.ndim(), fn, "x");
+    for (std::size_t i = 0; i < x.ndim(); ++i) shape.push_back(static_cast<std::size_t>(x.shape(i)));
+    c = static_cast<std::int64_t>(shape.back());
+    rows = c > 0 ? static_cast<std::int64_t>(x.size()) / c : 0;
+  }
+
+  // A per-channel float32 vector of C entries.
+  const float* vector(const AnyArray& v, const char* fn, const char* name) const {
+    const float* d = checked<float>(v, 1, fn, name);
+    if (static_cast<std::int64_t>(v.shape(0)) != c) {
+      throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(c) +
+                                  " entries (one per channel of x's last axis), got " + shape_str(v));
+    }
+    return d;
+  }
+};
 
 // An int v (-> (v, v)) or a tuple/list of two ints.
 std::array<std::int64_t, 2> pair_arg(nb::handle h, const char* fn, const char* what) {
@@ -668,6 +704,89 @@ NB_MODULE(_core, m) {
       },
       nb::arg("x"), nb::arg("isa") = "",
       "True iff the float32 array (any shape, C-contiguous) holds no NaN or infinity.");
+
+  m.def(
+      "channel_affine",
+      [](const AnyArray& x, const AnyArray& scale, const AnyArray& bias, int num_threads, const std::string& isa) {
+        const char* fn = "channel_affine";
+        const ChannelRows r(x, fn);
+        const float* s = r.vector(scale, fn, "scale");
+        const float* b = r.vector(bias, fn, "bias");
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        auto out = new_array<float>(r.shape);
+        {
+          nb::gil_scoped_release release;
+          onebit::channel_affine(r.data, r.rows, r.c, s, b, out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("scale"), nb::arg("bias"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+      "float32 x * scale + bias per channel (the last axis), each step rounded as numpy does.");
+
+  m.def(
+      "channel_prelu",
+      [](const AnyArray& x, const AnyArray& shift_in, const AnyArray& slope, const AnyArray& shift_out,
+         int num_threads, const std::string& isa) {
+        const char* fn = "channel_prelu";
+        const ChannelRows r(x, fn);
+        const float* si = r.vector(shift_in, fn, "shift_in");
+        const float* sl = r.vector(slope, fn, "slope");
+        const float* so = r.vector(shift_out, fn, "shift_out");
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        auto out = new_array<float>(r.shape);
+        {
+          nb::gil_scoped_release release;
+          onebit::channel_prelu(r.data, r.rows, r.c, si, sl, so, out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("shift_in"), nb::arg("slope"), nb::arg("shift_out"), nb::arg("num_threads") = 0,
+      nb::arg("isa") = "",
+      "float32 RPReLU per channel (the last axis): z = x - shift_in; (max(z, 0) + min(z, 0) * slope) + "
+      "shift_out, each step rounded as numpy does.");
+
+  m.def(
+      "add",
+      [](const AnyArray& a, const AnyArray& b, int num_threads, const std::string& isa) {
+        const char* fn = "add";
+        const ChannelRows ra(a, fn), rb(b, fn);
+        if (ra.shape != rb.shape) {
+          throw std::invalid_argument(std::string(fn) + ": a and b must have one shape, got " + shape_str(a) +
+                                      " and " + shape_str(b));
+        }
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        auto out = new_array<float>(ra.shape);
+        {
+          nb::gil_scoped_release release;
+          onebit::add_f32(ra.data, rb.data, static_cast<std::int64_t>(a.size()), out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("a"), nb::arg("b"), nb::arg("num_threads") = 0, nb::arg("isa") = "", "float32 a + b, threaded.");
+
+  m.def(
+      "pack_shifted",
+      [](const AnyArray& x, const AnyArray& shift, int num_threads, const std::string& isa) {
+        const char* fn = "pack_shifted";
+        const ChannelRows r(x, fn);
+        const float* s = r.vector(shift, fn, "shift");
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        std::vector<std::size_t> shape = r.shape;
+        shape.back() = static_cast<std::size_t>(onebit::words_for(r.c));
+        auto out = new_array<std::uint64_t>(shape);
+        {
+          nb::gil_scoped_release release;
+          onebit::pack_shifted(r.data, r.rows, r.c, s, out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("shift"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+      "Packed uint64 (..., ceil(C/64)) of x - shift per channel (the last axis): bit 1 where the "
+      "difference is < 0, as pack_rows.");
 
   m.def(
       "nchw_to_nhwc",

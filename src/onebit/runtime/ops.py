@@ -133,39 +133,6 @@ def _pack_last(z: np.ndarray, threads: int) -> np.ndarray:
     return packed.reshape(*z.shape[:-1], words(c))
 
 
-# Per-channel elementwise steps on large activations run over row blocks of about this many
-# floats (256 KiB): each step's temporary stays in L2 instead of making one more pass through
-# memory (a DenseNet block's 56×56×448 floats are 5.6 MB; numpy's one-step-per-pass form of
-# x·scale + bias moved ~3 times that).
-_BLOCK_FLOATS = 1 << 16
-
-
-def _blocks(x: np.ndarray, out: np.ndarray, step: Callable[[np.ndarray, np.ndarray], None]) -> np.ndarray:
-    """``step(x_rows, out_rows)`` over row blocks of ``x`` and ``out`` viewed as (rows, C); returns ``out``."""
-    c = x.shape[-1]
-    xs, os_ = x.reshape(-1, c), out.reshape(-1, out.shape[-1])
-    rows = max(1, _BLOCK_FLOATS // max(c, 1))
-    for i in range(0, len(xs), rows):
-        step(xs[i : i + rows], os_[i : i + rows])
-    return out
-
-
-def _pack_shifted(x: np.ndarray, shift: np.ndarray, threads: int) -> np.ndarray:
-    """Packed sign(x − shift) along the last axis, the difference formed block by block."""
-    c = x.shape[-1]
-    if x.size <= _BLOCK_FLOATS:
-        return _pack_last(x - shift, threads)
-    buf = np.empty((max(1, _BLOCK_FLOATS // c), c), np.float32)
-
-    def step(xb: np.ndarray, ob: np.ndarray) -> None:
-        z = buf[: len(xb)]
-        np.subtract(xb, shift, out=z)
-        ob[...] = _core.pack_rows(z, threads)
-
-    out = np.empty((*x.shape[:-1], words(c)), np.uint64)
-    return _blocks(np.ascontiguousarray(x), out, step)
-
-
 # ------------------------------------------------------------------ reshaping ops
 
 
@@ -201,8 +168,8 @@ def sign(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) 
     shift = r.finite("shift", (shape[-1],)) if "shift" in (r.node.get("tensors") or {}) else None
 
     def run(values: Values, threads: int) -> None:
-        x = values[src]
-        values[out] = _pack_shifted(x, shift, threads) if shift is not None else _pack_last(x, threads)
+        x = np.ascontiguousarray(values[src])
+        values[out] = _core.pack_shifted(x, shift, threads) if shift is not None else _pack_last(x, threads)
 
     return Layer("", "sign", "pack", shape, shape, True, run=run)
 
@@ -213,13 +180,8 @@ def affine(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool
         raise r.error("affine needs a float input")
     scale, bias = r.finite("scale", (shape[-1],)), r.finite("bias", (shape[-1],))
 
-    def step(xb: np.ndarray, ob: np.ndarray) -> None:
-        np.multiply(xb, scale, out=ob)
-        ob += bias
-
     def run(values: Values, threads: int) -> None:
-        x = np.ascontiguousarray(values[src])
-        values[out] = _blocks(x, np.empty_like(x), step)
+        values[out] = _core.channel_affine(np.ascontiguousarray(values[src]), scale, bias, threads)
 
     return Layer("", "affine", "float", shape, shape, False, run=run)
 
@@ -245,18 +207,9 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
         c = shape[-1]
         shift_in, slope, shift_out = (r.finite(k, (c,)) for k in ("shift_in", "slope", "shift_out"))
 
-        def step(xb: np.ndarray, ob: np.ndarray) -> None:
-            # where(z ≥ 0, z, slope·z) = max(z, 0) + slope·min(z, 0), exactly (one term is ±0)
-            np.subtract(xb, shift_in, out=ob)
-            neg = np.minimum(ob, np.float32(0.0))
-            np.maximum(ob, np.float32(0.0), out=ob)
-            neg *= slope
-            ob += neg
-            ob += shift_out
-
         def run(values: Values, threads: int) -> None:
-            x = np.ascontiguousarray(values[src])
-            values[out] = _blocks(x, np.empty_like(x), step)
+            # where(z ≥ 0, z, slope·z) as max(z, 0) + slope·min(z, 0), exactly (one term is ±0)
+            values[out] = _core.channel_prelu(np.ascontiguousarray(values[src]), shift_in, slope, shift_out, threads)
 
     return Layer("", "act", "float", shape, shape, False, run=run)
 
@@ -269,7 +222,7 @@ def add(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, .
     a, b = srcs
 
     def run(values: Values, threads: int) -> None:
-        values[out] = values[a] + values[b]
+        values[out] = _core.add(np.ascontiguousarray(values[a]), np.ascontiguousarray(values[b]), threads)
 
     return Layer("", "add", "float", sa, sa, False, run=run)
 

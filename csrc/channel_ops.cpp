@@ -1,0 +1,172 @@
+// Per-channel elementwise steps (channel_ops.h). One always_inline body per step,
+// instantiated by TU-local wrappers, the baseline one and two with
+// __attribute__((target(...))) that the dispatcher's ISA picks (the bmaxpool.cpp pattern):
+// plain loops the compiler vectorizes at each width.
+#include "channel_ops.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "bitpack.h"
+#include "threadpool.h"
+
+namespace onebit {
+
+namespace {
+
+// Rough single-thread speed in floats per microsecond (L2-resident rows on a Zen 5 core),
+// only used for the thread count; each thread must get at least kMinMicrosPerThread.
+constexpr double kFloatsPerMicro = 4000.0;
+constexpr double kMinMicrosPerThread = 8.0;
+// Rows of the shifted sign's difference formed at a time (its buffer stays in L1/L2).
+constexpr std::int64_t kPackBlockFloats = 8192;
+
+enum class Step { affine, prelu, add, pack_shifted };
+
+struct Job {
+  Step step;
+  const float* x;
+  const float* y;  // add: b
+  const float* p0;  // affine: scale; prelu: shift_in; pack_shifted: shift
+  const float* p1;  // affine: bias; prelu: slope
+  const float* p2;  // prelu: shift_out
+  float* out;
+  std::uint64_t* bits;
+  std::int64_t rows, c, tasks;
+  Isa isa;
+};
+
+__attribute__((always_inline)) inline void affine_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t c = j.c;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const float* __restrict x = j.x + r * c;
+    float* __restrict o = j.out + r * c;
+    const float* __restrict s = j.p0;
+    const float* __restrict b = j.p1;
+    for (std::int64_t k = 0; k < c; ++k) {
+      const float z = x[k] * s[k];
+      o[k] = z + b[k];
+    }
+  }
+}
+
+__attribute__((always_inline)) inline void prelu_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t c = j.c;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const float* __restrict x = j.x + r * c;
+    float* __restrict o = j.out + r * c;
+    const float* __restrict si = j.p0;
+    const float* __restrict sl = j.p1;
+    const float* __restrict so = j.p2;
+    for (std::int64_t k = 0; k < c; ++k) {
+      const float z = x[k] - si[k];
+      const float pos = z > 0.0f ? z : 0.0f;
+      const float neg = (z < 0.0f ? z : 0.0f) * sl[k];
+      const float v = pos + neg;
+      o[k] = v + so[k];
+    }
+  }
+}
+
+// Rows here are flat: [r0, r1) indexes elements.
+__attribute__((always_inline)) inline void add_range(const Job& j, std::int64_t i0, std::int64_t i1) {
+  const float* __restrict a = j.x;
+  const float* __restrict b = j.y;
+  float* __restrict o = j.out;
+  for (std::int64_t i = i0; i < i1; ++i) o[i] = a[i] + b[i];
+}
+
+__attribute__((always_inline)) inline void shifted_rows(const Job& j, std::int64_t r0, std::int64_t r1,
+                                                        float* __restrict buf) {
+  const std::int64_t c = j.c;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const float* __restrict x = j.x + r * c;
+    const float* __restrict s = j.p0;
+    float* __restrict z = buf + (r - r0) * c;
+    for (std::int64_t k = 0; k < c; ++k) z[k] = x[k] - s[k];
+  }
+}
+
+__attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r0, std::int64_t r1) {
+  switch (j.step) {
+    case Step::affine: affine_rows(j, r0, r1); break;
+    case Step::prelu: prelu_rows(j, r0, r1); break;
+    case Step::add: add_range(j, r0, r1); break;
+    case Step::pack_shifted: {
+      const std::int64_t block = std::max<std::int64_t>(1, kPackBlockFloats / std::max<std::int64_t>(j.c, 1));
+      thread_local std::vector<float> buf;
+      const std::size_t need = static_cast<std::size_t>(std::min(block, r1 - r0) * j.c);
+      if (buf.size() < need) buf.resize(need);
+      const BitpackKernels& pack = bitpack_kernels(j.isa);
+      const std::int64_t words = words_for(j.c);
+      for (std::int64_t r = r0; r < r1; r += block) {
+        const std::int64_t e = std::min(r1, r + block);
+        shifted_rows(j, r, e, buf.data());
+        pack.pack(buf.data(), e - r, j.c, j.bits + r * words);
+      }
+      break;
+    }
+  }
+}
+
+void body_baseline(const Job& j, std::int64_t r0, std::int64_t r1) { run_body(j, r0, r1); }
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) void body_avx2(const Job& j, std::int64_t r0, std::int64_t r1) {
+  run_body(j, r0, r1);
+}
+__attribute__((target("avx512f"))) void body_avx512(const Job& j, std::int64_t r0, std::int64_t r1) {
+  run_body(j, r0, r1);
+}
+#else
+void body_avx2(const Job& j, std::int64_t r0, std::int64_t r1) { run_body(j, r0, r1); }
+void body_avx512(const Job& j, std::int64_t r0, std::int64_t r1) { run_body(j, r0, r1); }
+#endif
+
+void task(void* ctx, std::int64_t t, int /*thread*/) {
+  const Job& j = *static_cast<const Job*>(ctx);
+  // Runs of rows within one of each other.
+  const std::int64_t base = j.rows / j.tasks, extra = j.rows % j.tasks;
+  const std::int64_t r0 = t * base + std::min(t, extra), r1 = r0 + base + (t < extra ? 1 : 0);
+  switch (j.isa) {
+    case Isa::avx512: body_avx512(j, r0, r1); break;
+    case Isa::avx2: body_avx2(j, r0, r1); break;
+    default: body_baseline(j, r0, r1); break;
+  }
+}
+
+void run(Job& j, int num_threads) {
+  if (j.rows <= 0 || j.c <= 0) return;
+  const double micros = static_cast<double>(j.rows) * static_cast<double>(j.c) / kFloatsPerMicro;
+  const int threads = static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, std::max(num_threads, 1)));
+  j.tasks = threads == 1 ? 1 : std::min<std::int64_t>(j.rows, 4 * static_cast<std::int64_t>(threads));
+  parallel_run(threads, j.tasks, task, &j, micros);
+}
+
+}  // namespace
+
+void channel_affine(const float* x, std::int64_t rows, std::int64_t c, const float* scale, const float* bias,
+                    float* out, int num_threads, Isa isa) {
+  Job j{Step::affine, x, nullptr, scale, bias, nullptr, out, nullptr, rows, c, 1, isa};
+  run(j, num_threads);
+}
+
+void channel_prelu(const float* x, std::int64_t rows, std::int64_t c, const float* shift_in, const float* slope,
+                   const float* shift_out, float* out, int num_threads, Isa isa) {
+  Job j{Step::prelu, x, nullptr, shift_in, slope, shift_out, out, nullptr, rows, c, 1, isa};
+  run(j, num_threads);
+}
+
+void add_f32(const float* a, const float* b, std::int64_t n, float* out, int num_threads, Isa isa) {
+  // Flat: "rows" of one element, so that tasks split anywhere.
+  Job j{Step::add, a, b, nullptr, nullptr, nullptr, out, nullptr, n, 1, 1, isa};
+  run(j, num_threads);
+}
+
+void pack_shifted(const float* x, std::int64_t rows, std::int64_t c, const float* shift, std::uint64_t* out,
+                  int num_threads, Isa isa) {
+  Job j{Step::pack_shifted, x, nullptr, shift, nullptr, nullptr, nullptr, out, rows, c, 1, isa};
+  run(j, num_threads);
+}
+
+}  // namespace onebit

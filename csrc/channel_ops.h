@@ -1,0 +1,31 @@
+// Per-channel elementwise steps on the float values between binary layers (NHWC rows of C
+// channels): a BatchNorm with no layer before it, (R)PReLU, a residual add, and the shifted
+// sign that packs a value for the next binary layer. Each step rounds to float32 as
+// numpy's separate operations do (the library is built with -ffp-contract=off), so every
+// ISA and thread count gives the same bits. Threaded over rows; memory bound.
+#pragma once
+
+#include <cstdint>
+
+#include "dispatch.h"
+
+namespace onebit {
+
+// out[r, j] = x[r, j] * scale[j] + bias[j]
+void channel_affine(const float* x, std::int64_t rows, std::int64_t c, const float* scale, const float* bias,
+                    float* out, int num_threads, Isa isa);
+
+// z = x[r, j] - shift_in[j]; out[r, j] = (max(z, 0) + min(z, 0) * slope[j]) + shift_out[j]
+// (RPReLU; PReLU with zero shifts). One of the two terms is +-0, so the sum is exact.
+void channel_prelu(const float* x, std::int64_t rows, std::int64_t c, const float* shift_in, const float* slope,
+                   const float* shift_out, float* out, int num_threads, Isa isa);
+
+// out[i] = a[i] + b[i], i < n
+void add_f32(const float* a, const float* b, std::int64_t n, float* out, int num_threads, Isa isa);
+
+// Packed bits (rows x words_for(c) uint64, tail bits 0) of x[r, j] - shift[j]: bit 1 where
+// the difference is < 0 (the rule of pack_rows_f32).
+void pack_shifted(const float* x, std::int64_t rows, std::int64_t c, const float* shift, std::uint64_t* out,
+                  int num_threads, Isa isa);
+
+}  // namespace onebit

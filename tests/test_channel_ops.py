@@ -1,0 +1,80 @@
+"""Per-channel float steps between binary layers (onebit._core.channel_affine, channel_prelu,
+add, pack_shifted): equal to numpy's separate float32 operations on every ISA and thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from onebit import _core
+from tests.conftest import kernel_settings, pack_pm
+
+ISAS = _core.available_isas()
+
+
+def ref_prelu(x, shift_in, slope, shift_out):
+    """RPReLU as the runtime specifies it: z = x − shift_in; (max(z, 0) + min(z, 0)·slope) + shift_out."""
+    z = x - shift_in
+    return (np.maximum(z, np.float32(0)) + np.minimum(z, np.float32(0)) * slope) + shift_out
+
+
+def ref_pack_shifted(x, shift):
+    return pack_pm(np.where(x - shift < 0, -1, 1))
+
+
+def case(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[:: 7] = 0.0  # zeros: the sign's and the PReLU's edge
+    c = shape[-1]
+    params = [rng.standard_normal(c).astype(np.float32) for _ in range(3)]
+    params[0].reshape(-1)[:: 5] = 0.0
+    return x, params
+
+
+def check(x, params, isa, threads):
+    a, b, d = params
+    y = np.roll(x, 1)
+    for t in threads:
+        np.testing.assert_array_equal(_core.channel_affine(x, a, b, t, isa), x * a + b)
+        np.testing.assert_array_equal(_core.channel_prelu(x, a, b, d, t, isa), ref_prelu(x, a, b, d))
+        np.testing.assert_array_equal(_core.add(x, y, t, isa), x + y)
+        got = _core.pack_shifted(x, a, t, isa)
+        assert got.dtype == np.uint64 and got.shape == (*x.shape[:-1], (x.shape[-1] + 63) // 64)
+        np.testing.assert_array_equal(got, ref_pack_shifted(x, a))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@kernel_settings(60)
+@given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=3).map(tuple), c=st.integers(1, 200),
+       seed=st.integers(0, 2**32 - 1))
+def test_channel_ops_match_numpy(isa, shape, c, seed):
+    x, params = case((*shape, c), seed)
+    check(x, params, isa, (1, 2))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(1, 56, 56, 64), (2, 14, 14, 1024), (3, 7, 7, 130)])
+def test_channel_ops_threads_identical(isa, shape):
+    """Activations large enough to be split across 2-3 threads."""
+    x, params = case(shape, sum(shape))
+    check(x, params, isa, (1, 2, 3))
+
+
+def test_channel_ops_errors():
+    x, v = np.zeros((2, 3, 4), np.float32), np.zeros(4, np.float32)
+    cases = [
+        (lambda: _core.channel_affine(x, v[:3], v), r"scale needs 4 entries"),
+        (lambda: _core.channel_affine(x.astype(np.float64), v, v), "float32"),
+        (lambda: _core.channel_affine(x[:, :, ::2], v[:2], v[:2]), "C-contiguous"),
+        (lambda: _core.channel_prelu(x, v, v, v.astype(np.int32)), "shift_out must be float32"),
+        (lambda: _core.add(x, x[0]), "one shape"),
+        (lambda: _core.pack_shifted(np.float32(1.0).reshape(()), v), "at least 1-D"),
+        (lambda: _core.pack_shifted(x, v, num_threads=-1), "num_threads"),
+        (lambda: _core.add(x, x, isa="bogus"), "bogus"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
