@@ -234,7 +234,7 @@ struct ConvRun {
   explicit ConvRun(const BinaryConv2d& c) : cv(c) {}
 
   void setup(const std::uint64_t* xs, std::int64_t nn, std::int64_t hh, std::int64_t ww, Isa isa, bool threshold,
-             const BinaryConv2d::BitPool* bit_pool, int& num_threads) {
+             const BinaryConv2d::BitPool* bit_pool, bool whole_rows, int& num_threads) {
     kern = &bgemm_kernels(isa);
     isa_ = isa;
     if (kern->ukernel == nullptr) {
@@ -282,7 +282,7 @@ struct ConvRun {
     // The threshold stage writes 32-bit halves of the output words: a task must own whole
     // 32-channel chunks, which group tiles are unless a group's width is not a multiple of 32.
     const bool splittable = !threshold || cv.g_ == 1 || cv.og_ % kBgemmNR == 0;
-    if (threads > 1 && splittable && pixel_tiles < 2 * threads) {
+    if (threads > 1 && splittable && !whole_rows && pixel_tiles < 2 * threads) {
       const std::int64_t blocks = std::min(total_tiles, (2 * threads + pixel_tiles - 1) / pixel_tiles);
       tiles_per_block = (total_tiles + blocks - 1) / blocks;
     }
@@ -481,7 +481,7 @@ struct ConvRun {
         }
       }
     }
-    if (fy != nullptr) apply_float_stage(*stage, dst, ldd, fy + p0 * cv.o_ + c0, cv.o_, m, c0, c1);
+    if (fy != nullptr) apply_float_stage(*stage, dst, ldd, p0, m, c0, c1, fy, cv.o_, isa_);
     if (bits != nullptr) {
       // c0 is a multiple of 32 (see setup): one threshold stage per 32-channel chunk.
       for (std::int64_t q = c0 / kBgemmNR; q * kBgemmNR < c1; ++q) {
@@ -564,7 +564,7 @@ void BinaryConv2d::run(const std::uint64_t* x, std::int64_t n, std::int64_t h, s
                        int num_threads, Isa isa, Profile* profile) const {
   ConvRun r(*this);
   int threads = num_threads;
-  r.setup(x, n, h, w, isa, false, nullptr, threads);
+  r.setup(x, n, h, w, isa, false, nullptr, false, threads);
   if (r.np == 0) return;
   r.y = y;
   r.execute(threads, profile);
@@ -574,7 +574,8 @@ void BinaryConv2d::run_float(const std::uint64_t* x, std::int64_t n, std::int64_
                              const FloatStage& stage, float* y, int num_threads, Isa isa, Profile* profile) const {
   ConvRun r(*this);
   int threads = num_threads;
-  r.setup(x, n, h, w, isa, false, nullptr, threads);
+  // The packed signs are made per task from whole output rows: no output-channel split.
+  r.setup(x, n, h, w, isa, false, nullptr, stage.signs != nullptr, threads);
   if (r.np == 0) return;
   r.stage = &stage;
   r.fy = y;
@@ -586,7 +587,7 @@ void BinaryConv2d::run_threshold(const std::uint64_t* x, std::int64_t n, std::in
                                  int num_threads, Isa isa, const BitPool* pool, Profile* profile) const {
   ConvRun r(*this);
   int threads = num_threads;
-  r.setup(x, n, h, w, isa, true, pool, threads);
+  r.setup(x, n, h, w, isa, true, pool, false, threads);
   const std::int64_t out_words = words_for(o_);
   if (r.np == 0) return;
   r.out_halves = 2 * out_words;

@@ -133,6 +133,7 @@ double pairs_per_us(const BgemmKernels* kern, bool gemv) {
 
 struct Job {
   const BgemmKernels* kern;
+  Isa isa;
   const std::uint64_t* a;
   std::int64_t lda;  // row stride of a (words for bgemm)
   std::int64_t m, n, words, tiles;
@@ -216,7 +217,7 @@ void run_task(void* ctx, std::int64_t task, int /*thread*/) {
   block.ldc = (t1 - t0) * kBgemmNR;
   block.c_t0 = t0;
   compute_block(block, 0, m1 - m0, t0, t1);
-  apply_float_stage(*j.stage, scratch.data(), block.ldc, j.fy + m0 * j.n + c0, j.n, m1 - m0, c0, c1);
+  apply_float_stage(*j.stage, scratch.data(), block.ldc, m0, m1 - m0, c0, c1, j.fy, j.n, j.isa);
 }
 
 // Returns the thread count; *micros: the estimated single-thread time.
@@ -252,6 +253,7 @@ int plan(Job& j, int num_threads, double* micros_out) {
 Job make_job(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, Isa isa) {
   Job j{};
   j.kern = &bgemm_kernels(isa);
+  j.isa = isa;
   if (j.kern->ukernel == nullptr) {
     throw std::invalid_argument(std::string("bgemm: ISA ") + isa_name(isa) + " is not compiled in");
   }
@@ -310,6 +312,7 @@ void bgemm_serial(const BgemmKernels& kern, const std::uint64_t* a, std::int64_t
 
 void bgemm_float(const std::uint64_t* a, std::int64_t m, const PackedWeights& w, const FloatStage& stage,
                  float* out, int num_threads, Isa isa) {
+  if (stage.signs != nullptr) throw std::invalid_argument("bgemm_float: the stage's signs are not supported here");
   Job j = make_job(a, m, w, isa);
   if (m == 0 || w.n() == 0) return;
   j.stage = &stage;

@@ -250,18 +250,20 @@ struct StageArgs {
   onebit::FloatStage stage{nullptr, nullptr, 0, nullptr, nullptr};
   AnyArray ps, pb;
 
+  // A float32 vector of n entries.
+  static const float* vector(const AnyArray& arr, std::int64_t n, const char* fn, const char* name) {
+    const float* data = checked<float>(arr, 1, fn, name);
+    if (static_cast<std::int64_t>(arr.shape(0)) != n) {
+      throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(n) +
+                                  " entries (one per output channel), got " + shape_str(arr));
+    }
+    return data;
+  }
+
   StageArgs(const AnyArray& scale, const AnyArray& bias, const std::string& act, nb::handle post_scale,
             nb::handle post_bias, std::int64_t n, const char* fn) {
-    auto vector = [&](const AnyArray& arr, const char* name) {
-      const float* data = checked<float>(arr, 1, fn, name);
-      if (static_cast<std::int64_t>(arr.shape(0)) != n) {
-        throw std::invalid_argument(std::string(fn) + ": " + name + " needs " + std::to_string(n) +
-                                    " entries (one per output channel), got " + shape_str(arr));
-      }
-      return data;
-    };
-    stage.scale = vector(scale, "scale");
-    stage.bias = vector(bias, "bias");
+    stage.scale = vector(scale, n, fn, "scale");
+    stage.bias = vector(bias, n, fn, "bias");
     if (act == "relu") {
       stage.act = 1;
     } else if (act == "hardtanh") {
@@ -276,8 +278,8 @@ struct StageArgs {
       if (!nb::try_cast(post_scale, ps) || !nb::try_cast(post_bias, pb)) {
         throw std::invalid_argument(std::string(fn) + ": post_scale and post_bias must be numpy arrays");
       }
-      stage.post_scale = vector(ps, "post_scale");
-      stage.post_bias = vector(pb, "post_bias");
+      stage.post_scale = vector(ps, n, fn, "post_scale");
+      stage.post_bias = vector(pb, n, fn, "post_bias");
     }
   }
 };
@@ -897,22 +899,66 @@ NB_MODULE(_core, m) {
           "run_float",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& scale, const AnyArray& bias,
              const std::string& act, nb::handle post_scale, nb::handle post_bias, int num_threads,
-             const std::string& isa) {
+             const std::string& isa, nb::handle residual, nb::handle prelu, bool signs,
+             nb::handle sign_shift) -> nb::object {
             const char* fn = "BinaryConv2d.run_float";
             const ConvCall c(self, x, num_threads, isa, fn);
             const std::int64_t o = self.out_channels();
-            const StageArgs st(scale, bias, act, post_scale, post_bias, o, fn);
+            StageArgs st(scale, bias, act, post_scale, post_bias, o, fn);
+            // The fused steps after the stage (float_stage.h), each checked like the stage's.
+            AnyArray res, si, sl, so, ss;
+            auto array = [&](nb::handle h, AnyArray& into, const char* name) {
+              if (!nb::try_cast(h, into)) throw std::invalid_argument(std::string(fn) + ": " + name + " must be a numpy array");
+            };
+            if (!residual.is_none()) {
+              array(residual, res, "residual");
+              st.stage.residual = checked<float>(res, 4, fn, "residual");
+              if (static_cast<std::int64_t>(res.shape(0)) != c.n || static_cast<std::int64_t>(res.shape(1)) != c.oh ||
+                  static_cast<std::int64_t>(res.shape(2)) != c.ow || static_cast<std::int64_t>(res.shape(3)) != o) {
+                throw std::invalid_argument(std::string(fn) + ": residual must have the output's shape (" +
+                                            std::to_string(c.n) + ", " + std::to_string(c.oh) + ", " +
+                                            std::to_string(c.ow) + ", " + std::to_string(o) + "), got " +
+                                            shape_str(res));
+              }
+            }
+            if (!prelu.is_none()) {
+              if (!(nb::isinstance<nb::tuple>(prelu) || nb::isinstance<nb::list>(prelu)) || nb::len(prelu) != 3) {
+                throw std::invalid_argument(std::string(fn) + ": prelu must be (shift_in, slope, shift_out)");
+              }
+              array(prelu[0], si, "prelu shift_in");
+              array(prelu[1], sl, "prelu slope");
+              array(prelu[2], so, "prelu shift_out");
+              st.stage.prelu_shift_in = st.vector(si, o, fn, "prelu shift_in");
+              st.stage.prelu_slope = st.vector(sl, o, fn, "prelu slope");
+              st.stage.prelu_shift_out = st.vector(so, o, fn, "prelu shift_out");
+            }
+            if (!sign_shift.is_none()) {
+              if (!signs) throw std::invalid_argument(std::string(fn) + ": sign_shift needs signs=True");
+              array(sign_shift, ss, "sign_shift");
+              st.stage.sign_shift = st.vector(ss, o, fn, "sign_shift");
+            }
             auto out = new_array4<float>(c.n, c.oh, c.ow, o);
+            nb::ndarray<nb::numpy, std::uint64_t, nb::ndim<4>> bits;
+            if (signs) {
+              bits = new_array4<std::uint64_t>(c.n, c.oh, c.ow, onebit::words_for(o));
+              st.stage.signs = bits.data();
+            }
             {
               nb::gil_scoped_release release;
               self.run_float(c.data, c.n, c.h, c.w, st.stage, out.data(), c.threads, c.isa);
             }
-            return out;
+            if (signs) return nb::make_tuple(out, bits);
+            return nb::cast(out);
           },
           nb::arg("x"), nb::arg("scale"), nb::arg("bias"), nb::arg("act") = "none", nb::arg("post_scale").none() = nb::none(),
           nb::arg("post_bias").none() = nb::none(), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+          nb::arg("residual").none() = nb::none(), nb::arg("prelu").none() = nb::none(), nb::arg("signs") = false,
+          nb::arg("sign_shift").none() = nb::none(),
           "float32 (N, OH, OW, O): act(y * scale + bias) * post_scale + post_bias per output channel (post_* "
-          "optional; act none, relu or hardtanh), y the int32 convolution of run(), each step rounded to float32.")
+          "optional; act none, relu or hardtanh), y the int32 convolution of run(), then optionally + residual "
+          "(the output's shape) and RPReLU prelu=(shift_in, slope, shift_out); each step rounded to float32. "
+          "signs=True: returns (that, its packed signs (N, OH, OW, ceil(O/64)) uint64, bit 1 where "
+          "value - sign_shift < 0).")
       .def(
           "run_threshold",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& thresholds, const AnyArray& flips,

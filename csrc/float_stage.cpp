@@ -1,53 +1,101 @@
 // The float output stage (float_stage.h).
 #include "float_stage.h"
 
+#include <algorithm>
+#include <cassert>
 #include <type_traits>
+#include <vector>
+
+#include "bitpack.h"
 
 namespace onebit {
 
 namespace {
 
 // Branch-free per element so that the compiler vectorizes it.
-template <int Act, bool Post>
-void stage_rows(const std::int32_t* src, std::int64_t lds, float* dst, std::int64_t ldd, std::int64_t m,
-                std::int64_t n, const float* __restrict scale, const float* __restrict bias,
-                const float* __restrict post_scale, const float* __restrict post_bias) {
+template <int Act, bool Post, bool Res, bool Prelu>
+void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m, std::int64_t c0,
+                std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
+  const float* __restrict scale = st.scale + c0;
+  const float* __restrict bias = st.bias + c0;
+  const float* __restrict ps = Post ? st.post_scale + c0 : nullptr;
+  const float* __restrict pb = Post ? st.post_bias + c0 : nullptr;
+  const float* __restrict si = Prelu ? st.prelu_shift_in + c0 : nullptr;
+  const float* __restrict sl = Prelu ? st.prelu_slope + c0 : nullptr;
+  const float* __restrict so = Prelu ? st.prelu_shift_out + c0 : nullptr;
   for (std::int64_t p = 0; p < m; ++p) {
     const std::int32_t* __restrict s = src + p * lds;
-    float* __restrict d = dst + p * ldd;
+    float* __restrict d = dst + p * ldo;
+    const float* __restrict r = Res ? res + p * ldo : nullptr;
     for (std::int64_t o = 0; o < n; ++o) {
       float z = static_cast<float>(s[o]) * scale[o];
       z = z + bias[o];
       if constexpr (Act == 1) z = z < 0.0f ? 0.0f : z;
       if constexpr (Act == 2) z = z < -1.0f ? -1.0f : (z > 1.0f ? 1.0f : z);
       if constexpr (Post) {
-        z = z * post_scale[o];
-        z = z + post_bias[o];
+        z = z * ps[o];
+        z = z + pb[o];
+      }
+      if constexpr (Res) z = z + r[o];
+      if constexpr (Prelu) {
+        const float u = z - si[o];
+        const float pos = u > 0.0f ? u : 0.0f;
+        const float neg = (u < 0.0f ? u : 0.0f) * sl[o];
+        z = pos + neg;
+        z = z + so[o];
       }
       d[o] = z;
     }
   }
 }
 
+template <int Act>
+void dispatch_flags(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m, std::int64_t c0,
+                    std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
+  const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0);
+  switch (flags) {
+    case 0: stage_rows<Act, false, false, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    case 1: stage_rows<Act, true, false, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    case 2: stage_rows<Act, false, true, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    case 3: stage_rows<Act, true, true, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    case 4: stage_rows<Act, false, false, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    case 5: stage_rows<Act, true, false, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    case 6: stage_rows<Act, false, true, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
+    default: stage_rows<Act, true, true, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
+  }
+}
+
 }  // namespace
 
-void apply_float_stage(const FloatStage& st, const std::int32_t* src, std::int64_t lds, float* dst,
-                       std::int64_t ldd, std::int64_t m, std::int64_t c0, std::int64_t c1) {
-  const bool post = st.post_scale != nullptr;
-  auto rows = [&](auto act, auto with_post) {
-    stage_rows<decltype(act)::value, decltype(with_post)::value>(src, lds, dst, ldd, m, c1 - c0, st.scale + c0,
-                                                                 st.bias + c0, post ? st.post_scale + c0 : nullptr,
-                                                                 post ? st.post_bias + c0 : nullptr);
-  };
-  using None = std::integral_constant<int, 0>;
-  using Relu = std::integral_constant<int, 1>;
-  using Hardtanh = std::integral_constant<int, 2>;
+void apply_float_stage(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
+                       std::int64_t m, std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo, Isa isa) {
+  float* dst = out + row0 * ldo + c0;
+  const float* res = st.residual ? st.residual + row0 * ldo + c0 : nullptr;
   if (st.act == 1) {
-    post ? rows(Relu{}, std::true_type{}) : rows(Relu{}, std::false_type{});
+    dispatch_flags<1>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
   } else if (st.act == 2) {
-    post ? rows(Hardtanh{}, std::true_type{}) : rows(Hardtanh{}, std::false_type{});
+    dispatch_flags<2>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
   } else {
-    post ? rows(None{}, std::true_type{}) : rows(None{}, std::false_type{});
+    dispatch_flags<0>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
+  }
+  if (st.signs == nullptr) return;
+  assert(c0 == 0 && c1 == ldo);  // signs need whole rows (the callers' plans guarantee it)
+  const BitpackKernels& pack = bitpack_kernels(isa);
+  const std::int64_t words = words_for(ldo);
+  std::uint64_t* bits = st.signs + row0 * words;
+  const float* rows = out + row0 * ldo;
+  if (st.sign_shift == nullptr) {
+    pack.pack(rows, m, ldo, bits);
+    return;
+  }
+  thread_local std::vector<float> diff;
+  if (diff.size() < static_cast<std::size_t>(ldo)) diff.resize(static_cast<std::size_t>(ldo));
+  for (std::int64_t p = 0; p < m; ++p) {
+    const float* __restrict z = rows + p * ldo;
+    const float* __restrict sh = st.sign_shift;
+    float* __restrict d = diff.data();
+    for (std::int64_t o = 0; o < ldo; ++o) d[o] = z[o] - sh[o];
+    pack.pack(d, 1, ldo, bits + p * words);
   }
 }
 

@@ -1,12 +1,19 @@
 // The float output stage of the binary kernels (BinaryConv2d::run_float, bgemm_float): per
-// output channel o of an int32 result y,
-//   z = act(float(y) * scale[o] + bias[o]), then z = z * post_scale[o] + post_bias[o] if
-//   post_scale is not null; act 0 = none, 1 = relu (max(z, 0)), 2 = hardtanh (clip to
-//   [-1, 1]). Each step rounds to float32 on its own (no fused multiply-add: the library
-//   is compiled with -ffp-contract=off), so the result equals numpy's separate operations.
+// output channel o of an int32 result y, in this order, each step skipped where its
+// parameters are null:
+//   z = act(float(y) * scale[o] + bias[o])      act 0 = none, 1 = relu, 2 = hardtanh [-1, 1]
+//   z = z * post_scale[o] + post_bias[o]        (an affine after the activation)
+//   z = z + residual[row, o]                    (a Bi-Real / ReActNet shortcut)
+//   z = (max(u, 0) + min(u, 0) * slope[o]) + shift_out[o],  u = z - shift_in[o]   (RPReLU)
+// and optionally also the packed sign of the result for the next binary layer: bit 1 where
+// z - sign_shift[o] < 0 (sign_shift null: z < 0). Each step rounds to float32 on its own
+// (no fused multiply-add: the library is compiled with -ffp-contract=off), so the result
+// equals numpy's separate operations, which is how the runtime runs these steps unfused.
 #pragma once
 
 #include <cstdint>
+
+#include "dispatch.h"
 
 namespace onebit {
 
@@ -16,11 +23,19 @@ struct FloatStage {
   int act;
   const float* post_scale;
   const float* post_bias;
+  const float* residual = nullptr;  // rows like the output's (row stride: the output's)
+  const float* prelu_shift_in = nullptr;  // with prelu_slope and prelu_shift_out
+  const float* prelu_slope = nullptr;
+  const float* prelu_shift_out = nullptr;
+  std::uint64_t* signs = nullptr;  // rows of words_for(channels) uint64, tail bits 0
+  const float* sign_shift = nullptr;
 };
 
-// m rows of channels [c0, c1): dst[p * ldd + j] = stage of src[p * lds + j] with the
-// parameters of channel c0 + j.
-void apply_float_stage(const FloatStage& stage, const std::int32_t* src, std::int64_t lds, float* dst,
-                       std::int64_t ldd, std::int64_t m, std::int64_t c0, std::int64_t c1);
+// Rows [row0, row0 + m) x channels [c0, c1) of the stage: src[p * lds + j] is y of row
+// row0 + p, channel c0 + j; writes out[(row0 + p) * ldo + c0 + j] (ldo: the output's
+// channels, also the residual's row stride). stage.signs needs whole rows (c0 = 0,
+// c1 = ldo); isa: the packer's.
+void apply_float_stage(const FloatStage& stage, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
+                       std::int64_t m, std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo, Isa isa);
 
 }  // namespace onebit

@@ -10,6 +10,7 @@ from torch import nn
 
 import onebit.runtime as rt
 from onebit.export import ExportReport, export
+from onebit.nn import RPReLU, RSign
 
 
 def randomize_bn(model: nn.Module, seed: int = 0, positive: bool = False) -> nn.Module:
@@ -27,6 +28,19 @@ def randomize_bn(model: nn.Module, seed: int = 0, positive: bool = False) -> nn.
                 m.weight.data.copy_(w.abs() + 0.1 if positive else w)
                 m.bias.data.copy_(torch.randn(n, generator=g))
     return model.eval()
+
+
+def randomize_react(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Non-trivial RSign thresholds and RPReLU shifts/slopes (they start at 0, 0.25, 0)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, RSign):
+            m.shift.data.copy_(torch.randn(m.channels, generator=g) * 0.5)
+        if isinstance(m, RPReLU):
+            m.shift_in.data.copy_(torch.randn(m.channels, generator=g) * 0.5)
+            m.slope.data.copy_(torch.randn(m.channels, generator=g))
+            m.shift_out.data.copy_(torch.randn(m.channels, generator=g) * 0.5)
+    return model
 
 
 def check_export(model: nn.Module, x: torch.Tensor, path, reference: str = "float32") -> ExportReport:

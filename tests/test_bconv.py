@@ -299,6 +299,75 @@ def test_maxpool_then_threshold_equals_threshold_then_pool():
     np.testing.assert_array_equal(_core.bmaxpool2d(bits, 70, 2, 2, 0, and_mask), want)
 
 
+# ---- float output with the fused steps after it (residual, RPReLU, signs) ----
+
+
+def ref_prelu(z, shift_in, slope, shift_out):
+    u = z - shift_in
+    return (np.maximum(u, np.float32(0)) + np.minimum(u, np.float32(0)) * slope) + shift_out
+
+
+def check_fused_float(conv, x, ref, rng, isa, threads=(1, 2)):
+    """run_float(residual=, prelu=, signs=, sign_shift=) equals the numpy steps one by one."""
+    o = ref.shape[-1]
+    scale, bias, ps, pb, si, sl, so, sh = (rng.standard_normal(o).astype(np.float32) * 0.3 for _ in range(8))
+    residual = rng.standard_normal(ref.shape).astype(np.float32)
+    for act in ("none", "relu", "hardtanh"):
+        post = (ps, pb) if rng.random() < 0.5 else (None, None)
+        use_res, use_prelu, shift = rng.random() < 0.7, rng.random() < 0.7, sh if rng.random() < 0.5 else None
+        want = ref_float_stage(ref, scale, bias, act, *post)
+        if use_res:
+            want = want + residual
+        if use_prelu:
+            want = ref_prelu(want, si, sl, so)
+        want_bits = pack_pm(np.where(want - (0 if shift is None else shift) < 0, -1, 1))
+        for t in threads:
+            kw = dict(residual=residual if use_res else None, prelu=(si, sl, so) if use_prelu else None)
+            got, bits = conv.run_float(x, scale, bias, act, *post, num_threads=t, isa=isa, signs=True, sign_shift=shift,
+                                       **kw)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(bits, want_bits)
+            np.testing.assert_array_equal(conv.run_float(x, scale, bias, act, *post, num_threads=t, isa=isa, **kw), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@SETTINGS
+@given(case=conv_cases())
+def test_fused_float_steps_match_reference(isa, case):
+    rng = np.random.default_rng(case.pop("seed"))
+    conv, x, ref = make_conv(rng, **case)
+    check_fused_float(conv, x, ref, rng, isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", [(1, 56, 56, 64, 64), (1, 7, 7, 512, 512), (1, 3, 3, 256, 256), (2, 9, 7, 130, 70)])
+def test_fused_float_steps_threads(isa, case):
+    """Big enough for 2-3 threads; the 3x3 image would split output channels but for the signs."""
+    n, h, w, c, o = case
+    rng = np.random.default_rng(h * o)
+    conv, x, ref = make_conv(rng, n, h, w, c, o, 3, 1, 1, 1, 1, 1)
+    check_fused_float(conv, x, ref, rng, isa, threads=(1, 2, 3))
+
+
+def test_fused_float_steps_errors():
+    conv = _core.BinaryConv2d(_w(o=4, k=3, c=64), 64, padding=(1, 1))
+    x = np.zeros((1, 5, 5, 1), np.uint64)
+    v = np.zeros(4, np.float32)
+    r = np.zeros((1, 5, 5, 4), np.float32)
+    cases = [
+        (lambda: conv.run_float(x, v, v, residual=r[:, :4]), r"residual must have the output's shape \(1, 5, 5, 4\)"),
+        (lambda: conv.run_float(x, v, v, residual=r.astype(np.float64)), "residual must be float32"),
+        (lambda: conv.run_float(x, v, v, residual=[1.0]), "residual must be a numpy array"),
+        (lambda: conv.run_float(x, v, v, prelu=(v, v)), r"prelu must be \(shift_in, slope, shift_out\)"),
+        (lambda: conv.run_float(x, v, v, prelu=(v, v[:3], v)), "prelu slope needs 4 entries"),
+        (lambda: conv.run_float(x, v, v, sign_shift=v), "sign_shift needs signs=True"),
+        (lambda: conv.run_float(x, v, v, signs=True, sign_shift=v[:2]), "sign_shift needs 4 entries"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
 # ---- threshold with a fused max-pool ----
 
 

@@ -70,16 +70,17 @@ for name in sys.argv[2:]:
     model = rt.load(f"{folder}/{name}.onebit", num_threads=2)
     reference = f"{folder}/{name}-scalar.npz"
     values = {"input": x} if isa == "scalar" else dict(np.load(reference))
-    for node, layer in zip(model.graph["nodes"], model.layers):
+    for layer in model.layers:  # fused as load() fuses them (runtime/fusion.py)
         if isa == "scalar":
             layer.run(values, 2)  # the scalar path end to end: the reference values
         else:
-            mine = {v: values[v] for v in node["inputs"]}
+            mine = {v: values[v] for v in layer.inputs}
             layer.run(mine, 2)
-            out[f"layer-{layer.output}"] = mine[layer.output]
+            for v in (layer.output, *layer.also_writes):
+                out[f"layer-{v}"] = mine[v]
     if isa == "scalar":
         out.update(values)
-        layers = [(l.name, l.op, l.kind, l.output) for l in model.layers]
+        layers = [(l.name, l.op, l.kind, v) for l in model.layers for v in (l.output, *l.also_writes)]
         json.dump({"layers": layers, "output": model.graph["output"]}, open(f"{folder}/{name}-layers.json", "w"))
     np.savez(f"{folder}/{name}-{isa}.npz", **out)
 """

@@ -107,8 +107,10 @@ def test_bireal_residual_net_equals_pytorch(tmp_path):
         BiRealBlock(128, 128, pad_value=-1.0), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
     )
     check_export(randomize_bn(model), torch.randn(200, 3, 12, 12), tmp_path / "bireal.onebit")
-    ops = [layer.op for layer in rt.load(tmp_path / "bireal.onebit").layers]
+    ops = [layer.op for layer in rt.load(tmp_path / "bireal.onebit", fuse=False).layers]
     assert ops.count("add") == 4 and ops.count("avgpool2d") == 2
+    fused = [layer.name for layer in rt.load(tmp_path / "bireal.onebit").layers]
+    assert sum("+add" in name for name in fused) == 4  # each add runs in its conv's kernel (runtime/fusion.py)
 
 
 class _DenseBlock(nn.Module):

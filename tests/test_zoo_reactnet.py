@@ -14,20 +14,7 @@ from onebit.export import export
 from onebit.models import create_model
 from onebit.models.reactnet import ReActBiRealBlock, ReActBlock
 from onebit.nn import QuantLayer, RPReLU, RSign, sign
-from tests.exporting import check_export, randomize_bn
-
-
-def _randomize_react(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Non-trivial RSign thresholds and RPReLU shifts/slopes (they start at 0, 0.25, 0)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, RSign):
-            m.shift.data.copy_(torch.randn(m.channels, generator=g) * 0.5)
-        if isinstance(m, RPReLU):
-            m.shift_in.data.copy_(torch.randn(m.channels, generator=g) * 0.5)
-            m.slope.data.copy_(torch.randn(m.channels, generator=g))
-            m.shift_out.data.copy_(torch.randn(m.channels, generator=g) * 0.5)
-    return model
+from tests.exporting import check_export, randomize_bn, randomize_react
 
 
 def _float_layers(model: nn.Module) -> list[str]:
@@ -72,7 +59,7 @@ def test_reactnet_resnet18_blocks():
 def test_reactnet_a_block_forward_matches_the_reference_order():
     """The width-doubling stride-2 block written out op by op (reference BasicBlock.forward)."""
     torch.manual_seed(3)
-    block = _randomize_react(randomize_bn(ReActBlock(8, 16, stride=2)))
+    block = randomize_react(randomize_bn(ReActBlock(8, 16, stride=2)))
     x = torch.randn(4, 8, 6, 6)
 
     def alpha_sign(w):
@@ -108,7 +95,7 @@ def test_forward_small_and_gradients(name):
 def test_export_equals_pytorch_and_only_the_paper_float_layers_are_float(tmp_path, name, width, pad_value):
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_shape=(3, 32, 32), width=width, pad_value=pad_value)
-    _randomize_react(randomize_bn(model))
+    randomize_react(randomize_bn(model))
     check_export(model, torch.randn(150, 3, 32, 32), tmp_path / "m.onebit")
     report = export(model, tmp_path / "m.onebit", torch.zeros(1, 3, 32, 32), verbose=False)
     floats = _float_layers(model)
@@ -122,7 +109,7 @@ def test_export_equals_pytorch_and_only_the_paper_float_layers_are_float(tmp_pat
 
 def test_checkpoint_round_trip_keeps_the_shared_rsign(tmp_path):
     torch.manual_seed(0)
-    model = _randomize_react(randomize_bn(create_model("reactnet_a", num_classes=4, in_shape=(3, 32, 32), width=2)))
+    model = randomize_react(randomize_bn(create_model("reactnet_a", num_classes=4, in_shape=(3, 32, 32), width=2)))
     save_checkpoint(tmp_path / "c.safetensors", model)
     loaded, _ = load_checkpoint(tmp_path / "c.safetensors")
     x = torch.randn(3, 3, 32, 32)

@@ -19,6 +19,7 @@ from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime import malloc
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
+from onebit.runtime.fusion import fuse_layers
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
@@ -32,12 +33,15 @@ META_KEY = "onebit"
 class Model:
     """A loaded ``.onebit`` model. ``model(x)`` runs a float32 batch in the PyTorch layout."""
 
-    def __init__(self, graph: dict[str, Any], tensors: dict[str, np.ndarray], num_threads: int, where: str):
+    def __init__(self, graph: dict[str, Any], tensors: dict[str, np.ndarray], num_threads: int, where: str,
+                 fuse: bool = True):
         self.graph = graph
         self.num_threads = num_threads
         self.layers: list[Layer] = []
         self.profile = False
         _build(self, graph, tensors, where)  # validates everything read below
+        if fuse:
+            self.layers = fuse_layers(self.layers, graph["output"])
         self.in_shape = tuple(graph["input"]["shape"])
         self._output = graph["output"]
         self.out_shape = next(l.out_shape for l in self.layers if l.output == self._output)
@@ -92,9 +96,12 @@ class Model:
         return [(l.name, l.kind, l.seconds / l.calls if l.calls else 0.0) for l in self.layers]
 
 
-def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_bytes: int = MAX_FILE_BYTES) -> Model:
+def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_bytes: int = MAX_FILE_BYTES,
+         fuse: bool = True) -> Model:
     """Load a ``.onebit`` file. ``num_threads``: kernel threads (default ``ONEBIT_NUM_THREADS``
-    or the physical cores). Every check happens here; a bad file raises :class:`ModelFileError`."""
+    or the physical cores). ``fuse``: run a binary conv's residual add, RPReLU and sign in its
+    kernel (:mod:`onebit.runtime.fusion`; the same results). Every check happens here; a bad
+    file raises :class:`ModelFileError`."""
     num_threads = _resolve_threads(num_threads)
     malloc.keep_freed_memory()
     tensors, metadata = read_container(path, max_file_bytes=max_file_bytes)
@@ -113,7 +120,7 @@ def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_by
             f"{where}: format version {graph.get('version')!r} is not supported (this onebit reads "
             f"{', '.join(map(str, READ_VERSIONS))})"
         )
-    return Model(graph, tensors, num_threads, where)
+    return Model(graph, tensors, num_threads, where, fuse)
 
 
 def _resolve_threads(num_threads: int | None) -> int:
@@ -161,7 +168,7 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
             layer = BUILDERS[op](r, inputs, out, [known[v] for v in inputs])
         else:
             layer = BUILDERS[op](r, inputs[0], out, *known[inputs[0]])
-        layer.name, layer.output = name, out
+        layer.name, layer.output, layer.inputs = name, out, tuple(inputs)
         known[out] = (layer.out_shape, layer.out_bits)
         model.layers.append(layer)
     output = graph.get("output")

@@ -53,9 +53,15 @@ class Layer:
     out_shape: tuple[int, ...]
     out_bits: bool
     output: str = ""  # the value it writes
+    inputs: tuple[str, ...] = ()  # the values it reads
+    also_writes: tuple[str, ...] = ()  # further values it writes (a fused sign's bits)
     seconds: float = 0.0  # accumulated while the model runs with profile = True
     calls: int = 0
     run: Callable[[Values, int], None] | None = field(default=None, repr=False)
+    # What load-time fusion (runtime/fusion.py) needs to know of the node: "fuse" (a binary
+    # conv with float output: a factory of its run with the steps after it fused), "prelu"
+    # (an RPReLU's tensors), "sign" (a sign's shift or None).
+    fusion: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         out = f"{self.out_shape} {'bits' if self.out_bits else 'float32'}"
@@ -171,7 +177,7 @@ def sign(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) 
         x = np.ascontiguousarray(values[src])
         values[out] = _core.pack_shifted(x, shift, threads) if shift is not None else _pack_last(x, threads)
 
-    return Layer("", "sign", "pack", shape, shape, True, run=run)
+    return Layer("", "sign", "pack", shape, shape, True, run=run, fusion={"sign": shift})
 
 
 def affine(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -210,6 +216,9 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
         def run(values: Values, threads: int) -> None:
             # where(z ≥ 0, z, slope·z) as max(z, 0) + slope·min(z, 0), exactly (one term is ±0)
             values[out] = _core.channel_prelu(np.ascontiguousarray(values[src]), shift_in, slope, shift_out, threads)
+
+        return Layer("", "act", "float", shape, shape, False, run=run,
+                     fusion={"prelu": (shift_in, slope, shift_out)})
 
     return Layer("", "act", "float", shape, shape, False, run=run)
 
@@ -481,6 +490,7 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
     spec = _pool_spec(r, oh, ow)
     out_hw = (oh, ow) if spec is None else spec[3:]
     out_kind, stage, folded = _output_stage(r, cout, in_bits)
+    fusion: dict[str, Any] = {}
 
     if in_bits:
         try:
@@ -503,6 +513,23 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
 
             def run(values: Values, threads: int) -> None:
                 values[out] = conv.run_float(values[src], scale, bias, act_name, post_scale, post_bias, threads)
+
+            def fuse(residual: str | None, prelu: tuple | None, sign: bool, sign_shift: np.ndarray | None,
+                     float_out: str, bits_out: str | None) -> Callable[[Values, int], None]:
+                """The run of this conv with the steps after it in its kernel (runtime/fusion.py)."""
+
+                def fused(values: Values, threads: int) -> None:
+                    r = None if residual is None else np.ascontiguousarray(values[residual])
+                    y = conv.run_float(values[src], scale, bias, act_name, post_scale, post_bias, threads,
+                                       residual=r, prelu=prelu, signs=sign, sign_shift=sign_shift)
+                    if sign:
+                        values[float_out], values[bits_out] = y
+                    else:
+                        values[float_out] = y
+
+                return fused
+
+            fusion["fuse"] = fuse
         else:
 
             def run(values: Values, threads: int) -> None:
@@ -528,7 +555,7 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
             values[out] = conv.run(np.ascontiguousarray(values[src]), scale, bias, act_name, bits_out, pool, threads)
 
         kind = "binary weights, float input" if weights == "bits" else "float"
-    return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run)
+    return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run, fusion=fusion)
 
 
 BUILDERS: dict[str, Callable[..., Layer]] = {

@@ -1,0 +1,72 @@
+"""Load-time fusion: a binary conv's float output with the elementwise steps after it.
+
+A binary conv with a float output that feeds only a residual ``add``, whose result (or the
+conv's own output) feeds only an RPReLU ``act``, runs those steps inside its kernel per
+tile, while the tile is in cache, and a ``sign`` of the final value is packed there too
+(``BinaryConv2d.run_float``'s residual, prelu and signs; ``csrc/float_stage.h``): one pass
+over the activation instead of up to four, threaded with the conv. This is Bi-Real Net's
+and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the next block). The
+results are the bits of running the nodes one by one: each step rounds to float32 as
+numpy's separate operations do. ``onebit.runtime.load(..., fuse=False)`` keeps them apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from onebit.runtime.ops import Layer
+
+__all__ = ["fuse_layers"]
+
+
+def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
+    """The layers with every fusable conv → [add] → [RPReLU] → [sign] chain merged into one."""
+    consumers: dict[str, list[int]] = defaultdict(list)
+    for i, layer in enumerate(layers):
+        for v in layer.inputs:
+            consumers[v].append(i)
+    consumers[graph_output].append(len(layers))  # the caller reads it
+    by_output = {layer.output: i for i, layer in enumerate(layers)}
+
+    merged: dict[int, Layer] = {}  # position -> fused layer
+    removed: set[int] = set()  # positions taken into a fused layer
+
+    def sole_consumer(value: str) -> Layer | None:
+        """The one layer that reads ``value`` (not the caller), if it is not taken yet."""
+        users = consumers[value]
+        if len(users) != 1 or users[0] == len(layers) or users[0] in removed:
+            return None
+        return layers[users[0]]
+
+    for i, conv in enumerate(layers):
+        if "fuse" not in conv.fusion:
+            continue
+        chain = [i]
+        value, residual, prelu = conv.output, None, None
+        nxt = sole_consumer(value)
+        if nxt is not None and nxt.op == "add" and nxt.inputs.count(value) == 1:
+            residual = next(v for v in nxt.inputs if v != value)
+            chain.append(by_output[nxt.output])
+            value, nxt = nxt.output, sole_consumer(nxt.output)
+        if nxt is not None and "prelu" in nxt.fusion:
+            prelu = nxt.fusion["prelu"]
+            chain.append(by_output[nxt.output])
+            value = nxt.output
+        signs = [j for j in consumers[value] if j < len(layers) and j not in removed and "sign" in layers[j].fusion]
+        sign = layers[signs[0]] if signs else None
+        if len(chain) == 1 and sign is None:
+            continue
+        parts = [layers[j] for j in chain] + ([sign] if sign is not None else [])
+        last = layers[chain[-1]]
+        fused = Layer(
+            "+".join(p.name for p in parts), conv.op, conv.kind, conv.in_shape, last.out_shape, False,
+            output=value, inputs=conv.inputs + ((residual,) if residual is not None else ()),
+            also_writes=(sign.output,) if sign is not None else (),
+            run=conv.fusion["fuse"](residual, prelu, sign is not None, None if sign is None else sign.fusion["sign"],
+                                    value, None if sign is None else sign.output),
+        )
+        # It runs where the last float step of the chain ran: its inputs (the residual too)
+        # exist there, and every reader of its outputs comes later.
+        merged[chain[-1]] = fused
+        removed.update(chain + ([signs[0]] if sign is not None else []))
+    return [merged[i] if i in merged else layer for i, layer in enumerate(layers) if i not in removed or i in merged]

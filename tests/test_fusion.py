@@ -1,0 +1,100 @@
+"""Load-time fusion (onebit.runtime.fusion): a binary conv's residual add, RPReLU and sign run
+inside its kernel, with exactly the results of running the nodes one by one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import onebit.runtime as rt
+from onebit.models import create_model
+from onebit.nn import BiRealBlock, QuantConv2d
+from tests.exporting import check_export, randomize_bn, randomize_react
+
+
+class _TwoBranches(nn.Module):
+    """add(conv_a(x), conv_b(x)): both operands are binary convs that could take the add."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64))
+        q = dict(padding=1, bias=False, input_quantizer="ste_sign", weight_quantizer="ste_sign")
+        self.a, self.b = QuantConv2d(64, 64, 3, **q), QuantConv2d(64, 64, 3, **q)
+        self.bn_a, self.bn_b = nn.BatchNorm2d(64), nn.BatchNorm2d(64)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(self.bn_a(self.a(x)) + self.bn_b(self.b(x)))
+
+
+def _bireal():
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
+        BiRealBlock(64, 64), BiRealBlock(64, 64, pad_value=1.0), BiRealBlock(64, 128, stride=2),
+        BiRealBlock(128, 128, pad_value=-1.0), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
+    )
+
+
+MODELS = {
+    "bireal": lambda: randomize_bn(_bireal()),
+    "reactnet_resnet18": lambda: randomize_react(randomize_bn(
+        create_model("reactnet_resnet18", num_classes=10, in_shape=(3, 32, 32), width=8))),
+    "reactnet_a": lambda: randomize_react(randomize_bn(
+        create_model("reactnet_a", num_classes=10, in_shape=(3, 32, 32), width=4))),
+    "two_branches": lambda: randomize_bn(_TwoBranches()),
+}
+# The chains each model's binary convs fuse into (fused layer names end with these).
+CHAINS = {
+    "bireal": ["+add+", "+add_1+", "+add_2+", "+add_3"],  # the last block's sum feeds only the pool
+    "reactnet_resnet18": ["+add+", "+add_1+"],
+    "reactnet_a": ["+add+", "+add_1", "+add_2"],
+    "two_branches": ["+add"],
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fused_equals_unfused_and_pytorch(tmp_path, name):
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    shape = (3, 32, 32) if name.startswith("reactnet") else (3, 16, 16)
+    path = tmp_path / "m.onebit"
+    check_export(model, torch.randn(64, *shape), path)  # the runtime (fused by default) == PyTorch
+    x = np.random.default_rng(1).standard_normal((5, *shape)).astype(np.float32)
+    for threads in (1, 2, 3):
+        fused, plain = rt.load(path, num_threads=threads), rt.load(path, num_threads=threads, fuse=False)
+        assert fused(x).tobytes() == plain(x).tobytes()
+    names = [layer.name for layer in fused.layers if "+" in layer.name]
+    assert len(fused.layers) < len(plain.layers)
+    for chain in CHAINS[name]:
+        assert any(chain in n or n.endswith(chain) for n in names), (chain, names)
+    # A fused layer reads the conv's input (and the residual) and writes the chain's values.
+    by_output = {layer.output: layer for layer in plain.layers}
+    for layer in fused.layers:
+        if "+" in layer.name:
+            assert all(v == "input" or v in by_output for v in layer.inputs)
+            assert all(v in by_output for v in (layer.output, *layer.also_writes))
+
+
+def test_two_branches_fuse_the_add_once(tmp_path):
+    """add(conv_a, conv_b): the first conv takes the add, the second runs before it unfused."""
+    path = tmp_path / "m.onebit"
+    check_export(randomize_bn(_TwoBranches()), torch.randn(16, 3, 8, 8), path)
+    layers = rt.load(path).layers
+    fused = [layer for layer in layers if "+add" in layer.name]
+    assert len(fused) == 1 and sum(layer.op == "add" for layer in layers) == 0
+    assert sum(layer.op == "conv2d" and layer.kind == "binary" for layer in layers) == 2
+
+
+def test_fusion_keeps_values_other_layers_read(tmp_path):
+    """Bi-Real: each block's sum is both the next block's residual and its sign's input, so
+    the float sum is still written next to the packed signs."""
+    path = tmp_path / "m.onebit"
+    check_export(randomize_bn(_bireal()), torch.randn(16, 3, 16, 16), path)
+    layers = rt.load(path).layers
+    reads = {v for layer in layers for v in layer.inputs}
+    for layer in layers:
+        if layer.also_writes:
+            assert layer.output in reads and all(v in reads for v in layer.also_writes)
