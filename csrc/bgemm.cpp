@@ -148,9 +148,10 @@ struct Job {
   const std::uint32_t* neg;  // sign bits, one 32-bit half per tile
   std::uint32_t* out;        // rows of 2 * out_words halves
   std::int64_t out_halves;
-  // float: the stage of each task's int32 block (in a thread-local scratch) into fy
+  // float: the stage of each task's int32 block (in its thread's part of scratch) into fy
   const FloatStage* stage;
   float* fy;
+  std::int32_t* scratch;  // threads x mc x nc * kBgemmNR
 };
 
 // Rows [m0, m1) x weight tiles [t0, t1) of the job, on the calling thread.
@@ -197,7 +198,7 @@ void compute_block(const Job& j, std::int64_t m0, std::int64_t m1, std::int64_t 
   }
 }
 
-void run_task(void* ctx, std::int64_t task, int /*thread*/) {
+void run_task(void* ctx, std::int64_t task, int thread) {
   const Job& j = *static_cast<const Job*>(ctx);
   const std::int64_t m0 = (task / j.n_blocks) * j.mc, m1 = std::min(j.m, m0 + j.mc);
   const std::int64_t t0 = (task % j.n_blocks) * j.nc, t1 = std::min(j.tiles, t0 + j.nc);
@@ -205,19 +206,16 @@ void run_task(void* ctx, std::int64_t task, int /*thread*/) {
     compute_block(j, m0, m1, t0, t1);
     return;
   }
-  // Float output: the block's int32 sums into a scratch of its own, then the stage.
+  // Float output: the block's int32 sums into the thread's scratch, then the stage.
   const std::int64_t c0 = t0 * kBgemmNR, c1 = std::min(j.n, t1 * kBgemmNR);
-  thread_local std::vector<std::int32_t> scratch;
-  const std::size_t need = static_cast<std::size_t>((m1 - m0) * (t1 - t0) * kBgemmNR);
-  if (scratch.size() < need) scratch.resize(need);
   Job block = j;
   block.a = j.a + m0 * j.lda;
   block.m = m1 - m0;
-  block.c = scratch.data();
+  block.c = j.scratch + thread * j.mc * j.nc * kBgemmNR;
   block.ldc = (t1 - t0) * kBgemmNR;
   block.c_t0 = t0;
   compute_block(block, 0, m1 - m0, t0, t1);
-  apply_float_stage(*j.stage, scratch.data(), block.ldc, m0, m1 - m0, c0, c1, j.fy, j.n, j.isa);
+  apply_float_stage(*j.stage, block.c, block.ldc, m0, m1 - m0, c0, c1, j.fy, j.n, j.isa);
 }
 
 // Returns the thread count; *micros: the estimated single-thread time.
@@ -319,6 +317,11 @@ void bgemm_float(const std::uint64_t* a, std::int64_t m, const PackedWeights& w,
   j.fy = out;
   double micros = 0.0;
   const int threads = plan(j, num_threads, &micros);
+  // Per call rather than thread_local: a thread_local with a destructor on the caller's
+  // thread (a Python thread) is freed by glibc at thread exit in a way ThreadSanitizer
+  // cannot order, which it reported as a race.
+  std::vector<std::int32_t> scratch(static_cast<std::size_t>(threads * j.mc * j.nc * kBgemmNR));
+  j.scratch = scratch.data();
   parallel_run(threads, ((m + j.mc - 1) / j.mc) * j.n_blocks, run_task, &j, micros);
 }
 

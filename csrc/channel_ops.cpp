@@ -5,7 +5,6 @@
 #include "channel_ops.h"
 
 #include <algorithm>
-#include <vector>
 
 #include "bitpack.h"
 #include "threadpool.h"
@@ -18,8 +17,6 @@ namespace {
 // only used for the thread count; each thread must get at least kMinMicrosPerThread.
 constexpr double kFloatsPerMicro = 4000.0;
 constexpr double kMinMicrosPerThread = 8.0;
-// Rows of the shifted sign's difference formed at a time (its buffer stays in L1/L2).
-constexpr std::int64_t kPackBlockFloats = 8192;
 
 enum class Step { affine, prelu, add, pack_shifted };
 
@@ -76,14 +73,21 @@ __attribute__((always_inline)) inline void add_range(const Job& j, std::int64_t 
   for (std::int64_t i = i0; i < i1; ++i) o[i] = a[i] + b[i];
 }
 
-__attribute__((always_inline)) inline void shifted_rows(const Job& j, std::int64_t r0, std::int64_t r1,
-                                                        float* __restrict buf) {
-  const std::int64_t c = j.c;
+// Packs rows [r0, r1) of x - shift a chunk of channels at a time, the differences in a
+// buffer on the stack (chunks are whole words: their bits start at a word).
+__attribute__((always_inline)) inline void shifted_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  constexpr std::int64_t kChunk = 512;
+  float diff[kChunk];
+  const std::int64_t c = j.c, words = words_for(c);
+  const PackRowsFn pack = bitpack_kernels(j.isa).pack;
   for (std::int64_t r = r0; r < r1; ++r) {
-    const float* __restrict x = j.x + r * c;
-    const float* __restrict s = j.p0;
-    float* __restrict z = buf + (r - r0) * c;
-    for (std::int64_t k = 0; k < c; ++k) z[k] = x[k] - s[k];
+    for (std::int64_t k0 = 0; k0 < c; k0 += kChunk) {
+      const std::int64_t len = std::min(kChunk, c - k0);
+      const float* __restrict x = j.x + r * c + k0;
+      const float* __restrict s = j.p0 + k0;
+      for (std::int64_t k = 0; k < len; ++k) diff[k] = x[k] - s[k];
+      pack(diff, 1, len, j.bits + r * words + k0 / 64);
+    }
   }
 }
 
@@ -92,20 +96,7 @@ __attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r
     case Step::affine: affine_rows(j, r0, r1); break;
     case Step::prelu: prelu_rows(j, r0, r1); break;
     case Step::add: add_range(j, r0, r1); break;
-    case Step::pack_shifted: {
-      const std::int64_t block = std::max<std::int64_t>(1, kPackBlockFloats / std::max<std::int64_t>(j.c, 1));
-      thread_local std::vector<float> buf;
-      const std::size_t need = static_cast<std::size_t>(std::min(block, r1 - r0) * j.c);
-      if (buf.size() < need) buf.resize(need);
-      const BitpackKernels& pack = bitpack_kernels(j.isa);
-      const std::int64_t words = words_for(j.c);
-      for (std::int64_t r = r0; r < r1; r += block) {
-        const std::int64_t e = std::min(r1, r + block);
-        shifted_rows(j, r, e, buf.data());
-        pack.pack(buf.data(), e - r, j.c, j.bits + r * words);
-      }
-      break;
-    }
+    case Step::pack_shifted: shifted_rows(j, r0, r1); break;
   }
 }
 

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cassert>
 #include <type_traits>
-#include <vector>
 
 #include "bitpack.h"
 
@@ -88,14 +87,18 @@ void apply_float_stage(const FloatStage& st, const std::int32_t* src, std::int64
     pack.pack(rows, m, ldo, bits);
     return;
   }
-  thread_local std::vector<float> diff;
-  if (diff.size() < static_cast<std::size_t>(ldo)) diff.resize(static_cast<std::size_t>(ldo));
+  // The differences of a row, a chunk of channels at a time, in a buffer on the stack
+  // (chunks are whole words: their bits start at a word).
+  constexpr std::int64_t kChunk = 512;
+  float diff[kChunk];
   for (std::int64_t p = 0; p < m; ++p) {
-    const float* __restrict z = rows + p * ldo;
-    const float* __restrict sh = st.sign_shift;
-    float* __restrict d = diff.data();
-    for (std::int64_t o = 0; o < ldo; ++o) d[o] = z[o] - sh[o];
-    pack.pack(d, 1, ldo, bits + p * words);
+    for (std::int64_t o0 = 0; o0 < ldo; o0 += kChunk) {
+      const std::int64_t len = std::min(kChunk, ldo - o0);
+      const float* __restrict z = rows + p * ldo + o0;
+      const float* __restrict sh = st.sign_shift + o0;
+      for (std::int64_t o = 0; o < len; ++o) diff[o] = z[o] - sh[o];
+      pack.pack(diff, 1, len, bits + p * words + o0 / 64);
+    }
   }
 }
 

@@ -377,6 +377,26 @@ void check_bconv() {
       conv.run_threshold(x.data(), t.n, t.h, t.w, thresh.data(), flip.data(), pooled.data(), threads, Isa::neon,
                          &pool);
       expect_equal(pooled, pooled_want, "BinaryConv2d.run_threshold with a fused pool" + what);
+      // The float stage with every fused step (residual, RPReLU, shifted signs): NEON
+      // against the scalar ISA (the packer differs).
+      const auto o = static_cast<std::size_t>(t.o);
+      const std::vector<float> scale = random_floats(o), bias = random_floats(o), si = random_floats(o),
+                               sl = random_floats(o), so = random_floats(o), sh = random_floats(o),
+                               residual = random_floats(want.size());
+      std::vector<float> fwant(want.size()), fgot(want.size(), -7.0f);
+      std::vector<std::uint64_t> swant(bits_want.size()), sgot(bits_want.size(), ~0ull);
+      onebit::FloatStage stage{scale.data(), bias.data(), 1, nullptr, nullptr};
+      stage.residual = residual.data();
+      stage.prelu_shift_in = si.data();
+      stage.prelu_slope = sl.data();
+      stage.prelu_shift_out = so.data();
+      stage.sign_shift = sh.data();
+      stage.signs = swant.data();
+      conv.run_float(x.data(), t.n, t.h, t.w, stage, fwant.data(), 1, Isa::scalar);
+      stage.signs = sgot.data();
+      conv.run_float(x.data(), t.n, t.h, t.w, stage, fgot.data(), threads, Isa::neon);
+      expect_equal(fgot, fwant, "BinaryConv2d.run_float with fused steps" + what);
+      expect_equal(sgot, swant, "BinaryConv2d.run_float's fused signs" + what);
     }
   }
 }

@@ -127,6 +127,8 @@ int main(int argc, char** argv) {
     cflip[static_cast<std::size_t>(j)] = (rng() & 1) ? 1 : -1;
   }
   const auto cmask = random_bits(1, co);
+  const auto cscale = random_floats(static_cast<std::size_t>(co)), cbias = random_floats(static_cast<std::size_t>(co));
+  const auto cresidual = random_floats(static_cast<std::size_t>(cn * ch * cw * co));
   const std::int64_t pn = 8, ph = 32, pw = 32, pc = 500;
   const auto px = random_bits(pn * ph * pw, pc);
   const auto pmask = random_bits(1, pc);
@@ -187,6 +189,23 @@ int main(int argc, char** argv) {
          std::vector<std::uint64_t> y(static_cast<std::size_t>(cn * ch * cw * onebit::words_for(co)));
          conv.run_threshold(cx.data(), cn, ch, cw, cthresh.data(), cflip.data(), y.data(), threads, isa);
          store(y, out);
+       }},
+      {"bconv_float_fused",
+       [&](Isa isa, int threads, std::vector<unsigned char>& out) {
+         const auto size = static_cast<std::size_t>(cn * ch * cw * co);
+         std::vector<float> y(size);
+         std::vector<std::uint64_t> signs(static_cast<std::size_t>(cn * ch * cw * onebit::words_for(co)));
+         onebit::FloatStage stage{cscale.data(), cbias.data(), 2, nullptr, nullptr};
+         stage.residual = cresidual.data();
+         stage.prelu_shift_in = cbias.data();
+         stage.prelu_slope = cscale.data();
+         stage.prelu_shift_out = cbias.data();
+         stage.signs = signs.data();
+         conv.run_float(cx.data(), cn, ch, cw, stage, y.data(), threads, isa);
+         std::vector<unsigned char> bits;
+         store(signs, bits);
+         store(y, out);
+         out.insert(out.end(), bits.begin(), bits.end());
        }},
       {"bconv_threshold_pool",
        [&](Isa isa, int threads, std::vector<unsigned char>& out) {
