@@ -791,6 +791,59 @@ NB_MODULE(_core, m) {
       "difference is < 0, as pack_rows.");
 
   m.def(
+      "pack_shifted_parts",
+      [](const std::vector<AnyArray>& parts, nb::handle shift, int num_threads, const std::string& isa,
+         nb::handle scale, nb::handle bias) {
+        const char* fn = "pack_shifted_parts";
+        if (parts.empty()) throw std::invalid_argument(std::string(fn) + ": parts must not be empty");
+        std::vector<const float*> data;
+        std::vector<std::int64_t> channels;
+        std::vector<std::size_t> shape;
+        for (const AnyArray& p : parts) {
+          const ChannelRows r(p, fn);
+          std::vector<std::size_t> lead(r.shape.begin(), r.shape.end() - 1);
+          if (data.empty()) {
+            shape = lead;
+          } else if (lead != shape) {
+            throw std::invalid_argument(std::string(fn) + ": parts must agree in all but the last axis, got " +
+                                        shape_str(parts[0]) + " and " + shape_str(p));
+          }
+          data.push_back(r.data);
+          channels.push_back(r.c);
+        }
+        std::int64_t c = 0, rows = 1;
+        for (std::int64_t ci : channels) c += ci;
+        for (std::size_t d : shape) rows *= static_cast<std::int64_t>(d);
+        AnyArray sa, sc, bi;
+        auto optional = [&](nb::handle h, AnyArray& into, const char* name) -> const float* {
+          if (h.is_none()) return nullptr;
+          if (!nb::try_cast(h, into)) throw std::invalid_argument(std::string(fn) + ": " + name + " must be a numpy array");
+          return StageArgs::vector(into, c, fn, name);
+        };
+        const float* s = optional(shift, sa, "shift");
+        if (scale.is_none() != bias.is_none()) {
+          throw std::invalid_argument(std::string(fn) + ": scale and bias must be given together");
+        }
+        const float* sc_data = optional(scale, sc, "scale");
+        const float* bi_data = optional(bias, bi, "bias");
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        shape.push_back(static_cast<std::size_t>(onebit::words_for(c)));
+        auto out = new_array<std::uint64_t>(shape);
+        {
+          nb::gil_scoped_release release;
+          onebit::pack_shifted_parts(data.data(), channels.data(), static_cast<int>(data.size()), rows, sc_data,
+                                     bi_data, s, out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("parts"), nb::arg("shift").none() = nb::none(), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+      nb::arg("scale").none() = nb::none(), nb::arg("bias").none() = nb::none(),
+      "Packed sign of z over the concatenation of the float32 parts along their last axis (the same "
+      "leading shape), without forming it: z = x * scale + bias (if given), then z - shift (if given); "
+      "bit 1 where z < 0.");
+
+  m.def(
       "nchw_to_nhwc",
       [](const AnyArray& x, int num_threads) {
         const float* data = checked<float>(x, 4, "nchw_to_nhwc", "x");

@@ -5,6 +5,7 @@
 #include "channel_ops.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "bitpack.h"
 #include "threadpool.h"
@@ -18,19 +19,23 @@ namespace {
 constexpr double kFloatsPerMicro = 4000.0;
 constexpr double kMinMicrosPerThread = 8.0;
 
-enum class Step { affine, prelu, add, pack_shifted };
+enum class Step { affine, prelu, add, pack_shifted, pack_parts };
 
 struct Job {
   Step step;
   const float* x;
   const float* y;  // add: b
-  const float* p0;  // affine: scale; prelu: shift_in; pack_shifted: shift
-  const float* p1;  // affine: bias; prelu: slope
-  const float* p2;  // prelu: shift_out
+  const float* p0;  // affine: scale; prelu: shift_in; pack_shifted, pack_parts: shift
+  const float* p1;  // affine: bias; prelu: slope; pack_parts: scale
+  const float* p2;  // prelu: shift_out; pack_parts: bias
   float* out;
   std::uint64_t* bits;
   std::int64_t rows, c, tasks;
   Isa isa;
+  // pack_parts: the parts (c: their channels in all)
+  const float* const* parts = nullptr;
+  const std::int64_t* part_channels = nullptr;
+  int n_parts = 0;
 };
 
 __attribute__((always_inline)) inline void affine_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
@@ -91,12 +96,45 @@ __attribute__((always_inline)) inline void shifted_rows(const Job& j, std::int64
   }
 }
 
+// Rows [r0, r1) of the parts joined in a buffer (through the affine and the shift), then
+// packed.
+__attribute__((always_inline)) inline void parts_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t words = words_for(j.c);
+  const PackRowsFn pack = bitpack_kernels(j.isa).pack;
+  std::vector<float> row(static_cast<std::size_t>(j.c));
+  for (std::int64_t r = r0; r < r1; ++r) {
+    std::int64_t at = 0;
+    for (int i = 0; i < j.n_parts; ++i) {
+      const std::int64_t ci = j.part_channels[i];
+      const float* __restrict x = j.parts[i] + r * ci;
+      float* __restrict d = row.data() + at;
+      if (j.p1 != nullptr) {  // affine
+        const float* __restrict s = j.p1 + at;
+        const float* __restrict b = j.p2 + at;
+        for (std::int64_t k = 0; k < ci; ++k) {
+          const float z = x[k] * s[k];
+          d[k] = z + b[k];
+        }
+      } else {
+        for (std::int64_t k = 0; k < ci; ++k) d[k] = x[k];
+      }
+      if (j.p0 != nullptr) {  // shift
+        const float* __restrict sh = j.p0 + at;
+        for (std::int64_t k = 0; k < ci; ++k) d[k] = d[k] - sh[k];
+      }
+      at += ci;
+    }
+    pack(row.data(), 1, j.c, j.bits + r * words);
+  }
+}
+
 __attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r0, std::int64_t r1) {
   switch (j.step) {
     case Step::affine: affine_rows(j, r0, r1); break;
     case Step::prelu: prelu_rows(j, r0, r1); break;
     case Step::add: add_range(j, r0, r1); break;
     case Step::pack_shifted: shifted_rows(j, r0, r1); break;
+    case Step::pack_parts: parts_rows(j, r0, r1); break;
   }
 }
 
@@ -157,6 +195,18 @@ void add_f32(const float* a, const float* b, std::int64_t n, float* out, int num
 void pack_shifted(const float* x, std::int64_t rows, std::int64_t c, const float* shift, std::uint64_t* out,
                   int num_threads, Isa isa) {
   Job j{Step::pack_shifted, x, nullptr, shift, nullptr, nullptr, nullptr, out, rows, c, 1, isa};
+  run(j, num_threads);
+}
+
+void pack_shifted_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
+                        const float* scale, const float* bias, const float* shift, std::uint64_t* out,
+                        int num_threads, Isa isa) {
+  std::int64_t c = 0;
+  for (int i = 0; i < n_parts; ++i) c += channels[i];
+  Job j{Step::pack_parts, nullptr, nullptr, shift, scale, bias, nullptr, out, rows, c, 1, isa};
+  j.parts = parts;
+  j.part_channels = channels;
+  j.n_parts = n_parts;
   run(j, num_threads);
 }
 

@@ -28,4 +28,13 @@ void add_f32(const float* a, const float* b, std::int64_t n, float* out, int num
 void pack_shifted(const float* x, std::int64_t rows, std::int64_t c, const float* shift, std::uint64_t* out,
                   int num_threads, Isa isa);
 
+// The packed sign of z over the channel concatenation of n_parts arrays (part i: rows x
+// channels[i] floats) without forming it in memory: each row is joined in a small buffer
+// and packed (a DenseNet layer's input: the sign of all the block's features so far).
+// z = x * scale[j] + bias[j] (a BatchNorm; skipped if scale is null), then z - shift[j]
+// (skipped if shift is null); bit 1 where z < 0. Per-channel vectors span the concatenation.
+void pack_shifted_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
+                        const float* scale, const float* bias, const float* shift, std::uint64_t* out,
+                        int num_threads, Isa isa);
+
 }  // namespace onebit

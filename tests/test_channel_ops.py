@@ -63,6 +63,36 @@ def test_channel_ops_threads_identical(isa, shape):
     check(x, params, isa, (1, 2, 3))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@kernel_settings(60)
+@given(widths=st.lists(st.integers(1, 150), min_size=1, max_size=5), rows=st.lists(st.integers(0, 6), max_size=3),
+       shifted=st.booleans(), affine=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_pack_shifted_parts_is_the_sign_of_the_concat(isa, widths, rows, shifted, affine, seed):
+    """Parts of any widths (bits of a part start mid-word), with or without an affine (a
+    BatchNorm: x·scale + bias, each step rounded) and a shift."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.standard_normal((*rows, c)).astype(np.float32) for c in widths]
+    joined = np.concatenate(parts, axis=-1)
+    c = joined.shape[-1]
+    shift, scale, bias = (rng.standard_normal(c).astype(np.float32) for _ in range(3))
+    z = joined * scale + bias if affine else joined
+    want = ref_pack_shifted(z, shift if shifted else 0)
+    kw = dict(scale=scale, bias=bias) if affine else {}
+    for t in (1, 2):
+        np.testing.assert_array_equal(_core.pack_shifted_parts(parts, shift if shifted else None, t, isa, **kw), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_pack_shifted_parts_threads(isa):
+    """A DenseNet block's input: 160 + 5 × 64 channels of 56 × 56 pixels, split across threads."""
+    rng = np.random.default_rng(3)
+    parts = [rng.standard_normal((1, 56, 56, c)).astype(np.float32) for c in (160, 64, 64, 64, 64, 64)]
+    shift = rng.standard_normal(480).astype(np.float32)
+    want = ref_pack_shifted(np.concatenate(parts, axis=-1), shift)
+    for t in (1, 2, 3):
+        np.testing.assert_array_equal(_core.pack_shifted_parts(parts, shift, t, isa), want)
+
+
 def test_channel_ops_errors():
     x, v = np.zeros((2, 3, 4), np.float32), np.zeros(4, np.float32)
     cases = [
@@ -74,6 +104,12 @@ def test_channel_ops_errors():
         (lambda: _core.pack_shifted(np.float32(1.0).reshape(()), v), "at least 1-D"),
         (lambda: _core.pack_shifted(x, v, num_threads=-1), "num_threads"),
         (lambda: _core.add(x, x, isa="bogus"), "bogus"),
+        (lambda: _core.pack_shifted_parts([], None), "must not be empty"),
+        (lambda: _core.pack_shifted_parts([x, x[:1]], None), "agree in all but the last axis"),
+        (lambda: _core.pack_shifted_parts([x, x], v), "shift needs 8 entries"),
+        (lambda: _core.pack_shifted_parts([x, x.astype(np.float64)], None), "float32"),
+        (lambda: _core.pack_shifted_parts([x], None, scale=v), "scale and bias must be given together"),
+        (lambda: _core.pack_shifted_parts([x], None, scale=v, bias=v[:3]), "bias needs 4 entries"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -45,6 +45,9 @@ MODELS = {
     "reactnet_a": lambda: randomize_react(randomize_bn(
         create_model("reactnet_a", num_classes=10, in_shape=(3, 32, 32), width=4))),
     "two_branches": lambda: randomize_bn(_TwoBranches()),
+    # growth 16 from 32 channels: parts that start mid-word
+    "densenet": lambda: randomize_bn(create_model("binarydensenet28", num_classes=10, in_shape=(3, 32, 32),
+                                                  initial_filters=32, growth_rate=16)),
 }
 # The chains each model's binary convs fuse into (fused layer names end with these).
 CHAINS = {
@@ -52,6 +55,7 @@ CHAINS = {
     "reactnet_resnet18": ["+add+", "+add_1+"],
     "reactnet_a": ["+add+", "+add_1", "+add_2"],
     "two_branches": ["+add"],
+    "densenet": [],  # no conv chain; its concats unfold (test below)
 }
 
 
@@ -59,7 +63,7 @@ CHAINS = {
 def test_fused_equals_unfused_and_pytorch(tmp_path, name):
     torch.manual_seed(0)
     model = MODELS[name]()
-    shape = (3, 32, 32) if name.startswith("reactnet") else (3, 16, 16)
+    shape = (3, 32, 32) if name.startswith(("reactnet", "densenet")) else (3, 16, 16)
     path = tmp_path / "m.onebit"
     check_export(model, torch.randn(64, *shape), path)  # the runtime (fused by default) == PyTorch
     x = np.random.default_rng(1).standard_normal((5, *shape)).astype(np.float32)
@@ -68,6 +72,7 @@ def test_fused_equals_unfused_and_pytorch(tmp_path, name):
         assert fused(x).tobytes() == plain(x).tobytes()
     names = [layer.name for layer in fused.layers if "+" in layer.name]
     assert len(fused.layers) < len(plain.layers)
+    assert all(len(set(layer.inputs)) == len(layer.inputs) for layer in fused.layers if layer.op == "concat")
     for chain in CHAINS[name]:
         assert any(chain in n or n.endswith(chain) for n in names), (chain, names)
     # A fused layer reads the conv's input (and the residual) and writes the chain's values.
@@ -98,3 +103,18 @@ def test_fusion_keeps_values_other_layers_read(tmp_path):
     for layer in layers:
         if layer.also_writes:
             assert layer.output in reads and all(v in reads for v in layer.also_writes)
+
+
+def test_densenet_blocks_copy_their_features_once(tmp_path):
+    """Each dense block's growing concats unfold: the signs pack the block's parts directly
+    and only the block's last concat (the transition's input) is formed, from all its parts."""
+    model = MODELS["densenet"]()
+    path = tmp_path / "d.onebit"
+    check_export(model, torch.randn(32, 3, 32, 32), path)
+    plain, fused = rt.load(path, fuse=False).layers, rt.load(path).layers
+    concats = [layer for layer in fused if layer.op == "concat"]
+    assert sum(layer.op == "concat" for layer in plain) == 23 and len(concats) == 4  # 6 + 6 + 6 + 5 layers
+    produced = {layer.output: layer for layer in plain}
+    assert all(produced[v].op != "concat" for layer in concats for v in layer.inputs)
+    signs = [layer for layer in fused if layer.op == "sign" and len(layer.inputs) > 1]
+    assert len(signs) == 23 - 4  # every dense layer's sign but the first of each block reads several parts

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "bconv.h"
+#include "channel_ops.h"
 #include "bgemm.h"
 #include "bitpack.h"
 #include "dispatch.h"
@@ -401,6 +402,28 @@ void check_bconv() {
   }
 }
 
+void check_channel_ops() {
+  // The packer inside pack_shifted_parts (NEON) against the scalar one, parts not word-aligned.
+  const std::int64_t rows = 37;
+  const std::int64_t widths[3] = {70, 64, 33};
+  std::vector<std::vector<float>> parts;
+  std::vector<const float*> ptrs;
+  for (std::int64_t c : widths) {
+    parts.push_back(random_floats(static_cast<std::size_t>(rows * c)));
+    ptrs.push_back(parts.back().data());
+  }
+  const std::vector<float> scale = random_floats(167), bias = random_floats(167), shift = random_floats(167);
+  std::vector<std::uint64_t> want(static_cast<std::size_t>(rows * onebit::words_for(167)));
+  onebit::pack_shifted_parts(ptrs.data(), widths, 3, rows, scale.data(), bias.data(), shift.data(), want.data(), 1,
+                             Isa::scalar);
+  for (int threads : {1, 3}) {
+    std::vector<std::uint64_t> got(want.size(), ~0ull);
+    onebit::pack_shifted_parts(ptrs.data(), widths, 3, rows, scale.data(), bias.data(), shift.data(), got.data(),
+                               threads, Isa::neon);
+    expect_equal(got, want, "pack_shifted_parts threads=" + std::to_string(threads));
+  }
+}
+
 void check_bmaxpool_and_fgemm_bw() {
   for (std::int64_t channels : {1, 64, 100, 300}) {
     const std::int64_t n = 2, h = 11, w = 9, words = onebit::words_for(channels);
@@ -450,6 +473,7 @@ int main(int argc, char** argv) {
     check_bgemm(shapes);
     check_bconv();
     check_bmaxpool_and_fgemm_bw();
+    check_channel_ops();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "neon_check: exception: %s\n", e.what());
     return 1;

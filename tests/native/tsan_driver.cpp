@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "bconv.h"
+#include "channel_ops.h"
 #include "bgemm.h"
 #include "bitpack.h"
 #include "dispatch.h"
@@ -189,6 +190,21 @@ int main(int argc, char** argv) {
          std::vector<std::uint64_t> y(static_cast<std::size_t>(cn * ch * cw * onebit::words_for(co)));
          conv.run_threshold(cx.data(), cn, ch, cw, cthresh.data(), cflip.data(), y.data(), threads, isa);
          store(y, out);
+       }},
+      {"channel_ops",
+       [&](Isa isa, int threads, std::vector<unsigned char>& out) {
+         const std::int64_t rows = cn * ch * cw, c = co;
+         std::vector<float> y(static_cast<std::size_t>(rows * c));
+         onebit::channel_prelu(cresidual.data(), rows, c, cbias.data(), cscale.data(), cbias.data(), y.data(), threads,
+                               isa);
+         const float* parts[2] = {cresidual.data(), y.data()};
+         const std::int64_t widths[2] = {c, c};
+         std::vector<std::uint64_t> bits(static_cast<std::size_t>(rows * onebit::words_for(2 * c)));
+         onebit::pack_shifted_parts(parts, widths, 2, rows, nullptr, nullptr, nullptr, bits.data(), threads, isa);
+         std::vector<unsigned char> b;
+         store(bits, b);
+         store(y, out);
+         out.insert(out.end(), b.begin(), b.end());
        }},
       {"bconv_float_fused",
        [&](Isa isa, int threads, std::vector<unsigned char>& out) {

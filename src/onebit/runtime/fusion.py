@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from onebit.runtime.ops import Layer
+from onebit.runtime.ops import Layer, concat_run, sign_of_parts_run
 
-__all__ = ["fuse_layers"]
+__all__ = ["fuse_layers", "unfold_concats"]
 
 
 def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
@@ -70,3 +70,53 @@ def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
         merged[chain[-1]] = fused
         removed.update(chain + ([signs[0]] if sign is not None else []))
     return [merged[i] if i in merged else layer for i, layer in enumerate(layers) if i not in removed or i in merged]
+
+
+def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
+    """DenseNet blocks without their growing copies.
+
+    A dense block grows its features by concatenation, c_k = concat(c_(k-1), y_k), and packs
+    each c_k (through its own BatchNorm: a sign's shift, or an affine before the sign) for
+    the next binary conv: every layer copied all the features so far, O(L²) floats per
+    block (1.9 of BinaryDenseNet-28's 8 ms). Here a sign of a concat (or of an affine of one
+    that nothing else reads) packs the concat's parts row by row without forming it (the
+    same bits), every concat reads the base parts directly, and concats no one reads any
+    more are dropped: one copy per block.
+    """
+    parts: dict[str, list[str]] = {}  # concat output -> the non-concat values it joins
+    readers: dict[str, int] = defaultdict(int)
+    for layer in layers:
+        if layer.op == "concat":
+            parts[layer.output] = [p for v in layer.inputs for p in parts.get(v, [v])]
+        for v in layer.inputs:
+            readers[v] += 1
+    readers[graph_output] += 1
+    # affine output -> (its concat's parts, scale, bias) where the affine reads a concat and
+    # only signs read the affine
+    affines = {layer.output: (layer.name, parts[layer.inputs[0]], layer.fusion["affine"]) for layer in layers
+               if "affine" in layer.fusion and layer.inputs[0] in parts}
+
+    out: list[Layer] = []
+    for layer in layers:
+        src = layer.inputs[0] if layer.inputs else None
+        if layer.op == "concat":
+            joined = parts[layer.output]
+            if joined != list(layer.inputs):
+                layer = Layer(layer.name, "concat", layer.kind, layer.in_shape, layer.out_shape, False,
+                              output=layer.output, inputs=tuple(joined), run=concat_run(joined, layer.output))
+        elif "sign" in layer.fusion and (src in parts or (src in affines and readers[src] == 1)):
+            name, joined, affine = (layer.name, parts[src], None) if src in parts else affines[src]
+            layer = Layer(layer.name if affine is None else f"{name}+{layer.name}", "sign", layer.kind,
+                          layer.in_shape, layer.out_shape, True, output=layer.output, inputs=tuple(joined),
+                          run=sign_of_parts_run(joined, layer.fusion["sign"], affine, layer.output))
+        out.append(layer)
+    # Drop the concats and affines whose value no one reads now (walking back, so chains go
+    # at once).
+    read = {graph_output}
+    kept: list[Layer] = []
+    for layer in reversed(out):
+        if (layer.op == "concat" or layer.output in affines) and layer.output not in read:
+            continue
+        read.update(layer.inputs)
+        kept.append(layer)
+    return kept[::-1]

@@ -19,7 +19,7 @@ from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime import malloc
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
-from onebit.runtime.fusion import fuse_layers
+from onebit.runtime.fusion import fuse_layers, unfold_concats
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
@@ -41,7 +41,7 @@ class Model:
         self.profile = False
         _build(self, graph, tensors, where)  # validates everything read below
         if fuse:
-            self.layers = fuse_layers(self.layers, graph["output"])
+            self.layers = unfold_concats(fuse_layers(self.layers, graph["output"]), graph["output"])
         self.in_shape = tuple(graph["input"]["shape"])
         self._output = graph["output"]
         self.out_shape = next(l.out_shape for l in self.layers if l.output == self._output)

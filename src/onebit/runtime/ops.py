@@ -189,7 +189,7 @@ def affine(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool
     def run(values: Values, threads: int) -> None:
         values[out] = _core.channel_affine(np.ascontiguousarray(values[src]), scale, bias, threads)
 
-    return Layer("", "affine", "float", shape, shape, False, run=run)
+    return Layer("", "affine", "float", shape, shape, False, run=run, fusion={"affine": (scale, bias)})
 
 
 def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -243,10 +243,28 @@ def concat(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int
         raise r.error(f"concat needs float (H, W, C) values of one H and W, got {shapes}")
     shape = (*shapes[0][:2], sum(s[2] for s in shapes))
 
+    return Layer("", "concat", "float", shapes[0], shape, False, run=concat_run(srcs, out))
+
+
+def concat_run(srcs: list[str], out: str) -> Callable[[Values, int], None]:
     def run(values: Values, threads: int) -> None:
         values[out] = np.concatenate([values[v] for v in srcs], axis=-1)
 
-    return Layer("", "concat", "float", shapes[0], shape, False, run=run)
+    return run
+
+
+def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None,
+                      out: str) -> Callable[[Values, int], None]:
+    """The packed sign of the channel concatenation of ``parts`` (through a BatchNorm
+    ``affine`` first, if given) without forming it: each row joined in a small buffer and
+    packed (``_core.pack_shifted_parts``), the sign of a DenseNet concat without the concat."""
+    scale, bias = (None, None) if affine is None else affine
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = _core.pack_shifted_parts([np.ascontiguousarray(values[v]) for v in parts], shift, threads,
+                                               scale=scale, bias=bias)
+
+    return run
 
 
 # ------------------------------------------------------------------ output stage
