@@ -225,6 +225,7 @@ def test_inconsistent_graphs_are_refused_at_load(model_file, tmp_path):
     rewrite(lambda g: g["nodes"][2]["tensors"].update(weight="missing"), "not in the file")
     rewrite(lambda g: g.update(output="v1"), "packed bits")
     rewrite(lambda g: g["nodes"][1]["tensors"].update(post_scale="1.scale", post_bias="1.bias"), "need a float output")
+    rewrite(lambda g: g["nodes"][-1].update(tensors=5), "tensors must be an object")  # found by the graph fuzz
     g1 = {**graph, "version": 1}  # version 1 (no post_scale/post_bias yet) is still read
     write_container(tmp_path / "v1.onebit", tensors, {"onebit": json.dumps(g1)})
     assert rt.load(tmp_path / "v1.onebit")(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 10)
@@ -334,14 +335,19 @@ def test_mutated_graphs_time_bounded(fuzz_seeds, tmp_path):
 @pytest.fixture(scope="module")
 def fuzz_seeds(model_file, tmp_path_factory):
     """(tensors, metadata) of the graph fuzz's seeds: the MLP of model_file, a binarynet_cnn,
-    and the byte fuzz's small conv net with a residual block (tests/corpus/seeds/)."""
+    the byte fuzz's small conv net with a residual block (tests/corpus/seeds/), and a small
+    BinaryDenseNet (concats and affines the runtime unfolds at load)."""
     torch.manual_seed(9)
+    folder = tmp_path_factory.mktemp("seed")
     conv = create_model("binarynet_cnn", num_classes=10, in_shape=(3, 8, 8), channels=(8, 16, 64), hidden=32)
-    path = tmp_path_factory.mktemp("seed") / "conv.onebit"
     _randomize_bn(conv)
-    export(conv.eval(), path, torch.randn(2, 3, 8, 8), verbose=False)
+    export(conv.eval(), folder / "conv.onebit", torch.randn(2, 3, 8, 8), verbose=False)
+    dense = create_model("binarydensenet28", num_classes=4, in_shape=(3, 32, 32), initial_filters=32, growth_rate=16)
+    _randomize_bn(dense)
+    export(dense.eval(), folder / "dense.onebit", torch.randn(2, 3, 32, 32), verbose=False)
     seeds = []
-    for file in (model_file, path, fuzzing.CORPUS_DIR / "seeds" / "small-cnn.onebit"):
+    for file in (model_file, folder / "conv.onebit", fuzzing.CORPUS_DIR / "seeds" / "small-cnn.onebit",
+                 folder / "dense.onebit"):
         tensors, meta = read_container(file)
         seeds.append(({k: np.array(v) for k, v in tensors.items()}, meta))
     return seeds

@@ -99,6 +99,13 @@ class NodeReader:
             raise self.error(f"{key} must be two integers in [{low}, {high}], got {value!r}")
         return value[0], value[1]
 
+    def has_tensor(self, key: str) -> bool:
+        """Whether the node names an (optional) tensor ``key``; its ``tensors`` must be an object."""
+        names = self.node.get("tensors", {})
+        if not isinstance(names, dict):
+            raise self.error(f"tensors must be an object of tensor names, got {names!r}")
+        return key in names
+
     def tensor(self, key: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
         names = self.node.get("tensors")
         if not isinstance(names, dict) or not isinstance(names.get(key), str):
@@ -171,7 +178,7 @@ def sign(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) 
     """−1 where ``x < shift`` (per channel, default 0), packed along the last axis."""
     if bits:
         raise r.error("sign needs a float input")
-    shift = r.finite("shift", (shape[-1],)) if "shift" in (r.node.get("tensors") or {}) else None
+    shift = r.finite("shift", (shape[-1],)) if r.has_tensor("shift") else None
 
     def run(values: Values, threads: int) -> None:
         x = np.ascontiguousarray(values[src])
@@ -303,8 +310,7 @@ def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[
 
 def _post_affine(r: NodeReader, n: int, out_kind: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The optional ``post_scale``/``post_bias`` of a float output: ``act(y·scale + bias)·post_scale + post_bias``."""
-    refs = r.node.get("tensors") or {}
-    if "post_scale" not in refs and "post_bias" not in refs:
+    if not r.has_tensor("post_scale") and not r.has_tensor("post_bias"):
         return None
     if out_kind != "float":
         raise r.error("post_scale/post_bias need a float output (out='float')")
