@@ -225,10 +225,20 @@ def test_inconsistent_graphs_are_refused_at_load(model_file, tmp_path):
     rewrite(lambda g: g["nodes"][2]["tensors"].update(weight="missing"), "not in the file")
     rewrite(lambda g: g.update(output="v1"), "packed bits")
     rewrite(lambda g: g["nodes"][1]["tensors"].update(post_scale="1.scale", post_bias="1.bias"), "need a float output")
-    rewrite(lambda g: g["nodes"][-1].update(tensors=5), "tensors must be an object")  # found by the graph fuzz
     g1 = {**graph, "version": 1}  # version 1 (no post_scale/post_bias yet) is still read
     write_container(tmp_path / "v1.onebit", tensors, {"onebit": json.dumps(g1)})
     assert rt.load(tmp_path / "v1.onebit")(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 10)
+
+
+def test_a_sign_whose_tensors_are_not_an_object_is_refused(tmp_path):
+    """Found by the graph fuzz: a TypeError from deep inside before."""
+    tensors, meta = read_container(fuzzing.CORPUS_DIR / "seeds" / "small-cnn.onebit")
+    graph = json.loads(meta["onebit"])
+    sign = next(n for n in graph["nodes"] if n["op"] == "sign")
+    sign["tensors"] = 5
+    write_container(tmp_path / "g.onebit", tensors, {"onebit": json.dumps(graph)})
+    with pytest.raises(ModelFileError, match=r"\('v1.sign'\): tensors must be an object of tensor names, got 5"):
+        rt.load(tmp_path / "g.onebit")
 
 
 def test_bad_inputs_raise_input_error(model_file):
