@@ -1,13 +1,18 @@
-"""Load-time fusion: a binary conv's float output with the elementwise steps after it.
+"""Load-time fusion: fewer, larger steps with the results of the graph's nodes one by one.
 
-A binary conv with a float output that feeds only a residual ``add``, whose result (or the
+:func:`fuse_layers`: a binary conv with a float output that feeds only a residual ``add``, whose result (or the
 conv's own output) feeds only an RPReLU ``act``, runs those steps inside its kernel per
 tile, while the tile is in cache, and a ``sign`` of the final value is packed there too
 (``BinaryConv2d.run_float``'s residual, prelu and signs; ``csrc/float_stage.h``): one pass
 over the activation instead of up to four, threaded with the conv. This is Bi-Real Net's
 and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the next block). The
 results are the bits of running the nodes one by one: each step rounds to float32 as
-numpy's separate operations do. ``onebit.runtime.load(..., fuse=False)`` keeps them apart.
+numpy's separate operations do.
+
+:func:`unfold_concats`: DenseNet blocks pack their growing features without forming each
+concatenation (see there).
+
+``onebit.runtime.load(..., fuse=False)`` keeps every node apart.
 """
 
 from __future__ import annotations
@@ -91,8 +96,8 @@ def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
         for v in layer.inputs:
             readers[v] += 1
     readers[graph_output] += 1
-    # affine output -> (its concat's parts, scale, bias) where the affine reads a concat and
-    # only signs read the affine
+    # affine output -> (its name, its concat's parts, (scale, bias)) for the affines that read
+    # a concat; a sign reading one takes it in where the sign is its only reader
     affines = {layer.output: (layer.name, parts[layer.inputs[0]], layer.fusion["affine"]) for layer in layers
                if "affine" in layer.fusion and layer.inputs[0] in parts}
 
