@@ -120,8 +120,8 @@ class ThreadPool {
     const std::uint64_t seq = (job_.load(std::memory_order_relaxed) >> 32) + 1;
     // Order matters: first close the claims of earlier jobs under the new seq (a late
     // worker's compare-exchange now fails; every word an earlier job used is rewritten),
-    // then the fields (release: a worker that reads
-    // one of them also sees the new claim word), then the job word that announces it all.
+    // then the fields (release: a worker that reads one of them also sees the new claim
+    // words), then the job word that announces it all.
     const int parts = helpers + 1;
     claimed_ranges_ = std::max(claimed_ranges_, parts);
     for (int p = 0; p < claimed_ranges_; ++p) {
