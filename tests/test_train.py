@@ -188,3 +188,13 @@ def test_fit_and_evaluate_reject_bad_inputs_with_onebit_errors(digits):
         fit(plain, (x[:, :, :4], y), val=(x[:, :, :4], y), **quiet)
     with pytest.raises(ConfigError, match=r"logits of shape \(N, classes\)"):
         fit(torch.nn.Flatten(0), (x, y), val=(x, y), **quiet)
+
+
+def test_progress_bar_only_on_a_terminal(digits, capsys, monkeypatch):
+    """Redirected stderr (a log file) gets no progress bar redraws, a terminal gets the bar."""
+    m = _tiny(digits)
+    fit(m, digits, epochs=1, progress=True, verbose=False)
+    assert "step/s" not in capsys.readouterr().err  # pytest's captured stderr is not a terminal
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    fit(m, digits, epochs=1, progress=True, verbose=False)
+    assert "step" in capsys.readouterr().err

@@ -208,7 +208,7 @@ def fit(
     ``metrics.json`` (rewritten every epoch), ``curves.png`` and ``train_state.pt`` (see
     :mod:`onebit.train_state`). ``resume=True`` continues the run in ``out_dir`` from its
     last finished epoch; the arguments must be the ones it was started with. ``progress``
-    shows a progress bar (stderr), ``verbose`` prints a line per epoch.
+    shows a progress bar (stderr, when it is a terminal), ``verbose`` prints a line per epoch.
 
     With a ``teacher`` (a trained module with the same outputs), the training loss is
     :func:`distillation_loss` of the student's logits against the teacher's, mixed with
@@ -399,7 +399,9 @@ def _metrics(result: FitResult, run_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
+    # Only on a terminal: redirected to a file (a CI log), the bar's redraws became hundreds
+    # of lines; the per-epoch lines (verbose) say the same there.
+    if not enabled or not sys.stderr.isatty():
         return None
     from tqdm.auto import tqdm
 
