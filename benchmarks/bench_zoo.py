@@ -12,7 +12,6 @@ Usage: ``python benchmarks/bench_zoo.py [--repeats N] [--models a,b] [--breakdow
 from __future__ import annotations
 
 import argparse
-import inspect
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,30 +21,10 @@ import torch
 
 import onebit.runtime as rt
 from onebit import _core
-from onebit.bench import cpu_name, time_call
-from onebit.export import export
-from onebit.models import create_model, list_models, model_info
+from onebit.bench import cpu_name, export_random_model, float_twin, time_call
+from onebit.models import list_models, model_info
 
 TARGET = 4.0  # issue 4: every zoo model ≥ 4× PyTorch fp32 on one thread (QuickNetSmall ≥ 10×)
-NATIVE = {  # name pattern → (in_shape, classes); first match wins
-    "binary_cnn1d": ((1, 40), 10),
-    "binarynet_mlp": ((1, 28, 28), 10), "tfc": ((1, 28, 28), 10), "sfc": ((1, 28, 28), 10), "lfc": ((1, 28, 28), 10),
-    "binarynet_cnn": ((3, 32, 32), 10), "cnv": ((3, 32, 32), 10),
-}
-IMAGENET = ((3, 224, 224), 1000)
-
-
-def _random_bn(model: torch.nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            m.running_mean.uniform_(-5, 5)
-            m.running_var.uniform_(10, 100)
-
-
-def _float_twin(name: str, in_shape: tuple[int, ...], classes: int) -> torch.nn.Module:
-    params = inspect.signature(model_info(name).builder).parameters
-    args = {k: None for k in ("input_quantizer", "weight_quantizer", "first_input_quantizer") if k in params}
-    return create_model(name, num_classes=classes, in_shape=in_shape, **args).eval()
 
 
 def _time_torch(model: torch.nn.Module, x: torch.Tensor, threads: int, repeats: int) -> float:
@@ -91,16 +70,12 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     breakdowns = []
     for name in names:
-        in_shape, classes = NATIVE.get(name, IMAGENET)
-        torch.manual_seed(0)
-        model = create_model(name, num_classes=classes, in_shape=in_shape)
-        _random_bn(model)
-        model.eval()
-        twin = _float_twin(name, in_shape, classes)
+        in_shape = model_info(name).in_shape  # the published network's input and classes
+        twin = float_twin(name)
         x = np.random.default_rng(0).standard_normal((1, *in_shape)).astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.onebit"
-            report = export(model, path, torch.from_numpy(x), verbose=False)
+            report = export_random_model(name, path)
             engine = rt.load(path)
         cells, ratio1 = [], 0.0
         for threads in (1, 2):

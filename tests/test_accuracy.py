@@ -1,7 +1,7 @@
 """End-to-end accuracy on real data with fixed seeds: the numbers the README quotes.
 
-Each test trains through the same code path a user runs (the CLI or ``fit``) and
-asserts an accuracy floor; the measured numbers are in the README.
+Each test runs the command printed beside the number in the README and asserts an
+accuracy floor; the measured numbers are in the README.
 """
 
 from __future__ import annotations
@@ -10,12 +10,7 @@ import json
 import subprocess
 import sys
 
-from onebit.data import load_dataset, read_idx, write_idx
-from onebit.models import create_model
-from onebit.train import fit
-
-# Measured with these seeds (README): binary 92.4 %, float 96.0 % on MNIST-1D's 1,000 test sequences.
-EPOCHS_MNIST1D = 40
+# Measured with these seeds (README): binary 92.5 %, float 96.1 % on MNIST-1D's 1,000 test sequences.
 MNIST1D_BINARY_FLOOR = 0.88
 MNIST1D_FLOAT_FLOOR = 0.93
 
@@ -50,29 +45,23 @@ def test_default_run_on_digits_is_binary_and_reaches_97_percent(tmp_path):
 
 
 def test_lfc_on_real_mnist_reaches_93_percent(mnist_t10k_dir, tmp_path):
-    """LFC (3 × 1024 binary units) trained by the CLI on 8,000 real MNIST digits, tested on 2,000."""
-    images = read_idx(mnist_t10k_dir / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(mnist_t10k_dir / "t10k-labels-idx1-ubyte.gz")
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    write_idx(folder / "train-images-idx3-ubyte", images[:8000])
-    write_idx(folder / "train-labels-idx1-ubyte", labels[:8000])
-    write_idx(folder / "t10k-images-idx3-ubyte", images[8000:])
-    write_idx(folder / "t10k-labels-idx1-ubyte", labels[8000:])
-    proc = _train_cli("--model", "lfc", "--data", str(folder), "--epochs", "10", "--out", str(tmp_path / "run"))
+    """LFC (3 × 1024 binary units) trained by the README's command on 8,000 real MNIST digits, tested on 2,000:
+    ``onebit train --model lfc --data ../shared/data/mnist-t10k --split 8000:2000 --epochs 10``."""
+    proc = _train_cli("--model", "lfc", "--data", str(mnist_t10k_dir), "--split", "8000:2000", "--epochs", "10",
+                      "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.93, metrics["test_accuracy"]
 
 
-def test_binary_conv1d_net_trains_on_mnist1d_through_fit():
-    """A small binary 1-D conv net trains on MNIST-1D through ``fit``; its float twin beside it."""
-    data = load_dataset("mnist1d")
+def test_binary_conv1d_net_on_mnist1d_and_its_float_twin(tmp_path):
+    """The README's MNIST-1D row: ``onebit train --model binary_cnn1d --data mnist1d [--float]`` (the recipe:
+    40 epochs, batch 64, lr 3e-3, one torch thread)."""
     accuracy = {}
-    for kind, kwargs in (("binary", {}), ("float", {"input_quantizer": None, "weight_quantizer": None})):
-        model = create_model("binary_cnn1d", num_classes=data.num_classes, in_shape=data.in_shape, **kwargs)
-        result = fit(model, data, epochs=EPOCHS_MNIST1D, batch_size=64, lr=3e-3, seed=0, progress=False, verbose=False)
-        accuracy[kind] = result.test_accuracy
+    for kind, extra in (("binary", ()), ("float", ("--float",))):
+        proc = _train_cli("--model", "binary_cnn1d", "--data", "mnist1d", *extra, "--out", str(tmp_path / kind))
+        assert proc.returncode == 0, proc.stderr
+        accuracy[kind] = json.loads((tmp_path / kind / "metrics.json").read_text())["test_accuracy"]
     # Chance is 10 %; the binary net is well above it, and below or near its float twin.
     assert accuracy["binary"] >= MNIST1D_BINARY_FLOOR, accuracy
     assert accuracy["float"] >= MNIST1D_FLOAT_FLOOR, accuracy

@@ -535,12 +535,53 @@ def test_missing_and_unknown_data_sets(tmp_path: Path) -> None:
         load_dataset(tmp_path / "empty")
 
 
-def test_folder_with_only_test_files_names_missing_train_files(tmp_path: Path) -> None:
-    write_mnist_folder(tmp_path / "m")
+def test_folder_with_only_test_files_asks_for_a_split(tmp_path: Path) -> None:
+    arrays = write_mnist_folder(tmp_path / "m")
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
         (tmp_path / "m" / name).unlink()
-    with pytest.raises(DataError, match="missing train-images-idx3-ubyte, train-labels-idx1-ubyte"):
+    with pytest.raises(DataError, match=r"holds only the test part \(12 images\).*--split 9:3.*split=\(9, 3\)"):
         load_dataset(tmp_path / "m")
+    dataset = load_dataset(tmp_path / "m", split="8:4", seed=3)
+    assert (len(dataset.y_train), len(dataset.y_test)) == (8, 4)
+    # file order: the first 8 rows train (shuffled by the seed), the next 4 test (in order)
+    np.testing.assert_array_equal(dataset.x_test[:, 0], arrays["t10k-images"][8:] / np.float32(255))
+    np.testing.assert_array_equal(np.sort(dataset.y_train), np.sort(arrays["t10k-labels"][:8]))
+    assert "split 8:4 of 12 test rows in file order" in dataset.source
+    with pytest.raises(DataError, match=r"split 10:4 needs 14 rows, it holds 12"):
+        load_dataset(tmp_path / "m", split=(10, 4))
+
+
+def test_folder_with_half_a_part_names_the_missing_file(tmp_path: Path) -> None:
+    write_mnist_folder(tmp_path / "m")
+    (tmp_path / "m" / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="incomplete MNIST-layout folder, missing train-labels-idx1-ubyte"):
+        load_dataset(tmp_path / "m")
+
+
+def test_split_pools_train_then_test_rows(tmp_path: Path, digits: Dataset) -> None:
+    arrays = write_mnist_folder(tmp_path / "m")
+    dataset = load_dataset(tmp_path / "m", split=(35, 7))
+    pooled = np.concatenate([arrays["train-images"], arrays["t10k-images"]])
+    np.testing.assert_array_equal(dataset.x_test[:, 0], pooled[35:] / np.float32(255))
+    again = load_dataset("digits", split=(1000, 797))
+    assert (len(again.y_train), len(again.y_test)) == (1000, 797)
+    np.testing.assert_array_equal(again.x_test[-360:], digits.x_test)  # digits' own test rows come last
+
+
+@pytest.mark.parametrize("split", ["8000", "0:5", "5:0", "a:b", "1:2:3", (1,), (1.5, 2), True])
+def test_bad_splits_are_refused(split: object) -> None:
+    with pytest.raises(ConfigError, match="split must be TRAIN:TEST"):
+        load_dataset("digits", split=split)  # type: ignore[arg-type]
+
+
+def test_check_dataset_spec_reads_no_data(tmp_path: Path) -> None:
+    from onebit.data import check_dataset_spec
+
+    assert check_dataset_spec("digits") == "digits"
+    write_mnist_folder(tmp_path / "fashion")
+    assert check_dataset_spec(tmp_path / "fashion") == "fashion"
+    with pytest.raises(ConfigError, match=r"unknown data set 'mnist1' \(did you mean 'mnist1d'\?\)"):
+        check_dataset_spec("mnist1")
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -639,8 +680,11 @@ def test_real_mnist_t10k(mnist_t10k_dir: Path) -> None:
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and labels.dtype == np.uint8
     assert np.bincount(labels).tolist() == MNIST_T10K_CLASS_COUNTS
-    with pytest.raises(DataError, match="missing train-images-idx3-ubyte, train-labels-idx1-ubyte"):
+    with pytest.raises(DataError, match=r"holds only the test part \(10,000 images\).*--split 8000:2000"):
         load_dataset(mnist_t10k_dir)
+    dataset = load_dataset(mnist_t10k_dir, split=(8000, 2000))
+    assert dataset.x_train.shape == (8000, 1, 28, 28) and dataset.x_test.shape == (2000, 1, 28, 28)
+    np.testing.assert_array_equal(dataset.y_test, labels[8000:])
 
 
 @pytest.mark.parametrize("stem", ["train", "t10k"])

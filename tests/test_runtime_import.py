@@ -47,3 +47,22 @@ def test_runtime_imports_and_runs_without_torch():
 def test_the_block_really_blocks_torch():
     proc = run_without_torch("import onebit.nn")
     assert proc.returncode != 0 and "torch is blocked" in proc.stderr
+
+
+def test_top_level_names_are_the_public_api_and_load_torch_free():
+    """``onebit.export_model`` (the exporter; ``onebit.export`` is its subpackage) and ``onebit.load`` (the
+    runtime) are top-level names; ``onebit.load`` works without torch."""
+    import onebit
+    import onebit.export
+    import onebit.runtime
+
+    assert {"export_model", "load", "create_model", "fit", "summary", "binarize"} <= set(onebit.__all__)
+    assert onebit.export_model is onebit.export.export and onebit.load is onebit.runtime.load
+    proc = run_without_torch(
+        """
+        import onebit
+        assert onebit.load.__module__ == "onebit.runtime.model", onebit.load.__module__
+        assert "torch" not in sys.modules
+        """
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -277,22 +277,28 @@ def test_total_params_match_parameters_plus_bn_statistics() -> None:
 def test_rendered_table() -> None:
     s = summary(binarynet_mlp(), (1, 8, 8))
     text = str(s)
-    for header in ("Layer", "Kind", "Output shape", "Weight bits", "Input bits", "Params", "Packed bytes",
+    for header in ("#", "Module", "Kind", "Output shape", "Weight bits", "Input bits", "Params", "Packed bytes",
                    "Float32 bytes", "Binary MACs", "Float MACs"):
         assert header in text
     assert "86,568 = binary 84,480 + float 2,088" in text
     assert "packed 18,912 B" in text and "float32 346,272 B" in text and "18.3×" in text
     assert "binary 68,096 + float 16,384 (binary 80.6%)" in text
-    assert "Float layers: 1 (first layer: float input)" in text
-    # every table line has the same column layout: the header's column starts line up with the rows'
+    # the count, then each float layer by its row number and module name (module "1" is not a count)
+    assert "Float layers: 1 of 3 layers with weights: #2 (module 1, QuantLinear): first layer: float input" in text
+    # rows are numbered 1..N without gaps, although parameter-free modules (Hardtanh) have no row
     lines = text.splitlines()
-    header_line = next(line for line in lines if line.startswith("Layer"))
-    row_line = next(line for line in lines if line.startswith("3 "))
-    assert row_line.rstrip().endswith("0") and len(row_line) == len(header_line)
+    header_line = next(line for line in lines if line.lstrip().startswith("#  Module"))
+    first, rule = lines.index(header_line) + 2, lines.index(header_line) + 2 + len(s.rows)
+    assert [int(line.split()[0]) for line in lines[first:rule]] == list(range(1, len(s.rows) + 1))
+    assert [line.split()[1] for line in lines[first:rule]] == [r.name for r in s.rows]
+    # every table line has the same column layout: the header's column starts line up with the rows'
+    row_line = next(line for line in lines[first:rule] if "QuantLinear" in line and line.endswith(" 0"))
+    assert len(row_line) == len(header_line)
     assert str(s) == s.table() and repr(s)  # print() works and repr does not crash
 
     conv = str(summary(small_convnet(), (1, 8, 8)))
-    assert "Float layers: 0 (first layer: not quantized)" in conv and "13.3×" in conv and "98.5%" in conv
+    assert "Float layers: 1 of 3 layers with weights: #1 (module 0, Conv2d): first layer: not quantized" in conv
+    assert "13.3×" in conv and "98.5%" in conv
 
 
 def test_rendered_without_float_layers_and_with_low_bit() -> None:

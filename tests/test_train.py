@@ -191,10 +191,65 @@ def test_fit_and_evaluate_reject_bad_inputs_with_onebit_errors(digits):
 
 
 def test_progress_bar_only_on_a_terminal(digits, capsys, monkeypatch):
-    """Redirected stderr (a log file) gets no progress bar redraws, a terminal gets the bar."""
+    """Redirected stderr (a log file) gets no progress bar redraws, a terminal gets one bar per epoch."""
     m = _tiny(digits)
     fit(m, digits, epochs=1, progress=True, verbose=False)
-    assert "step/s" not in capsys.readouterr().err  # pytest's captured stderr is not a terminal
+    assert "batch" not in capsys.readouterr().err  # pytest's captured stderr is not a terminal
     monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    fit(m, digits, epochs=1, progress=True, verbose=False)
-    assert "step" in capsys.readouterr().err
+    fit(m, digits, epochs=2, progress=True, verbose=False)
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "/21" in err  # 1,293 rows in batches of 64
+
+
+def test_the_library_prints_nothing_and_logs_each_epoch(digits, capsys, caplog, tmp_path):
+    """fit and export are quiet by default; their progress goes to the onebit.* loggers."""
+    import logging
+
+    from onebit.export import export
+
+    with caplog.at_level(logging.INFO, logger="onebit"):
+        m = _tiny(digits)
+        fit(m, digits, epochs=2)
+        export(m, tmp_path / "m.onebit", digits.x_test[:8])
+    assert capsys.readouterr().out == ""
+    messages = [r.getMessage() for r in caplog.records]
+    assert [msg.split()[1] for msg in messages if msg.startswith("epoch")] == ["1/2", "2/2"]
+    assert any(msg.startswith("exporting") and "checking it against PyTorch" in msg for msg in messages)
+    fit(m, digits, epochs=1, verbose=True)
+    assert "epoch   1/1" in capsys.readouterr().out
+
+
+def test_run_files_respect_the_umask(digits, tmp_path):
+    """Atomic writes go through a temporary file (mkstemp: mode 0600); the final files get 0666 & ~umask."""
+    import os
+    import stat
+
+    from onebit.export import export
+
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        previous = os.umask(umask)
+        try:
+            out = tmp_path / f"run{umask:o}"
+            m = _tiny(digits)
+            fit(m, digits, epochs=1, out_dir=out)
+            export(m, out / "model.onebit", digits.x_test[:8])
+        finally:
+            os.umask(previous)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+        assert set(modes) == {"checkpoint.safetensors", "last.safetensors", "metrics.json", "curves.png",
+                              "train_state.pt", "model.onebit"}
+        assert all(v == mode for v in modes.values()), (oct(umask), {k: oct(v) for k, v in modes.items()})
+
+
+def test_prune_run_keeps_what_was_asked(digits, tmp_path):
+    from onebit.train import prune_run
+
+    fit(_tiny(digits), digits, epochs=1, out_dir=tmp_path)
+    state = (tmp_path / "train_state.pt").stat().st_size
+    assert prune_run(tmp_path, "all") == {}
+    assert prune_run(tmp_path, "last") == {str(tmp_path / "train_state.pt"): state}
+    last = (tmp_path / "last.safetensors").stat().st_size
+    assert prune_run(tmp_path, "best") == {str(tmp_path / "last.safetensors"): last}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "curves.png", "metrics.json"]
+    with pytest.raises(ConfigError, match="unknown keep setting 'none'; valid choices: all, best, last"):
+        prune_run(tmp_path, "none")

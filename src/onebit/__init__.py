@@ -15,6 +15,8 @@ _LAZY = {
     "summary": "onebit.model_summary",
     "Summary": "onebit.model_summary",
     "fit": "onebit.train",
+    "export_model": "onebit.export",
+    "load": "onebit.runtime",
     "evaluate": "onebit.train",
     "create_model": "onebit.models",
     "list_models": "onebit.models",

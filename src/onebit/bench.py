@@ -4,23 +4,30 @@ The PyTorch baseline is the network recorded in the file (registry name and argu
 rebuilt with float layers (``input_quantizer=None, weight_quantizer=None`` where the
 builder takes them): the model a user would otherwise deploy. Times are medians of
 ``repeats`` calls after warm-up, per thread count; the ratio is PyTorch / onebit.
+:func:`export_random_model` writes a registered model with random weights at its
+native size, so a model can be timed before it is trained (``onebit bench NAME``).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from onebit.errors import ConfigError
+from onebit.errors import ConfigError, ModelFileError
 
-__all__ = ["BenchRow", "bench_model", "cpu_name", "time_call"]
+__all__ = ["BenchResult", "BenchRow", "bench_model", "cpu_name", "export_random_model", "float_twin", "time_call"]
+
+log = logging.getLogger(__name__)
 
 ROUNDS = 5  # interleaved rounds of bench_model
 
@@ -44,10 +51,22 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tuple[
 
 @dataclass
 class BenchRow:
+    """One thread count: (median, min, max) seconds per batch for onebit and for PyTorch fp32."""
+
     threads: int
     onebit: tuple[float, float, float]
     torch: tuple[float, float, float] | None
     scaling: float | None = None  # onebit's median on one thread / its median on `threads`
+
+    @property
+    def speedup(self) -> float | None:
+        """PyTorch's median / onebit's median (None without a PyTorch baseline)."""
+        return None if self.torch is None else self.torch[0] / self.onebit[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        ms = lambda t: None if t is None else {"median": t[0] * 1e3, "min": t[1] * 1e3, "max": t[2] * 1e3}  # noqa: E731
+        return {"threads": self.threads, "onebit_ms": ms(self.onebit), "torch_ms": ms(self.torch),
+                "speedup": self.speedup, "vs_one_thread": self.scaling}
 
     def line(self) -> str:
         ob = f"{self.onebit[0] * 1e3:9.3f} ({self.onebit[1] * 1e3:.3f}–{self.onebit[2] * 1e3:.3f})"
@@ -62,23 +81,86 @@ def _summary(times: list[float]) -> tuple[float, float, float]:
     return statistics.median(times), min(times), max(times)
 
 
+@dataclass
+class BenchResult:
+    """What :func:`bench_model` measured; ``str()`` is the Markdown table."""
+
+    path: str
+    batch_size: int
+    repeats: int
+    rounds: int
+    isa: str
+    cpu: str
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def table(self) -> str:
+        head = [
+            f"{self.path}: batch {self.batch_size}, {self.repeats} calls per cell in {self.rounds} interleaved rounds, "
+            f"ISA {self.isa}, {self.cpu}",
+            "",
+            "| threads | onebit ms, median (min–max) | onebit vs 1 thread | PyTorch fp32 ms, median (min–max) | speed-up |",
+            "|--------:|----------------------------:|-------------------:|----------------------------------:|---------:|",
+        ]
+        return "\n".join(head + [r.line() for r in self.rows])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.path, "batch_size": self.batch_size, "repeats": self.repeats, "rounds": self.rounds,
+                "isa": self.isa, "cpu": self.cpu, "rows": [r.to_dict() for r in self.rows]}
+
+
+def float_twin(name: str, **args: Any) -> Any:
+    """The registered model ``name`` with float layers (every ``*input_quantizer``/``weight_quantizer``
+    argument its builder takes set to None), in eval mode: the PyTorch baseline of a benchmark."""
+    from onebit.models import create_model, model_info
+
+    params = inspect.signature(model_info(name).builder).parameters
+    for key in ("input_quantizer", "weight_quantizer", "first_input_quantizer"):
+        if key in params:
+            args[key] = None
+    return create_model(name, **args).eval()
+
+
+def export_random_model(
+    name: str, path: str | os.PathLike, *, in_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
+    seed: int = 0, **model_args: Any,
+) -> Any:
+    """Export the registered model ``name`` with random weights to ``path``; returns the ExportReport.
+
+    The model is built at its native size unless ``in_shape``/``num_classes`` say otherwise,
+    its BatchNorm statistics drawn at random too (so thresholds are not all zero), and the
+    export is checked against PyTorch on one random input. Latency does not depend on the
+    values, so the file times the architecture before it is trained.
+    """
+    import torch
+
+    from onebit.export import export
+    from onebit.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(name, in_shape=in_shape, num_classes=num_classes, **model_args)
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) and m.track_running_stats:
+            m.running_mean.uniform_(-5, 5, generator=generator)
+            m.running_var.uniform_(10, 100, generator=generator)
+    shape = tuple(model.onebit_config["args"]["in_shape"])
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32))
+    return export(model.eval(), path, x)
+
+
 def _torch_twin(graph: dict) -> Callable[[np.ndarray], object] | None:
     """The recorded architecture with float layers, as a callable on numpy input; None without torch."""
     try:
         import torch
-
-        from onebit.models import create_model, model_info
     except ImportError:
         return None
     source = (graph.get("source") or {}).get("model")
     if not isinstance(source, dict) or "name" not in source:
         return None
-    args = dict(source.get("args", {}))
-    params = inspect.signature(model_info(source["name"]).builder).parameters
-    for key in ("input_quantizer", "weight_quantizer", "first_input_quantizer"):
-        if key in params:
-            args[key] = None
-    model = create_model(source["name"], **args).eval()
+    model = float_twin(source["name"], **dict(source.get("args", {})))
 
     def run(x: np.ndarray) -> object:
         with torch.no_grad():
@@ -89,19 +171,20 @@ def _torch_twin(graph: dict) -> Callable[[np.ndarray], object] | None:
 
 def bench_model(
     path: str | os.PathLike, *, batch_size: int = 1, threads: list[int] | None = None, repeats: int = 50
-) -> str:
-    """A Markdown table: median (min–max) ms per batch, onebit vs PyTorch fp32, per thread count."""
+) -> BenchResult:
+    """Time the ``.onebit`` file at ``path``: median (min–max) per batch, onebit vs PyTorch fp32, per thread count."""
     from onebit import _core
     from onebit.runtime import load
 
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
-    if not isinstance(repeats, int) or repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
     cores = int(_core.default_num_threads())
     threads = threads or sorted({1, cores})
-    if any(t < 1 for t in threads):
-        raise ConfigError(f"thread counts must be positive, got {threads}")
+    if any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
+        raise ConfigError(f"thread counts must be positive integers, got {threads}")
+    _refuse_checkpoint(Path(path))
     model = load(path, num_threads=threads[0])
     x = np.random.default_rng(0).standard_normal((batch_size, *model.in_shape)).astype(np.float32)
     twin = _torch_twin(model.graph)
@@ -120,24 +203,39 @@ def bench_model(
         finally:
             torch.set_num_threads(previous)
 
+    rounds = min(ROUNDS, repeats)
+    counts = ", ".join(map(str, threads))
+    log.info("timing onebit.runtime on %s: %d calls per thread count (%s) in %d rounds", path, repeats, counts, rounds)
     # PyTorch's rounds come after onebit's: its float weights streaming through the caches
     # would evict onebit's between blocks.
     samples = _interleaved(onebit_at, threads, repeats)
-    torch_samples = _interleaved(torch_at, threads, repeats) if twin is not None else None
+    torch_samples = None
+    if twin is not None:
+        log.info("timing the PyTorch fp32 baseline (the same architecture with float layers)")
+        torch_samples = _interleaved(torch_at, threads, repeats)
     base = statistics.median(samples[1]) if 1 in samples else None
-    rows = []
+    result = BenchResult(str(path), batch_size, repeats, rounds, str(_core.selected_isa()), cpu_name())
     for t in threads:
         ob = _summary(samples[t])
-        rows.append(BenchRow(t, ob, None if torch_samples is None else _summary(torch_samples[t]),
-                             None if base is None else base / ob[0]))
-    head = [
-        f"{path}: batch {batch_size}, {repeats} calls per cell in {min(ROUNDS, repeats)} interleaved rounds, ISA "
-        f"{_core.selected_isa()}, {cpu_name()}",
-        "",
-        "| threads | onebit ms, median (min–max) | onebit vs 1 thread | PyTorch fp32 ms, median (min–max) | speed-up |",
-        "|--------:|----------------------------:|-------------------:|----------------------------------:|---------:|",
-    ]
-    return "\n".join(head + [r.line() for r in rows])
+        result.rows.append(BenchRow(t, ob, None if torch_samples is None else _summary(torch_samples[t]),
+                                    None if base is None else base / ob[0]))
+    return result
+
+
+def _refuse_checkpoint(path: Path) -> None:
+    """A training checkpoint given where a ``.onebit`` file belongs: say how to export it."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return
+    try:
+        from onebit.checkpoint import read_checkpoint_meta
+
+        read_checkpoint_meta(path)
+    except Exception:  # not a checkpoint (or no torch/safetensors): let the runtime's reader judge it
+        return
+    raise ModelFileError(
+        f"{path} is a training checkpoint, not a .onebit model; export it first: "
+        f"onebit export {path} -o {path.with_suffix('.onebit')}, then onebit bench {path.with_suffix('.onebit')}"
+    )
 
 
 def _interleaved(time_at: Callable[[int, int], list[float]], threads: list[int], repeats: int) -> dict[int, list[float]]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from onebit.atomic import atomic_write
 from onebit.errors import CheckpointError, MissingFileError
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
@@ -50,16 +50,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **info: Any) -> P
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: meta_json})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: meta_json}))
     return path
 
 
@@ -70,6 +61,7 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint not found: {path}")
+    _check_safetensors_header(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(_META_KEY)
@@ -81,6 +73,11 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: onebit metadata is not valid JSON: {exc}") from None
+    if isinstance(meta, dict) and meta.get("format") == "onebit-model":
+        raise CheckpointError(
+            f"{path} is an exported .onebit model, not a training checkpoint: onebit.runtime.load and onebit bench "
+            f"take it; eval and export take the checkpoint.safetensors it came from"
+        )
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: metadata does not describe a {CHECKPOINT_FORMAT}")
     if meta.get("version") != CHECKPOINT_VERSION:
@@ -94,6 +91,19 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     ):
         raise CheckpointError(f"{path}: metadata lacks the model's registry name and arguments")
     return meta
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """Refuse, in onebit's words, a file that is not a safetensors file at all (a text file, a
+    ``.onebit`` model, a PyTorch pickle): 8 bytes of little-endian header length, then a JSON object."""
+    expected = (f"{path} is not a onebit checkpoint: checkpoints are the .safetensors files that onebit train "
+                "writes (checkpoint.safetensors, last.safetensors)")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) < 9 or int.from_bytes(head[:8], "little") > size - 8 or head[8:9] != b"{":
+        kind = "an empty file" if size == 0 else "not a safetensors file"
+        raise CheckpointError(f"{expected}; this one is {kind}")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import logging
 import math
 import os
 import pickle
@@ -32,7 +33,9 @@ import numpy as np
 
 from onebit.errors import ConfigError, DataError, MissingFileError, unknown_choice
 
-__all__ = ["Dataset", "list_datasets", "load_dataset", "read_idx", "write_idx"]
+__all__ = ["Dataset", "check_dataset_spec", "list_datasets", "load_dataset", "parse_split", "read_idx", "write_idx"]
+
+log = logging.getLogger(__name__)
 
 _INSTALL_HINT = 'pip install "onebit[train]"'
 _DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -96,6 +99,12 @@ class Dataset:
         for part, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
             _check_part(where, part, x, y, self.in_shape, self.num_classes)
 
+    def validation_size(self, fraction: float = 0.1) -> int:
+        """How many training rows :meth:`split_validation` holds out: ``ceil(fraction · N)``."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
+            raise ConfigError(f"validation fraction must be a number between 0 and 1, got {fraction!r}")
+        return math.ceil(float(fraction) * len(self.y_train) - 1e-9)
+
     def split_validation(self, fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
         """Hold out a stratified ``fraction`` of the training rows for validation.
 
@@ -111,7 +120,7 @@ class Dataset:
             raise ConfigError(f"validation fraction must be strictly between 0 and 1, got {fraction!r}")
         _check_seed(seed)
         n = len(self.y_train)
-        n_val = math.ceil(float(fraction) * n - 1e-9)
+        n_val = self.validation_size(fraction)
         if n_val < 1 or n - n_val < 1:
             raise DataError(
                 f"data set {self.name!r}: a validation fraction of {fraction} of {n} training rows "
@@ -187,33 +196,113 @@ def list_datasets() -> list[str]:
     return sorted(_BUILT_IN)
 
 
-def load_dataset(spec: str | os.PathLike[str], *, seed: int = 0) -> Dataset:
+def load_dataset(
+    spec: str | os.PathLike[str], *, seed: int = 0, split: tuple[int, int] | str | None = None
+) -> Dataset:
     """Load a built-in data set by name, or the data set in a folder.
 
     ``spec`` is one of :func:`list_datasets` (a name wins over a folder of the same
     name; write ``./digits`` for the folder), a folder in MNIST's IDX layout, or a
     ``cifar-10-batches-py`` folder (or its parent). ``seed`` sets the order of the
     training rows (a permutation drawn from it); the test part never depends on it.
+
+    ``split=(n_train, n_test)`` (or ``"8000:2000"``) re-splits the rows: the data set's
+    rows are pooled in file order (its training part first, then its test part) and the
+    first ``n_train`` become the training part, the next ``n_test`` the test part. This
+    is how a folder that holds one part only is used, such as MNIST's test files alone
+    (``load_dataset("mnist-t10k", split=(8000, 2000))``); without ``split`` such a folder
+    is refused with a message that says so.
     """
     _check_seed(seed)
+    name = check_dataset_spec(spec)
+    wanted = None if split is None else parse_split(split)
+    if isinstance(spec, str) and spec in _BUILT_IN:
+        dataset = _BUILT_IN[spec]()
+        if wanted is not None:
+            dataset = _resplit(dataset, wanted)
+    else:
+        dataset = _load_folder(Path(spec).expanduser(), wanted)
+    assert dataset.name == name, (dataset.name, name)
+    order = np.random.default_rng(seed).permutation(len(dataset.y_train))
+    return dataclasses.replace(dataset, x_train=dataset.x_train[order], y_train=dataset.y_train[order])
+
+
+def check_dataset_spec(spec: str | os.PathLike[str]) -> str:
+    """Check that ``spec`` names a data set :func:`load_dataset` can open, without reading it.
+
+    Returns the name the loaded data set will have (``"digits"``, the folder's name,
+    ``"cifar10"``); raises :class:`ConfigError` for an unknown name (with the closest
+    valid one), :class:`MissingFileError` for a missing folder and :class:`DataError`
+    for a folder that holds no supported layout. Cheap: only file names are looked at.
+    """
     if not isinstance(spec, (str, os.PathLike)):
         raise ConfigError(f"data set must be a name or a folder path, got {type(spec).__name__}")
     if isinstance(spec, str) and spec in _BUILT_IN:
-        dataset = _BUILT_IN[spec]()
+        return spec
+    if isinstance(spec, str) and not spec.strip():
+        raise unknown_choice("data set", spec, _CHOICES)
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        if any(_find_mnist_file(folder, spellings) for spellings in _MNIST_FILES.values()):
+            return _folder_name(folder)
+        if _find_cifar_folder(folder) is not None:
+            return "cifar10"
+        raise DataError(
+            f"{folder}: no data set found; looked for MNIST-layout files ({', '.join(_MNIST_FILES)}, "
+            "each optionally .gz) and for CIFAR-10 python batches (data_batch_1..5 and test_batch, "
+            "or a cifar-10-batches-py subfolder)"
+        )
+    if folder.exists():
+        raise DataError(f"{folder}: is a file; give the folder that holds the data set's files")
+    if isinstance(spec, os.PathLike) or _looks_like_path(spec):
+        raise MissingFileError(f"{folder}: no such data set folder")
+    raise unknown_choice("data set", spec, _CHOICES, suggest_from=list(_BUILT_IN))
+
+
+def parse_split(split: tuple[int, int] | list[int] | str) -> tuple[int, int]:
+    """``"8000:2000"`` or ``(8000, 2000)`` → ``(8000, 2000)``: training rows, test rows (both ≥ 1)."""
+    if isinstance(split, str):
+        parts = split.split(":")
+        try:
+            values = [int(p.replace(",", "").replace("_", "")) for p in parts]
+        except ValueError:
+            values = []
+    elif isinstance(split, (tuple, list)):
+        values = list(split)
     else:
-        if isinstance(spec, str) and not spec.strip():
-            raise unknown_choice("data set", spec, _CHOICES)
-        folder = Path(spec).expanduser()
-        if folder.is_dir():
-            dataset = _load_folder(folder)
-        elif folder.exists():
-            raise DataError(f"{folder}: is a file; give the folder that holds the data set's files")
-        elif isinstance(spec, os.PathLike) or _looks_like_path(spec):
-            raise MissingFileError(f"{folder}: no such data set folder")
-        else:
-            raise unknown_choice("data set", spec, _CHOICES)
-    order = np.random.default_rng(seed).permutation(len(dataset.y_train))
-    return dataclasses.replace(dataset, x_train=dataset.x_train[order], y_train=dataset.y_train[order])
+        values = []
+    if (len(values) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+            or min(values) < 1):
+        raise ConfigError(
+            f"split must be TRAIN:TEST, two positive row counts such as 8000:2000, got {split!r}"
+        )
+    return int(values[0]), int(values[1])
+
+
+def _resplit(dataset: Dataset, split: tuple[int, int]) -> Dataset:
+    """``dataset`` with its training and test rows pooled (train first) and split again."""
+    x = np.concatenate([dataset.x_train, dataset.x_test])
+    y = np.concatenate([dataset.y_train, dataset.y_test])
+    return _split_rows(dataset, x, y, split, f"the {len(dataset.y_train)} training then {len(dataset.y_test)} test rows")
+
+
+def _split_rows(template: Dataset | dict[str, Any], x: np.ndarray, y: np.ndarray, split: tuple[int, int],
+                rows: str) -> Dataset:
+    """A Dataset whose training part is rows ``[0, n_train)`` of ``x, y`` and test part the next ``n_test``."""
+    meta = dataclasses.asdict(template) if isinstance(template, Dataset) else dict(template)
+    n_train, n_test = split
+    if n_train + n_test > len(y):
+        raise DataError(
+            f"data set {meta['name']!r}: split {n_train}:{n_test} needs {n_train + n_test:,} rows, "
+            f"it holds {len(y):,} ({rows})"
+        )
+    meta.update(
+        x_train=np.ascontiguousarray(x[:n_train]), y_train=y[:n_train],
+        x_test=np.ascontiguousarray(x[n_train:n_train + n_test]), y_test=y[n_train:n_train + n_test],
+        source=f"{meta['source']}; split {n_train}:{n_test} of {rows} in file order: rows 0..{n_train - 1} train, "
+               f"{n_train}..{n_train + n_test - 1} test",
+    )
+    return Dataset(**meta)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -260,6 +349,7 @@ def _generate_mnist1d() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:
         raise DataError(f"the 'mnist1d' data set needs the mnist1d package ({exc}); {_INSTALL_HINT}") from None
+    log.info("generating MNIST-1D (5,000 sequences, a few seconds; once per process)")
     numpy_state = np.random.get_state()
     python_state = random.getstate()
     try:
@@ -296,18 +386,16 @@ _BUILT_IN: dict[str, Callable[[], Dataset]] = {"digits": _load_digits, "mnist1d"
 _CHOICES = [*_BUILT_IN, "a folder in MNIST layout", "a cifar-10-batches-py folder"]
 
 
-def _load_folder(folder: Path) -> Dataset:
-    """Load whichever supported layout ``folder`` holds."""
+def _load_folder(folder: Path, split: tuple[int, int] | None) -> Dataset:
+    """Load whichever supported layout ``folder`` holds (:func:`check_dataset_spec` found one)."""
     if any(_find_mnist_file(folder, spellings) for spellings in _MNIST_FILES.values()):
-        return _load_mnist_folder(folder)
-    cifar = _find_cifar_folder(folder)
-    if cifar is not None:
-        return _load_cifar_folder(cifar)
-    raise DataError(
-        f"{folder}: no data set found; looked for MNIST-layout files ({', '.join(_MNIST_FILES)}, "
-        "each optionally .gz) and for CIFAR-10 python batches (data_batch_1..5 and test_batch, "
-        "or a cifar-10-batches-py subfolder)"
-    )
+        return _load_mnist_folder(folder, split)
+    dataset = _load_cifar_folder(_find_cifar_folder(folder))
+    return dataset if split is None else _resplit(dataset, split)
+
+
+def _folder_name(folder: Path) -> str:
+    return folder.resolve().name or str(folder)
 
 
 # --------------------------------------------------------------------------- MNIST layout
@@ -328,30 +416,52 @@ def _find_mnist_file(folder: Path, spellings: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _load_mnist_folder(folder: Path) -> Dataset:
-    """Four IDX files (MNIST, Fashion-MNIST, KMNIST): uint8 images /255, integer labels."""
+_MNIST_PARTS = {
+    "training": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _load_mnist_folder(folder: Path, split: tuple[int, int] | None) -> Dataset:
+    """IDX files (MNIST, Fashion-MNIST, KMNIST): uint8 images /255, integer labels.
+
+    Both parts (four files) make a data set as they are; one part alone (two files,
+    such as MNIST's t10k files) needs ``split``.
+    """
     found = {key: _find_mnist_file(folder, spellings) for key, spellings in _MNIST_FILES.items()}
-    missing = [key for key, path in found.items() if path is None]
-    if missing:
-        raise DataError(f"{folder}: incomplete MNIST-layout folder, missing {', '.join(missing)} (plain or .gz)")
-    x_train, y_train = _read_mnist_pair(found["train-images-idx3-ubyte"], found["train-labels-idx1-ubyte"])
-    x_test, y_test = _read_mnist_pair(found["t10k-images-idx3-ubyte"], found["t10k-labels-idx1-ubyte"])
-    if x_train.shape[1:] != x_test.shape[1:]:
+    complete = [part for part, keys in _MNIST_PARTS.items() if all(found[k] for k in keys)]
+    for part, keys in _MNIST_PARTS.items():
+        missing = [k for k in keys if found[k] is None]
+        if part not in complete and len(missing) < len(keys):
+            raise DataError(f"{folder}: incomplete MNIST-layout folder, missing {', '.join(missing)} (plain or .gz)")
+    log.info("reading the %s part%s of %s", " and ".join(complete), "s" if len(complete) > 1 else "", folder)
+    arrays = {part: _read_mnist_pair(found[keys[0]], found[keys[1]]) for part, keys in _MNIST_PARTS.items()
+              if part in complete}
+    if len(arrays) == 2 and arrays["training"][0].shape[1:] != arrays["test"][0].shape[1:]:
         raise DataError(
-            f"{folder}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}"
+            f"{folder}: train images are {arrays['training'][0].shape[1:]} but test images are "
+            f"{arrays['test'][0].shape[1:]}"
         )
-    num_classes = max(10, int(y_train.max()) + 1, int(y_test.max()) + 1)
-    return Dataset(
-        name=folder.resolve().name or str(folder),
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        in_shape=x_train.shape[1:],
-        num_classes=num_classes,
-        class_names=tuple(str(c) for c in range(num_classes)),
-        source=f"MNIST-layout IDX files in {folder}, pixels /255",
+    if len(arrays) == 1 and split is None:
+        (part, (x, _)), = arrays.items()
+        hint = f"{len(x) * 4 // 5}:{len(x) - len(x) * 4 // 5}"
+        raise DataError(
+            f"{folder} holds only the {part} part ({len(x):,} images); split it into training and test rows "
+            f"with --split TRAIN:TEST (onebit train --data {folder} --split {hint}; in Python, "
+            f"load_dataset(..., split=({hint.replace(':', ', ')})))"
+        )
+    x_all = np.concatenate([x for x, _ in arrays.values()])
+    y_all = np.concatenate([y for _, y in arrays.values()])
+    num_classes = max(10, int(y_all.max()) + 1)
+    meta = dict(
+        name=_folder_name(folder), in_shape=x_all.shape[1:], num_classes=num_classes,
+        class_names=tuple(str(c) for c in range(num_classes)), source=f"MNIST-layout IDX files in {folder}, pixels /255",
     )
+    if split is not None:
+        rows = " then ".join(f"{len(y):,} {part} rows" for part, (_, y) in arrays.items())
+        return _split_rows(meta, x_all, y_all, split, rows)
+    (x_train, y_train), (x_test, y_test) = arrays["training"], arrays["test"]
+    return Dataset(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, **meta)
 
 
 def _read_mnist_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -401,6 +511,7 @@ def _load_cifar_folder(folder: Path) -> Dataset:
     missing = [name for name in (*_CIFAR_TRAIN, _CIFAR_TEST) if not (folder / name).is_file()]
     if missing:
         raise DataError(f"{folder}: incomplete CIFAR-10 folder, missing {', '.join(missing)}")
+    log.info("reading CIFAR-10 from %s (six batches, about 180 MB)", folder)
     class_names = _read_cifar_names(folder / "batches.meta")
     train = [_read_cifar_batch(folder / name) for name in _CIFAR_TRAIN]
     x_test, y_test = _read_cifar_batch(folder / _CIFAR_TEST)

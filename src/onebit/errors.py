@@ -6,6 +6,7 @@ code written against the standard exceptions keeps working.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -29,10 +30,18 @@ class MissingFileError(OnebitError, FileNotFoundError):
     """A path that does not exist."""
 
 
-def unknown_choice(kind: str, name: object, choices: Iterable[str]) -> ConfigError:
-    """The error for a name that is not among ``choices``: names both."""
-    listed = ", ".join(sorted(choices))
-    return ConfigError(f"unknown {kind} {name!r}; valid choices: {listed}")
+def unknown_choice(
+    kind: str, name: object, choices: Iterable[str], *, suggest_from: Iterable[str] | None = None
+) -> ConfigError:
+    """The error for a name that is not among ``choices``: names both, and the closest choice.
+
+    ``did you mean 'binarynet_mlp'?`` comes from :func:`difflib.get_close_matches` over
+    ``suggest_from`` (default: ``choices``), so a typo costs one look at the message.
+    """
+    choices = sorted(choices)
+    close = difflib.get_close_matches(str(name), sorted(suggest_from or choices), n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}{hint}; valid choices: {', '.join(choices)}")
 
 
 class ModelFileError(OnebitError, ValueError):

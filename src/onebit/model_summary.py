@@ -333,22 +333,22 @@ class Summary:
     def table(self) -> str:
         """The per-layer table and the totals block (what ``str()`` returns)."""
         header = (
-            "Layer", "Kind", "Output shape", "Weight bits", "Input bits", "Params",
+            "#", "Module", "Kind", "Output shape", "Weight bits", "Input bits", "Params",
             "Packed bytes", "Float32 bytes", "Binary MACs", "Float MACs",
         )
-        right = (False, False, False, True, True, True, True, True, True, True)
+        right = (True, False, False, False, True, True, True, True, True, True, True)
         body = []
-        for r in self.rows:
+        for number, r in enumerate(self.rows, start=1):
             name = r.name if r.calls == 1 else f"{r.name} (×{r.calls})"
             wbits = "-" if r.weight_bits is None else str(r.weight_bits)
             ibits = "-" if r.input_bits is None else str(r.input_bits)
             bmacs, fmacs = (_fmt_int(r.binary_macs), _fmt_int(r.float_macs)) if r.has_weights else ("-", "-")
             body.append((
-                name, r.kind, _fmt_shape(r.output_shape), wbits, ibits, _fmt_int(r.params),
+                str(number), name, r.kind, _fmt_shape(r.output_shape), wbits, ibits, _fmt_int(r.params),
                 _fmt_int(r.packed_bytes), _fmt_int(r.float32_bytes), bmacs, fmacs,
             ))
         total_row = (
-            "Total", "", "", "", "", _fmt_int(self.total_params), _fmt_int(self.packed_bytes),
+            "", "Total", "", "", "", "", _fmt_int(self.total_params), _fmt_int(self.packed_bytes),
             _fmt_int(self.float32_bytes), _fmt_int(self.binary_macs), _fmt_int(self.float_macs),
         )
         widths = [max(len(row[i]) for row in [header, total_row, *body]) for i in range(len(header))]
@@ -372,17 +372,23 @@ class Summary:
         )
         memory = (
             f"Memory:  packed {_fmt_bytes(self.packed_bytes)} vs float32 "
-            f"{_fmt_bytes(self.float32_bytes)}: {self.compression:.1f}× smaller"
+            f"{_fmt_bytes(self.float32_bytes)}: {self.compression:.1f}× smaller\n"
+            "         (parameters: 1-bit weights packed in 64-bit words, the rest float32, BatchNorm as 4 vectors;\n"
+            "         an exported .onebit file folds BatchNorm into integer thresholds, so it differs)"
         )
         macs = (
             f"MACs:    {_fmt_int(self.total_macs)} = binary {_fmt_int(self.binary_macs)} + float "
             f"{_fmt_int(self.float_macs)} (binary {100 * self.binary_mac_fraction:.1f}%)"
         )
         floats = self.float_layers
+        weighted = sum(r.has_weights for r in self.rows)
         if floats:
-            listed = "; ".join(f"{r.name} ({r.float_reason})" for r in floats)
+            number = {id(r): i for i, r in enumerate(self.rows, start=1)}
+            listed = f"{len(floats)} of {weighted} layers with weights: " + "; ".join(
+                f"#{number[id(r)]} (module {r.name}, {r.kind}): {r.float_reason}" for r in floats
+            )
         else:
-            listed = "none (every layer with weights is binary)"
+            listed = f"none (all {weighted} layers with weights are binary)"
         out += [params, memory, macs, f"Float layers: {listed}"]
         return "\n".join(out)
 

@@ -11,11 +11,11 @@ per-step schedule. With a fixed seed, runs on CPU are bit-for-bit reproducible
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,18 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from onebit.atomic import atomic_write_text
 from onebit.checkpoint import save_checkpoint
 from onebit.data import Dataset
 from onebit.errors import ConfigError, DataError, unknown_choice
 from onebit.optim import make_optimizer
-from onebit.train_state import load_train_state, save_train_state
+from onebit.train_state import STATE_FILE, load_train_state, save_train_state
 
 __all__ = [
-    "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit", "plot_curves", "record_metrics",
-    "set_seed",
+    "KEEP_CHOICES", "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit", "plot_curves",
+    "prune_run", "record_metrics", "set_seed",
 ]
 
 SCHEDULES = ("cosine", "constant", "step")
+KEEP_CHOICES = ("best", "last", "all")
+
+log = logging.getLogger(__name__)
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -191,8 +195,8 @@ def fit(
     val_fraction: float = 0.1,
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    verbose: bool = True,
+    progress: bool = False,
+    verbose: bool = False,
     info: dict[str, Any] | None = None,
     resume: bool = False,
     teacher: nn.Module | None = None,
@@ -207,8 +211,11 @@ def fit(
     With ``out_dir``: ``checkpoint.safetensors`` (best), ``last.safetensors``,
     ``metrics.json`` (rewritten every epoch), ``curves.png`` and ``train_state.pt`` (see
     :mod:`onebit.train_state`). ``resume=True`` continues the run in ``out_dir`` from its
-    last finished epoch; the arguments must be the ones it was started with. ``progress``
-    shows a progress bar (stderr, when it is a terminal), ``verbose`` prints a line per epoch.
+    last finished epoch; the arguments must be the ones it was started with.
+
+    Each epoch's line (loss, accuracies, learning rate, time) goes to the ``onebit.train``
+    logger at INFO level; ``verbose=True`` also prints it. ``progress=True`` draws a bar
+    per epoch (batches, samples/s, running loss) on stderr when stderr is a terminal.
 
     With a ``teacher`` (a trained module with the same outputs), the training loss is
     :func:`distillation_loss` of the student's logits against the teacher's, mixed with
@@ -300,13 +307,13 @@ def fit(
         result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
         best_loss, best_state = state["best_val_loss"], state["best_model"]
         first_epoch = state["epoch"] + 1
-    bar = _progress((epochs - first_epoch + 1) * steps_per_epoch, progress)
-    try:
-        for epoch in range(first_epoch, epochs + 1):
-            start = time.perf_counter()
-            epoch_lr = opt.param_groups[0]["lr"]
-            model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
+    for epoch in range(first_epoch, epochs + 1):
+        start = time.perf_counter()
+        epoch_lr = opt.param_groups[0]["lr"]
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
+        try:
             for idx in _batches(len(x_train), batch_size, generator):
                 if len(idx) < 2:
                     continue  # BatchNorm cannot train on a single sample
@@ -327,43 +334,44 @@ def fit(
                 correct += int((logits.argmax(1) == y_train[idx]).sum())
                 seen += len(idx)
                 if bar is not None:
-                    bar.set_postfix_str(f"epoch {epoch}/{epochs} loss {loss.item():.3f}", refresh=False)
+                    rate = seen / max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix_str(f"loss {loss_sum / seen:.4f}, {rate:,.0f} samples/s", refresh=False)
                     bar.update(1)
-            v = evaluate(model, x_val.numpy(), y_val.numpy(), batch_size=max(batch_size, 256))
-            record = EpochRecord(
-                epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
-                time.perf_counter() - start,
-            )
-            result.history.append(record)
-            # Best = highest validation accuracy; ties (frequent on small validation
-            # sets) go to the lower validation loss, not to the earliest epoch.
-            if best_state is None or (record.val_accuracy, -record.val_loss) > (result.best_val_accuracy, -best_loss):
-                best_loss = record.val_loss
-                result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
-                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                if out is not None:
-                    save_checkpoint(out / "checkpoint.safetensors", model, epoch=epoch, info=run_info)
-            if verbose:
-                line = (
-                    f"epoch {epoch:3d}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
-                    f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s"
-                )
-                bar.write(line) if bar is not None else print(line, flush=True)
+        finally:
+            if bar is not None:
+                bar.close()
+        v = evaluate(model, x_val.numpy(), y_val.numpy(), batch_size=max(batch_size, 256))
+        record = EpochRecord(
+            epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
+            time.perf_counter() - start,
+        )
+        result.history.append(record)
+        # Best = highest validation accuracy; ties (frequent on small validation
+        # sets) go to the lower validation loss, not to the earliest epoch.
+        if best_state is None or (record.val_accuracy, -record.val_loss) > (result.best_val_accuracy, -best_loss):
+            best_loss = record.val_loss
+            result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             if out is not None:
-                save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
-                result.metrics = _metrics(result, run_info)
-                _write_json(out / "metrics.json", result.metrics)
-                save_train_state(out, {
-                    "epoch": epoch, "run_info": run_info, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                    "history": [asdict(r) for r in result.history], "best_epoch": result.best_epoch,
-                    "best_val_accuracy": result.best_val_accuracy, "best_val_loss": best_loss,
-                    "best_model": best_state,
-                })
-    finally:
-        if bar is not None:
-            bar.close()
+                save_checkpoint(out / "checkpoint.safetensors", model, epoch=epoch, info=run_info)
+        if out is not None:
+            save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
+            result.metrics = _metrics(result, run_info)
+            _write_json(out / "metrics.json", result.metrics)
+            save_train_state(out, {
+                "epoch": epoch, "run_info": run_info, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": [asdict(r) for r in result.history], "best_epoch": result.best_epoch,
+                "best_val_accuracy": result.best_val_accuracy, "best_val_loss": best_loss,
+                "best_model": best_state,
+            })
+        # After the state is saved: a Ctrl-C once this line shows can resume from this epoch.
+        _say(
+            f"epoch {epoch:3d}/{epochs}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
+            f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s  "
+            f"({seen / record.seconds:,.0f} samples/s)", verbose,
+        )
 
     assert best_state is not None
     model.load_state_dict(best_state)
@@ -387,6 +395,27 @@ def record_metrics(out_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     return metrics
 
 
+def prune_run(out_dir: str | os.PathLike, keep: str = "last") -> dict[str, int]:
+    """Delete what a *finished* run folder no longer needs; returns ``{path: bytes}`` removed.
+
+    ``keep="all"`` removes nothing. ``"last"`` removes ``train_state.pt`` (the weights,
+    optimizer state and best weights that only an interrupted run resumes from: about
+    4× the checkpoint). ``"best"`` also removes ``last.safetensors``, leaving the best
+    checkpoint, ``metrics.json``, ``curves.png`` and the exported model. Sub-runs (a
+    two-stage run's ``stage1``, a distilled run's ``teacher``) are pruned alike.
+    """
+    if keep not in KEEP_CHOICES:
+        raise unknown_choice("keep setting", keep, KEEP_CHOICES)
+    names = {"all": (), "last": (STATE_FILE,), "best": (STATE_FILE, "last.safetensors")}[keep]
+    removed: dict[str, int] = {}
+    root = Path(out_dir)
+    for name in names:
+        for path in sorted(root.rglob(name)):
+            removed[str(path)] = path.stat().st_size
+            path.unlink()
+    return removed
+
+
 def _metrics(result: FitResult, run_info: dict[str, Any]) -> dict[str, Any]:
     return {
         **run_info,
@@ -398,22 +427,33 @@ def _metrics(result: FitResult, run_info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    # Only on a terminal: redirected to a file (a CI log), the bar's redraws became hundreds
-    # of lines; the per-epoch lines (verbose) say the same there.
+def _progress(batches: int, description: str, enabled: bool) -> Any:
+    """One epoch's progress bar on stderr, or None. Only on a terminal: redirected to a
+    file (a CI log) the bar's redraws became hundreds of lines; the per-epoch log lines
+    say the same there. ``leave=False``: the epoch's line replaces its bar."""
     if not enabled or not sys.stderr.isatty():
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        width = 0
+    # A pseudo-terminal without a window size (`script -c`, some CI runners) reports 0
+    # columns and lines, and tqdm then draws nothing at all: give it a fixed size instead.
+    size = {"dynamic_ncols": True} if width > 0 else {"ncols": 100, "nrows": 24}
+    return tqdm(total=batches, desc=description, unit="batch", file=sys.stderr, leave=False, **size)
+
+
+def _say(message: str, verbose: bool) -> None:
+    """A progress message: to the ``onebit.train`` logger, and printed when ``verbose``."""
+    log.info(message)
+    if verbose:
+        print(message, flush=True)
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def plot_curves(history: list[EpochRecord], path: str | os.PathLike) -> Path:

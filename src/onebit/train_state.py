@@ -12,12 +12,12 @@ never arbitrary pickled objects.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from onebit.atomic import atomic_write
 from onebit.errors import CheckpointError, MissingFileError
 
 STATE_FILE = "train_state.pt"
@@ -26,16 +26,7 @@ STATE_VERSION = 1
 
 def save_train_state(out_dir: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors and plain values) to ``out_dir/train_state.pt`` atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"version": STATE_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_dir / STATE_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out_dir / STATE_FILE, lambda tmp: torch.save({"version": STATE_VERSION, **state}, tmp))
 
 
 def load_train_state(out_dir: str | os.PathLike) -> dict[str, Any]:

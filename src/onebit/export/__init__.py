@@ -4,7 +4,9 @@
 folds BatchNorm into integer thresholds or a per-channel scale and bias, packs binary
 weights at one bit each, writes the graph as JSON in the file's metadata, then loads
 the file with the runtime and checks that it reproduces the PyTorch eval forward on
-``example_input``. It prints (and returns) which layers run binary and why.
+``example_input``. It returns (and logs to the ``onebit.export`` logger; ``verbose=True``
+prints) which layers run binary and why. :func:`export_model` (``onebit.export_model``)
+is the same function under a name that does not clash with this subpackage.
 
 The check: max |runtime − PyTorch| ≤ 1e-4 · max(1, max |logit|). A float value that lies
 within rounding of a sign threshold can binarize differently in two float32 computations
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,9 @@ from onebit.export.graph import LayerReport, capture
 from onebit.runtime.container import write_container
 from onebit.runtime.model import FORMAT, FORMAT_VERSION, META_KEY
 
-__all__ = ["CheckedExport", "ExportReport", "LayerReport", "export", "export_checked"]
+__all__ = ["CheckedExport", "ExportReport", "LayerReport", "export", "export_checked", "export_model"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,9 +53,17 @@ class ExportReport:
     def compression(self) -> float:
         return self.float32_state_bytes / self.file_bytes if self.file_bytes else 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        return {
+            "path": str(self.path), "file_bytes": self.file_bytes, "float32_state_bytes": self.float32_state_bytes,
+            "compression": self.compression, "max_abs_diff": self.max_abs_diff, "reference": self.reference,
+            "layers": [{"name": l.name, "kind": l.kind, "reason": l.reason} for l in self.layers],
+        }
+
     def __str__(self) -> str:
-        lines = [f"exported {self.path}: {self.file_bytes:,} bytes, float32 state dict {self.float32_state_bytes:,} "
-                 f"bytes ({self.compression:.1f}× smaller)"]
+        lines = [f"exported {self.path}: {self.file_bytes:,} bytes on disk (BatchNorm folded into integer thresholds), "
+                 f"{self.compression:.1f}× smaller than the float32 state dict ({self.float32_state_bytes:,} bytes)"]
         lines += [f"  {layer}" for layer in self.layers]
         lines.append(f"  runtime vs PyTorch ({self.reference}) on the example input: max |difference| "
                      f"{self.max_abs_diff:.3g}")
@@ -59,12 +72,18 @@ class ExportReport:
 
 def export(
     model: nn.Module, path: str | os.PathLike, example_input: torch.Tensor | np.ndarray, *,
-    verbose: bool = True, info: dict[str, Any] | None = None,
+    verbose: bool = False, info: dict[str, Any] | None = None,
 ) -> ExportReport:
-    """Write ``model`` (eval mode is used) to ``path``; ``example_input`` is a batch ``(N, ...)``."""
+    """Write ``model`` (eval mode is used) to ``path``; ``example_input`` is a batch ``(N, ...)``.
+
+    The file is loaded back with :mod:`onebit.runtime` and checked against the PyTorch
+    forward on ``example_input`` (see the module docstring); ``info`` adds JSON fields to
+    the graph's ``source`` record. ``verbose=True`` prints the report.
+    """
     example = torch.as_tensor(np.asarray(example_input, dtype=np.float32))
     if example.ndim < 2 or len(example) == 0:
         raise ExportError(f"example_input must be a non-empty batch (N, ...), got shape {tuple(example.shape)}")
+    log.info("exporting %s and checking it against PyTorch on %d example inputs", path, len(example))
     was_training = model.training
     model.eval()
     try:
@@ -104,9 +123,13 @@ def export(
             f"the exported model differs from the PyTorch forward by {report.max_abs_diff:.3g} on the example "
             f"input (tolerance {1e-4 * scale:.3g}); this is a bug in onebit, please report it"
         )
+    log.debug("%s", report)
     if verbose:
         print(report)
     return report
+
+
+export_model = export
 
 
 def _float64_forward(model: nn.Module, example: torch.Tensor) -> np.ndarray | None:
@@ -130,12 +153,13 @@ class CheckedExport:
 
 def export_checked(
     model: nn.Module, path: str | os.PathLike, x_test: np.ndarray, y_test: np.ndarray, *,
-    verbose: bool = True, info: dict[str, Any] | None = None,
+    verbose: bool = False, info: dict[str, Any] | None = None,
 ) -> CheckedExport:
     """Export with the first test inputs as the example, then measure accuracy with the runtime."""
     from onebit.runtime import load
 
     report = export(model, path, x_test[:256], verbose=verbose, info=info)
+    log.info("scoring %s with onebit.runtime on %d test samples", path, len(x_test))
     engine = load(path)
     predicted = engine.predict(np.asarray(x_test, dtype=np.float32))
     model.eval()

@@ -3,6 +3,8 @@
 from onebit.models import (  # noqa: F401  (registers the models)
     binarydensenet, bireal, binarynet, bnn_pynq, cnn1d, quicknet, reactnet, xnornet,
 )
-from onebit.models.registry import ModelInfo, create_model, list_models, model_info, register_model
+from onebit.models.registry import (
+    IMAGENET, ModelInfo, check_model_args, create_model, list_models, model_info, register_model,
+)
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["IMAGENET", "ModelInfo", "check_model_args", "create_model", "list_models", "model_info", "register_model"]

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from onebit.errors import ConfigError
-from onebit.models.registry import register_model
+from onebit.models.registry import IMAGENET, register_model
 from onebit.nn import QuantConv2d, Quantizer, QuantizerSpec, SteSign, get_quantizer
 
 PAPER = "Bethge et al. 2019, BinaryDenseNet: Developing an Architecture for Binary Neural Networks (ICCV-W)"
@@ -127,7 +127,8 @@ def _densenet(
     return nn.Sequential(OrderedDict(layers))
 
 
-@register_model(family="BinaryDenseNet", paper=PAPER)
+@register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=5_150_504, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def binarydensenet28(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
@@ -138,7 +139,8 @@ def binarydensenet28(
                      initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
 
 
-@register_model(family="BinaryDenseNet", paper=PAPER)
+@register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=8_734_120, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def binarydensenet37(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
@@ -149,7 +151,8 @@ def binarydensenet37(
                      initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
 
 
-@register_model(family="BinaryDenseNet", paper=PAPER)
+@register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=8_734_120, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def binarydensenet37_dilated(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
@@ -160,7 +163,8 @@ def binarydensenet37_dilated(
                      initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
 
 
-@register_model(family="BinaryDenseNet", paper=PAPER)
+@register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=13_939_240, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def binarydensenet45(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",

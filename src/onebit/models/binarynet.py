@@ -12,7 +12,7 @@ from onebit.nn import QuantConv2d, QuantizerSpec, QuantLinear
 PAPER = "Courbariaux et al. 2016, Binarized Neural Networks (arXiv:1602.02830)"
 
 
-@register_model(family="BinaryNet", paper=PAPER)
+@register_model(family="BinaryNet", paper=PAPER, in_shape=(1, 28, 28), num_classes=10)
 def binarynet_mlp(
     num_classes: int,
     in_shape: tuple[int, ...],
@@ -35,7 +35,7 @@ def binarynet_mlp(
     )
 
 
-@register_model(family="BinaryNet", paper=PAPER)
+@register_model(family="BinaryNet", paper=PAPER, in_shape=(3, 32, 32), num_classes=10)
 def binarynet_cnn(
     num_classes: int,
     in_shape: tuple[int, ...],
@@ -44,6 +44,7 @@ def binarynet_cnn(
     input_quantizer: QuantizerSpec = "ste_sign",
     weight_quantizer: QuantizerSpec = "ste_sign",
     pad_value: float = 0.0,
+    widths: list[int] | tuple[int, ...] | None = None,
 ) -> nn.Module:
     """BinaryNet's CIFAR-10 VGG-small: (2×128C3)-MP2-(2×256C3)-MP2-(2×512C3)-MP2-(2×1024FC)-10.
 
@@ -51,18 +52,28 @@ def binarynet_cnn(
     next layer's input quantizer; the first conv sees the real-valued image (binary
     weights). Convolutions pad with 0 as the paper's Theano code did (``pad_value=1``
     costs nothing in the engine; 0 needs a per-position correction).
+
+    ``widths`` gives each of the six convolutions its own output width (the per-layer
+    knob of width search, Shen et al. 2019: "VGG-Auto-A" is ``[64, 256, 256, 256, 512,
+    256]``); by default each stage's two convs take ``channels[stage]``.
     """
     if len(in_shape) != 3:
         raise ConfigError(f"binarynet_cnn needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
     if len(channels) != 3 or min(channels) < 1:
         raise ConfigError(f"channels must be three positive widths, got {channels!r}")
+    if widths is None:
+        widths = [out for out in channels for _ in range(2)]
+    if (not isinstance(widths, list | tuple) or len(widths) != 6
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in widths)):
+        raise ConfigError(f"widths must be six positive integers (one per convolution), got {widths!r}")
     c, h, w = in_shape
     if h < 8 or w < 8:
         raise ConfigError(f"binarynet_cnn pools three times: inputs must be at least 8x8, got {h}x{w}")
     layers: list[nn.Module] = []
     width = c
-    for stage, out in enumerate(channels):
+    for stage in range(3):
         for j in range(2):
+            out = widths[2 * stage + j]
             first = stage == 0 and j == 0
             layers.append(QuantConv2d(
                 width, out, 3, padding=1, bias=False, pad_value=pad_value,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from onebit.errors import ConfigError
-from onebit.models.registry import register_model
+from onebit.models.registry import IMAGENET, register_model
 from onebit.nn import BiRealBlock, QuantizerSpec
 
 PAPER = "Liu et al. 2018, Bi-Real Net: Enhancing the Performance of 1-bit CNNs (arXiv:1808.00278)"
@@ -22,19 +22,30 @@ PAPER = "Liu et al. 2018, Bi-Real Net: Enhancing the Performance of 1-bit CNNs (
 def _bireal(
     blocks: tuple[int, ...], num_classes: int, in_shape: tuple[int, ...], width: int,
     input_quantizer: QuantizerSpec, weight_quantizer: QuantizerSpec, pad_value: float,
+    widths: list[int] | tuple[int, ...] | None = None,
 ) -> nn.Sequential:
+    """``widths``: the output width of each binary conv (``2 · sum(blocks)`` integers), default
+    ``width · 2**stage``. A conv whose width differs from its input's gets the float 1×1
+    shortcut that Bi-Real Net uses where the width changes."""
     if len(in_shape) != 3:
         raise ConfigError(f"Bi-Real Net needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
     if min(in_shape[1:]) < 32:
         raise ConfigError(f"Bi-Real Net downsamples 32 times: inputs must be at least 32x32, got {in_shape[1:]}")
+    convs = 2 * sum(blocks)
+    if widths is None:
+        widths = [width * 2**stage for stage, count in enumerate(blocks) for _ in range(2 * count)]
+    if (not isinstance(widths, list | tuple) or len(widths) != convs
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in widths)):
+        raise ConfigError(f"widths must be {convs} positive integers (one per binary conv), got {widths!r}")
+    widths = iter(widths)
     layers: list[nn.Module] = [
         nn.Conv2d(in_shape[0], width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
         nn.MaxPool2d(3, stride=2, padding=1),
     ]
     channels = width
     for stage, count in enumerate(blocks):
-        out = width * 2**stage
         for i in range(2 * count):
+            out = next(widths)
             stride = 2 if stage > 0 and i == 0 else 1
             layers.append(BiRealBlock(channels, out, stride, input_quantizer=input_quantizer,
                                       weight_quantizer=weight_quantizer, pad_value=pad_value))
@@ -43,21 +54,31 @@ def _bireal(
     return nn.Sequential(*layers)
 
 
-@register_model(family="Bi-Real Net", paper=PAPER)
+@register_model(family="Bi-Real Net", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=11_699_112, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def birealnet18(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     input_quantizer: QuantizerSpec = "approx_sign", weight_quantizer: QuantizerSpec = "magnitude_aware_sign",
-    pad_value: float = 0.0,
+    pad_value: float = 0.0, widths: list[int] | tuple[int, ...] | None = None,
 ) -> nn.Module:
-    """Bi-Real Net-18: 16 binary 3×3 convs, each with a real-valued shortcut."""
-    return _bireal((2, 2, 2, 2), num_classes, in_shape, width, input_quantizer, weight_quantizer, pad_value)
+    """Bi-Real Net-18: 16 binary 3×3 convs, each with a real-valued shortcut.
+
+    ``widths``: each binary conv's output width (16 integers; default ``width``,
+    doubled per stage), the per-layer knob of width search (Shen et al. 2019).
+    """
+    return _bireal((2, 2, 2, 2), num_classes, in_shape, width, input_quantizer, weight_quantizer, pad_value,
+                   widths)
 
 
-@register_model(family="Bi-Real Net", paper=PAPER)
+@register_model(family="Bi-Real Net", paper=PAPER, in_shape=IMAGENET, num_classes=1000)
 def birealnet34(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     input_quantizer: QuantizerSpec = "approx_sign", weight_quantizer: QuantizerSpec = "magnitude_aware_sign",
-    pad_value: float = 0.0,
+    pad_value: float = 0.0, widths: list[int] | tuple[int, ...] | None = None,
 ) -> nn.Module:
-    """Bi-Real Net-34: 32 binary 3×3 convs, each with a real-valued shortcut."""
-    return _bireal((3, 4, 6, 3), num_classes, in_shape, width, input_quantizer, weight_quantizer, pad_value)
+    """Bi-Real Net-34: 32 binary 3×3 convs, each with a real-valued shortcut.
+
+    ``widths``: each binary conv's output width (32 integers; default as ``width`` says).
+    """
+    return _bireal((3, 4, 6, 3), num_classes, in_shape, width, input_quantizer, weight_quantizer, pad_value,
+                   widths)

@@ -38,7 +38,7 @@ def _fc(
     )
 
 
-@register_model(family="BNN-PYNQ", paper=PAPER)
+@register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(1, 28, 28), num_classes=10)
 def tfc(
     num_classes: int,
     in_shape: tuple[int, ...],
@@ -51,7 +51,7 @@ def tfc(
     return _fc(64, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout)
 
 
-@register_model(family="BNN-PYNQ", paper=PAPER)
+@register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(1, 28, 28), num_classes=10)
 def sfc(
     num_classes: int,
     in_shape: tuple[int, ...],
@@ -64,7 +64,7 @@ def sfc(
     return _fc(256, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout)
 
 
-@register_model(family="BNN-PYNQ", paper=PAPER)
+@register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(1, 28, 28), num_classes=10)
 def lfc(
     num_classes: int,
     in_shape: tuple[int, ...],
@@ -77,7 +77,8 @@ def lfc(
     return _fc(1024, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout)
 
 
-@register_model(family="BNN-PYNQ", paper=PAPER)
+@register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(3, 32, 32), num_classes=10,
+                params=1_550_568, params_source="BNN-PYNQ's CNV topology, Brevitas cnv.py, BatchNorm as 4 vectors")
 def cnv(
     num_classes: int,
     in_shape: tuple[int, ...],

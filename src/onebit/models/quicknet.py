@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from onebit.errors import ConfigError, unknown_choice
-from onebit.models.registry import register_model
+from onebit.models.registry import IMAGENET, register_model
 from onebit.nn import QuantConv2d, QuantizerSpec, get_quantizer
 
 PAPER = ("Bannink et al. 2021, Larq Compute Engine: Design, Benchmark, and Deploy State-of-the-Art "
@@ -181,7 +181,8 @@ def _quicknet(
     return nn.Sequential(OrderedDict(sections))
 
 
-@register_model(family="QuickNet", paper=PAPER)
+@register_model(family="QuickNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=12_664_344, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def quicknet_small(
     num_classes: int, in_shape: tuple[int, ...], width: int = 32,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
@@ -192,7 +193,8 @@ def quicknet_small(
                      input_quantizer, weight_quantizer, clip_value, padding)
 
 
-@register_model(family="QuickNet", paper=PAPER)
+@register_model(family="QuickNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=13_243_720, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def quicknet(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
@@ -203,7 +205,8 @@ def quicknet(
                      input_quantizer, weight_quantizer, clip_value, padding)
 
 
-@register_model(family="QuickNet", paper=PAPER)
+@register_model(family="QuickNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=23_359_304, params_source="Larq zoo, Keras count with BatchNorm as 4 vectors")
 def quicknet_large(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",

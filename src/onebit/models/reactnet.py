@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from onebit.errors import ConfigError
-from onebit.models.registry import register_model
+from onebit.models.registry import IMAGENET, register_model
 from onebit.nn import BiRealBlock, QuantConv2d, QuantizerSpec, RPReLU, RSign
 
 PAPER = ("Liu et al. 2020, ReActNet: Towards Precise Binary Neural Network with Generalized "
@@ -119,7 +119,8 @@ class ReActBiRealBlock(BiRealBlock):
         return self.act(super().forward(x))
 
 
-@register_model(family="ReActNet", paper=PAPER)
+@register_model(family="ReActNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=29_365_480, params_source="liuzechun/ReActNet reactnet.py: 29,343,592 parameters + 21,888 BatchNorm running statistics")
 def reactnet_a(
     num_classes: int, in_shape: tuple[int, ...], width: int = 32,
     weight_quantizer: QuantizerSpec = "magnitude_aware_sign", pad_value: float = 0.0,
@@ -139,7 +140,8 @@ def reactnet_a(
     return nn.Sequential(*layers)
 
 
-@register_model(family="ReActNet", paper=PAPER)
+@register_model(family="ReActNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=11_714_024, params_source="liuzechun/ReActNet birealnet.py: 11,704,424 parameters + 9,600 BatchNorm running statistics")
 def reactnet_resnet18(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     weight_quantizer: QuantizerSpec = "magnitude_aware_sign", pad_value: float = 0.0,

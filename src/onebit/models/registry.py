@@ -1,8 +1,15 @@
-"""The model registry: builders registered by name, created with the data's shape.
+"""The model registry: builders registered by name, each with its native input and classes.
 
-``create_model(name, num_classes=10, in_shape=(1, 28, 28), **kwargs)`` calls the
-builder and records ``{"name", "args"}`` on the model as ``model.onebit_config``, so a
-checkpoint can rebuild the model from the file alone. Every argument must therefore
+Every model records the input shape and class count of the network its paper
+published (``ModelInfo.in_shape``, ``ModelInfo.num_classes``): ``create_model(name)``
+with no arguments builds that network, and ``onebit summary``/``onebit bench`` use it
+unless told otherwise. ``create_model(name, num_classes=..., in_shape=...)`` sizes it for
+other data. Where a paper or its reference code gives a parameter count,
+``ModelInfo.params`` holds it (BatchNorm as four vectors, the Keras convention) and the
+tests check the built network against it.
+
+``create_model`` calls the builder and records ``{"name", "args"}`` on the model as
+``model.onebit_config``, so a checkpoint can rebuild the model from the file alone. Every argument must therefore
 be JSON-serializable (numbers, strings, None, lists). ``pretrained=True`` or
 ``pretrained="<data set>"`` loads weights shipped with onebit
 (:mod:`onebit.models.pretrained`).
@@ -10,6 +17,7 @@ be JSON-serializable (numbers, strings, None, lists). ``pretrained=True`` or
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
 import json
@@ -21,31 +29,53 @@ from torch import nn
 
 from onebit.errors import ConfigError, unknown_choice
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["IMAGENET", "ModelInfo", "check_model_args", "create_model", "list_models", "model_info", "register_model"]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the registry knows about a model: its builder and where it comes from."""
+    """What the registry knows about a model: its builder, its native size and where it comes from.
+
+    ``in_shape`` (no batch axis) and ``num_classes`` are those of the published network;
+    ``params`` is its published parameter count at that size (``None`` where there is
+    none) and ``params_source`` says where the figure comes from.
+    """
 
     name: str
     builder: Callable[..., nn.Module]
     family: str
     paper: str
     description: str
+    in_shape: tuple[int, ...]
+    num_classes: int
+    params: int | None = None
+    params_source: str | None = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
+IMAGENET = (3, 224, 224)  # the native input of the ImageNet families
 
-def register_model(*, family: str, paper: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: register a builder ``fn(num_classes, in_shape, **kwargs)`` under its name."""
+
+def register_model(
+    *, family: str, paper: str, in_shape: tuple[int, ...], num_classes: int,
+    params: int | None = None, params_source: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a builder ``fn(num_classes, in_shape, **kwargs)`` under its name.
+
+    ``in_shape`` and ``num_classes`` are the published network's (what ``create_model(name)``
+    builds); ``params`` is its published parameter count, if any, from ``params_source``.
+    """
+    if (params is None) != (params_source is None):
+        raise ConfigError("register_model: give params and params_source together")
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if fn.__name__ in _REGISTRY:
             raise ConfigError(f"model {fn.__name__!r} is already registered")
         doc = inspect.getdoc(fn) or ""
-        _REGISTRY[fn.__name__] = ModelInfo(fn.__name__, fn, family, paper, doc.split("\n")[0])
+        _REGISTRY[fn.__name__] = ModelInfo(
+            fn.__name__, fn, family, paper, doc.split("\n")[0], tuple(in_shape), num_classes, params, params_source,
+        )
         return fn
 
     return wrap
@@ -63,6 +93,21 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
+def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is registered and its builder takes every key of ``kwargs``.
+
+    Cheap (no model is built), so a command line can check its ``-M`` arguments before
+    loading any data.
+    """
+    params = inspect.signature(model_info(name).builder).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        valid = [p for p in params if p not in ("num_classes", "in_shape")]
+        close = [difflib.get_close_matches(u, valid, n=1, cutoff=0.75) for u in unknown]
+        hint = "".join(f" (did you mean {c[0]!r} for {u!r}?)" for u, c in zip(unknown, close) if c)
+        raise ConfigError(f"unknown argument(s) {unknown} for model {name!r}{hint}; valid: {', '.join(valid)}")
+
+
 def create_model(
     name: str,
     *,
@@ -73,7 +118,8 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model for inputs of shape ``in_shape`` (no batch axis).
 
-    ``num_classes`` defaults to 10 and ``in_shape`` to ``(1, 28, 28)``. With
+    ``num_classes`` and ``in_shape`` default to the published network's
+    (:attr:`ModelInfo.num_classes`, :attr:`ModelInfo.in_shape`). With
     ``pretrained=True`` (the model's first shipped data set) or ``pretrained="mnist1d"``
     (a named one) the model comes with shipped weights, in eval mode; the weights fix
     ``num_classes``, ``in_shape`` and the model arguments, and a different explicit
@@ -84,8 +130,8 @@ def create_model(
         from onebit.models.pretrained import load_pretrained
 
         return load_pretrained(name, pretrained, num_classes=num_classes, in_shape=in_shape, **kwargs)
-    num_classes = 10 if num_classes is None else num_classes
-    in_shape = (1, 28, 28) if in_shape is None else in_shape
+    num_classes = info.num_classes if num_classes is None else num_classes
+    in_shape = info.in_shape if in_shape is None else in_shape
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ConfigError(f"num_classes must be an integer ≥ 2, got {num_classes!r}")
     if not isinstance(in_shape, tuple | list):
@@ -93,13 +139,7 @@ def create_model(
     in_shape = tuple(in_shape)
     if not in_shape or not all(isinstance(d, int) and d > 0 for d in in_shape):
         raise ConfigError(f"in_shape must be a tuple of positive integers, got {in_shape!r}")
-    params = inspect.signature(info.builder).parameters
-    unknown = set(kwargs) - set(params)
-    if unknown:
-        valid = [p for p in params if p not in ("num_classes", "in_shape")]
-        raise ConfigError(
-            f"unknown argument(s) {sorted(unknown)} for model {name!r}; valid: {', '.join(valid)}"
-        )
+    check_model_args(name, kwargs)
     args = {"num_classes": num_classes, "in_shape": list(in_shape), **kwargs}
     try:
         json.dumps(args)

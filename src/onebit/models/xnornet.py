@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from onebit.errors import ConfigError
-from onebit.models.registry import register_model
+from onebit.models.registry import IMAGENET, register_model
 from onebit.nn import QuantConv2d, QuantizerSpec, QuantLinear
 
 PAPER = "Rastegari et al. 2016, XNOR-Net: ImageNet Classification Using Binary Convolutional Neural Networks (arXiv:1603.05279)"
@@ -96,7 +96,8 @@ def _widths(name: str, value: list[int] | tuple[int, ...], count: int) -> list[i
     return list(value)
 
 
-@register_model(family="XNOR-Net", paper=PAPER)
+@register_model(family="XNOR-Net", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=62_452_840, params_source='jiecaoyu/XNOR-Net-PyTorch AlexNet, BatchNorm as 4 vectors')
 def xnornet_alexnet(
     num_classes: int, in_shape: tuple[int, ...], channels: list[int] | tuple[int, ...] = (96, 256, 384, 384, 256),
     hidden: int = 4096, dropout: float = 0.5, pad_value: float = 0.0,
@@ -152,7 +153,8 @@ class XnorBasicBlock(nn.Module):
         return self.units(x) + self.shortcut(x)
 
 
-@register_model(family="XNOR-Net", paper=PAPER)
+@register_model(family="XNOR-Net", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
+                params=11_699_368, params_source="ResNet-18 with XNOR-Net's BN-sign-conv blocks, Rastegari et al. 2016, BatchNorm as 4 vectors")
 def xnornet_resnet18(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64, pad_value: float = 0.0,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "xnor_sign",

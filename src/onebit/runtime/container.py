@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onebit.atomic import atomic_write
 from onebit.errors import ModelFileError
 
 __all__ = ["DTYPES", "MAX_FILE_BYTES", "read_container", "write_container"]
@@ -54,16 +55,15 @@ def write_container(path: str | os.PathLike, tensors: dict[str, np.ndarray], met
         arrays.append(array)
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(len(blob).to_bytes(8, "little"))
-        f.write(blob)
-        for array in arrays:
-            f.write(array.tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(len(blob).to_bytes(8, "little"))
+            f.write(blob)
+            for array in arrays:
+                f.write(array.tobytes())
+
+    path = atomic_write(path, write)
     return path
 
 
