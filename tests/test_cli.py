@@ -163,7 +163,8 @@ def test_every_option_has_help_and_states_its_default():
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"onebit {name} {action.option_strings or action.dest}: no help text"
-            if action.option_strings and action.default not in (None, False, []):
+            if action.option_strings and not (action.default is None or action.default is False
+                                              or action.default == []):
                 text = sub.formatter_class(prog="x")._get_help_string(action)
                 assert "default" in text, f"onebit {name} {action.option_strings}: default not stated"
         assert "--json" in sub.format_help(), name

@@ -696,3 +696,25 @@ def test_mnist_layout_with_an_empty_part_is_refused(tmp_path: Path, stem: str) -
     write_idx(folder / f"{stem}-labels-idx1-ubyte", np.zeros(0, np.uint8))
     with pytest.raises(DataError, match=rf"{stem}-(images|labels)-idx.-ubyte: holds no"):
         load_dataset(folder)
+
+
+def test_subset_classes_relabels_in_the_order_given(digits: Dataset) -> None:
+    five = digits.subset_classes([9, 5])
+    assert five.num_classes == 2 and five.class_names == ("9", "5") and five.name == "digits[9,5]"
+    np.testing.assert_array_equal(five.x_train, digits.x_train[np.isin(digits.y_train, [5, 9])])
+    np.testing.assert_array_equal(five.y_train, np.where(digits.y_train[np.isin(digits.y_train, [5, 9])] == 9, 0, 1))
+    with pytest.raises(ConfigError, match="at least two distinct class indices"):
+        digits.subset_classes([3, 3])
+    with pytest.raises(ConfigError, match=r"classes 0..9; \[12\] are not among them"):
+        digits.subset_classes([1, 12])
+
+
+def test_few_shot_draws_k_rows_per_class(digits: Dataset) -> None:
+    few = digits.few_shot(4, seed=2)
+    assert np.bincount(few.y_train).tolist() == [4] * 10 and len(few.y_test) == len(digits.y_test)
+    np.testing.assert_array_equal(few.x_train, digits.few_shot(4, seed=2).x_train)  # the seed fixes the draw
+    assert not np.array_equal(few.x_train, digits.few_shot(4, seed=3).x_train)
+    with pytest.raises(DataError, match="fewer than 1000 shots"):
+        digits.few_shot(1000)
+    with pytest.raises(ConfigError, match="shots must be a positive integer"):
+        digits.few_shot(0)

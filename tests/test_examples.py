@@ -15,6 +15,10 @@ EXPECTED = {
     "binarize_your_model.py": ["XNOR-popcount", "onebit.runtime: test accuracy"],
     "pretrained_zoo_model.py": ["lfc trained on digits", "onebit.runtime: 9"],
     "benchmark_your_model.py": ["| threads |", "faster than PyTorch fp32"],
+    "width_search.py": ["evolution: ", "random: ", "budget: "],
+    "analyze_geometry.py": ["binary MLP on digits: test accuracy", "37"],
+    "transfer_binary_features.py": ["packed into", "head test accuracy"],
+    "hybnn_federated.py": ["HyBNN on digits", "onebit.runtime on hybnn.onebit", "FedHyBNN, 3 clients"],
 }
 
 

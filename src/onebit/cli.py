@@ -53,8 +53,9 @@ class _Help(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS)
-                or isinstance(action, argparse._VersionAction)):
+        unset = action.default is None or action.default is False or action.default == [] or (
+            action.default == argparse.SUPPRESS)
+        if not action.option_strings or "default" in text or unset or isinstance(action, argparse._VersionAction):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -103,6 +104,8 @@ def _parse_threads(text: str) -> list[int]:
 _split = _checked(_parse_split, lambda v: True, "TRAIN:TEST, two positive row counts such as 8000:2000")
 _shape = _checked(_parse_shape, lambda v: min(v) >= 1, "positive integers like 1,28,28")
 _thread_list = _checked(_parse_threads, lambda v: bool(v) and min(v) >= 1, "positive integers like 1,2")
+_class_list = _checked(_parse_threads, lambda v: len(v) >= 2 and min(v) >= 0 and len(set(v)) == len(v),
+                       "two or more distinct class indices like 5,6,7,8,9")
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
@@ -217,6 +220,135 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated thread counts (default: 1 and all cores)")
     b.add_argument("--repeats", type=_positive_int, default=50, help="timed calls per thread count")
 
+    r = command("search", "width search (Shen et al. 2019): evolve per-layer widths of a binary net under a cost "
+                          "budget, against random search; retrain and export the winner", (model_args,))
+    r.add_argument("--model", default=None, metavar="NAME",
+                   help="a model with per-layer width knobs: binary_cnn1d, binarynet_cnn, birealnet18, birealnet34, "
+                        "reactnet_resnet18")
+    r.add_argument("--data", default=None, help="digits, mnist1d, or a folder (MNIST IDX layout or cifar-10-batches-py)")
+    r.add_argument("--cost", default=None, metavar="{binary_macs,bytes,latency}",
+                   help="the constrained cost(s), comma-separated: binary MACs, packed bytes, or the exported model's "
+                        "latency in onebit's runtime on this machine (default: binary_macs)")
+    r.add_argument("--budget", default=None, metavar="B[,B]",
+                   help="maximum of each cost, in MACs, bytes or milliseconds (default: --budget-like uniform:2)")
+    r.add_argument("--budget-like", default=None, metavar="uniform:R",
+                   help="the budget is the cost of the net with every width at ratio R (default: uniform:2)")
+    r.add_argument("--population", type=_positive_int, default=None, help="genomes per generation (default: 8)")
+    r.add_argument("--generations", type=_positive_int, default=None,
+                   help="generations, the first one random (default: 5)")
+    r.add_argument("--proxy-epochs", type=_positive_int, default=None,
+                   help="training epochs that score a candidate (its validation accuracy) (default: 3)")
+    r.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs of the winner's retraining from scratch (default: the model/data recipe's)")
+    r.add_argument("--parents", type=_positive_int, default=None,
+                   help="top-k genomes that breed (default: half the population)")
+    r.add_argument("--elite", type=_non_negative_int, default=None,
+                   help="fittest genomes kept unchanged each generation (default: a quarter of the population)")
+    r.add_argument("--mutation-rate", type=_unit_interval, default=None,
+                   help="per-gene mutation probability (default: 1 / number of genes)")
+    r.add_argument("--over-budget", default=None, metavar="{repair,reject}",
+                   help="over-budget offspring: lower random genes until it fits, or breed another (default: repair)")
+    r.add_argument("--choices", default=None, metavar="R,R,...",
+                   help="width ratios a gene may take (default: 0.5,1,2,3,4, the paper's)")
+    r.add_argument("--no-random-search", action="store_true",
+                   help="skip the random-search baseline (same number of evaluations as the evolution)")
+    r.add_argument("--latency-batch", type=_positive_int, default=None,
+                   help="samples per timed call of the latency cost (default: 1)")
+    r.add_argument("--latency-threads", type=_positive_int, default=None,
+                   help="engine threads of the latency cost (default: 1)")
+    r.add_argument("--seed", type=_non_negative_int, default=None,
+                   help="seed of the whole search: draws, validation split, each candidate's derived seed (default: 0)")
+    r.add_argument("--workers", type=_positive_int, default=1,
+                   help="candidate trainings in parallel (results do not depend on it)")
+    r.add_argument("--backend", default="process", metavar="{process,ray}",
+                   help="process: a local process pool; ray: Ray tasks (pip install 'onebit[search]')")
+    r.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                   help="continue a killed search from its folder, with its recorded settings")
+    r.add_argument("--out", type=Path, default=None, metavar="DIR", help="search folder (default: runs/search-<timestamp>)")
+
+    xp = command("experiment", "paper reproductions: list them, or run one into a folder (results.json, "
+                               "results.md, plots)")
+    xp.add_argument("action", metavar="{list,run}", help="list: the registered experiments; run: run NAME")
+    xp.add_argument("name", nargs="?", default=None, metavar="NAME", help="the experiment to run (`onebit experiment list`)")
+    xp.add_argument("--quick", action="store_true", help="the smoke run: under a minute on 2 cores, numbers not meaningful")
+    xp.add_argument("--seeds", type=_positive_int, default=None, help="seeds (default: the experiment's, 3 for a full run)")
+    xp.add_argument("--out", type=Path, default=None, metavar="DIR",
+                    help="results folder (default: runs/<NAME>-<timestamp>)")
+
+    g = command("analyze", "geometry of a checkpoint's binary layers (Anderson & Berg 2018): angles between latent "
+                           "and binarized weights, d, dot-product correlations on real data; table, JSON and PNGs")
+    g.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a onebit checkpoint (.safetensors)")
+    g.add_argument("--data", default=None,
+                   help="data set whose test inputs feed the correlations (default: the one recorded in the "
+                        "checkpoint; none recorded and none given: the weights alone are analyzed)")
+    g.add_argument("--split", type=_split, default=None, metavar="TRAIN:TEST",
+                   help="re-split the data set (default: the split recorded in the checkpoint)")
+    g.add_argument("--samples", type=_positive_int, default=512, help="test inputs run through the model")
+    g.add_argument("--ternary-threshold", type=_non_negative_float, default=0.612, metavar="T",
+                   help="ternarize at |w| > T·σ of each layer for the ternary angles (0.612 minimizes the "
+                        "Gaussian angle)")
+    g.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder for geometry.json, angles.png, angle_sd.png, dot_products.png")
+    tr = command("transfer", "frozen binary features: cut a checkpoint at a layer, train a head for a new task "
+                             "on the engine's packed features (Leroux et al. 2017)")
+    tr.add_argument("--from", dest="checkpoint", type=Path, required=True, metavar="CHECKPOINT",
+                    help="the trained source model (a checkpoint written by onebit train)")
+    tr.add_argument("--cut", required=True, metavar="LAYER",
+                    help="the module whose output, flattened and signed, is the feature vector (a wrong name lists "
+                         "the valid ones)")
+    tr.add_argument("--data", required=True, help="the target task: digits, mnist1d, or a folder")
+    tr.add_argument("--split", type=_split, default=None, metavar="TRAIN:TEST",
+                    help="re-split the target data set (see onebit train --help)")
+    tr.add_argument("--classes", type=_class_list, default=None, metavar="C,C,...",
+                    help="keep these classes of the target data set, relabelled 0.. in this order (default: all)")
+    tr.add_argument("--shots", type=_positive_int, default=None,
+                    help="labelled training examples per class for the head (default: the whole training part)")
+    tr.add_argument("--hidden", type=_non_negative_int, default=0,
+                    help="hidden units of the head (0: logistic regression)")
+    tr.add_argument("--binary-head", action="store_true", help="±1 weights in the head too")
+    tr.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the shots drawn and of the head")
+    tr.add_argument("--out", type=Path, required=True, metavar="DIR",
+                    help="folder for extractor.onebit (outputs packed feature bits), head.safetensors, results.json")
+    fd = command("federated", "FedHyBNN (Dua 2022): train a HyBNN's binary head federated on Flower, a SuperLink and "
+                              "N SuperNodes on 127.0.0.1 (pip install 'onebit[federated]')")
+    fd.add_argument("--clients", type=_positive_int, default=5, help="number of clients (one SuperNode each)")
+    fd.add_argument("--rounds", type=_positive_int, default=20, help="federated rounds")
+    fd.add_argument("--local-epochs", type=_positive_int, default=2, help="epochs each client trains per round")
+    fd.add_argument("--data", default="mnist1d", help="digits, mnist1d, or a folder (MNIST IDX layout or "
+                                                      "cifar-10-batches-py)")
+    fd.add_argument("--split", type=_split, default=None, metavar="TRAIN:TEST",
+                    help="re-split the data set (see onebit train --help)")
+    part = fd.add_mutually_exclusive_group()
+    part.add_argument("--iid", action="store_true", help="deal the training rows out at random (the default)")
+    part.add_argument("--dirichlet", type=_positive_float, default=None, metavar="ALPHA",
+                      help="label-skewed clients: each class split by Dirichlet(ALPHA) shares (0.5: strongly non-IID)")
+    fd.add_argument("--upload", default="float32", metavar="{float32,sign}",
+                    help="float32: the trained tensors (FedAvg); sign: 1 bit per value, the signs of the update and "
+                         "one scale per tensor")
+    fd.add_argument("--rule", default="mean", metavar="{mean,vote}",
+                    help="how the server combines 1-bit uploads: mean of the scaled signs, or majority vote")
+    fd.add_argument("--no-error-feedback", action="store_true",
+                    help="1-bit uploads without the residual each client carries to the next round")
+    fd.add_argument("--fedbn", action="store_true", help="keep BatchNorm local to each client (FedBN); nothing "
+                                                         "single is exported then")
+    fd.add_argument("--latent-bits", type=_positive_int, default=64, help="bits m of the autoencoder's binary code")
+    fd.add_argument("--estimator", default="ste", metavar="{ste,gumbel}",
+                    help="latent training: straight-through sign, or Gumbel-sigmoid with a Bernoulli(1/2) KL term")
+    fd.add_argument("--vae-epochs", type=_positive_int, default=30,
+                    help="epochs of the autoencoder, trained before the run on the training rows (no labels)")
+    fd.add_argument("--head-hidden", type=_positive_int, default=512, help="binary hidden units per head layer")
+    fd.add_argument("--head-depth", type=_positive_int, default=2, help="binary hidden layers of the head")
+    fd.add_argument("--batch-size", type=_positive_int, default=32, help="clients' mini-batch size")
+    fd.add_argument("--lr", type=_positive_float, default=3e-3, help="clients' Adam learning rate")
+    fd.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the partition, autoencoder and training")
+    fd.add_argument("--round-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+                    help="a client silent this long after a round starts is logged as lost and not asked again")
+    fd.add_argument("--port", type=_positive_int, default=None,
+                    help="the SuperLink's port on 127.0.0.1 (default: a free one)")
+    fd.add_argument("--simulate", action="store_true",
+                    help="run the same ServerApp and ClientApps in this process (no SuperLink, no sockets)")
+    fd.add_argument("--out", type=Path, required=True, metavar="DIR",
+                    help="run folder: federated.json, history.json, results.json, hybnn.onebit, logs/")
     command("models", "list the registered models with their native input, classes and parameters")
     return p
 
@@ -299,9 +431,15 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any
     if args.teacher is not None:
         read_checkpoint_meta(args.teacher)
     out = args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    if args.resume is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"run folder {out} already exists and is not empty; choose another --out")
+    if args.resume is None:
+        _check_new_folder(out, "run folder")
     return name, recipe, kwargs, out
+
+
+def _check_new_folder(out: Path, what: str = "folder", alternative: str = "") -> None:
+    """A command's output folder must not exist yet, or be empty: nothing of an earlier run is overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{what} {out} already exists and is not empty; choose another --out{alternative}")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -549,9 +687,245 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- search, experiment
+
+
+_SEARCH_SETTINGS = ("model", "data", "cost", "budget", "budget_like", "population", "generations", "proxy_epochs",
+                    "epochs", "parents", "elite", "mutation_rate", "over_budget", "choices", "latency_batch",
+                    "latency_threads", "seed", "out")
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    """The SearchConfig of the command line, checked without loading data or building a model."""
+    from onebit.search import SearchConfig
+    from onebit.search.costs import check_costs, parse_budget
+    from onebit.search.space import DEFAULT_CHOICES
+
+    if args.model is None or args.data is None:
+        raise ConfigError("onebit search needs --model and --data (or --resume DIR)")
+    costs = check_costs([c.strip() for c in (args.cost or "binary_macs").split(",") if c.strip()])
+    if args.budget is not None and args.budget_like is not None:
+        raise ConfigError("give --budget or --budget-like, not both")
+    budget, like = None, 2.0
+    if args.budget is not None:
+        budget, like = parse_budget(args.budget, costs), None
+    elif args.budget_like is not None:
+        kind, _, ratio = args.budget_like.partition(":")
+        try:
+            like = float(ratio)
+        except ValueError:
+            like = math.nan
+        if kind != "uniform" or not (math.isfinite(like) and like > 0):
+            raise ConfigError(f"--budget-like expects uniform:R with a positive ratio R (e.g. uniform:2), "
+                              f"got {args.budget_like!r}")
+    choices = DEFAULT_CHOICES
+    if args.choices is not None:
+        try:
+            choices = tuple(float(c) for c in args.choices.split(",") if c.strip())
+        except ValueError:
+            choices = ()
+        if not choices or min(choices) <= 0:
+            raise ConfigError(f"--choices expects positive ratios like 0.5,1,2,3,4, got {args.choices!r}")
+    given = {"population": args.population, "generations": args.generations, "proxy_epochs": args.proxy_epochs,
+             "final_epochs": args.epochs, "parents": args.parents, "elite": args.elite,
+             "mutation_rate": args.mutation_rate, "over_budget": args.over_budget, "seed": args.seed,
+             "latency_batch": args.latency_batch, "latency_threads": args.latency_threads}
+    config = SearchConfig(args.model, args.data, costs=tuple(costs), budget=budget, budget_like=like,
+                          model_args=dict(args.model_arg), choices=choices,
+                          random_baseline=not args.no_random_search,
+                          **{k: v for k, v in given.items() if v is not None})
+    config.check()
+    return config
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from onebit.search import resume_search, run_search
+    from onebit.search.backends import check_backend
+
+    check_backend(args.backend)
+    if args.float:
+        raise ConfigError("--float does not apply to a width search of a binary net")
+    if args.resume is not None:
+        extra = [f"--{k.replace('_', '-')}" for k in _SEARCH_SETTINGS if getattr(args, k) is not None]
+        extra += ["-M"] * bool(args.model_arg) + ["--no-random-search"] * args.no_random_search
+        if extra:
+            raise ConfigError(f"--resume takes every setting from the search folder; drop {', '.join(extra)}")
+        record = resume_search(args.resume, workers=args.workers, backend=args.backend)
+        out = args.resume
+    else:
+        config = _search_config(args)
+        out = args.out or Path("runs") / f"search-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
+        _check_new_folder(out, "search folder", " or --resume it")
+        record = run_search(config, out, workers=args.workers, backend=args.backend)
+    winner, rnd = record["winner"], record.get("random_search")
+    summary = {"out_dir": str(out), "model": record["model"], "data": record["data"], "budget": record["budget"],
+               "budget_source": record["budget_source"], "evaluations": record["evolution"]["evaluations"],
+               "winner": winner,
+               "random_search_best": None if rnd is None else rnd["candidates"][rnd["best"]],
+               "references": record["references"]}
+    if args.json:
+        _emit_json(summary)
+        return 0
+    from onebit.search.costs import format_cost
+
+    fmt = lambda costs: ", ".join(format_cost(n, v) for n, v in costs.items())  # noqa: E731
+    genome = "[" + ", ".join(f"{r:g}" for r in winner["genome"]) + "]"
+    print(f"width search of {record['model']} on {record['data']}: {summary['evaluations']} evaluations, budget "
+          f"{fmt(record['budget']) or 'none'} ({record['budget_source']})")
+    print(f"  winner {genome}, widths {winner['widths']}: {fmt(winner['costs'])}; proxy accuracy "
+          f"{winner['proxy_accuracy']:.2%}")
+    if winner.get("test_accuracy") is not None:
+        runtime = winner.get("runtime_test_accuracy")
+        print(f"  retrained {winner['epochs']} epochs: test accuracy {winner['test_accuracy']:.2%}"
+              + ("" if runtime is None else f" (onebit.runtime on model.onebit: {runtime:.2%})"))
+    if rnd is not None:
+        best = rnd["candidates"][rnd["best"]]
+        print(f"  random search, same evaluations: best [{', '.join(f'{r:g}' for r in best['genome'])}] proxy "
+              f"accuracy {best['proxy_accuracy']:.2%}")
+    for ref in record["references"]:
+        print(f"  uniform x{ref['genome'][0]:g}: {fmt(ref['costs'])}; proxy accuracy {ref['proxy_accuracy']:.2%}"
+              f"{'' if ref['feasible'] else ' (over the budget)'}")
+    print(f"wrote {out}/: search.json, pareto.png, winner/ (checkpoint, model.onebit, metrics.json), state.json")
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from onebit.experiments import get_experiment, list_experiments, run_experiment
+
+    if args.action not in ("list", "run"):
+        raise unknown_choice("experiment action", args.action, ("list", "run"))
+    if args.action == "list":
+        if args.name or args.quick or args.seeds or args.out:
+            raise ConfigError("onebit experiment list takes no name or options")
+        infos = [get_experiment(n) for n in list_experiments()]
+        if args.json:
+            _emit_json([{"name": i.name, "title": i.title, "paper": i.paper, "seeds": i.seeds} for i in infos])
+        else:
+            for i in infos:
+                print(f"{i.name}  {i.title}\n    {i.paper}")
+        return 0
+    if args.name is None:
+        raise ConfigError("onebit experiment run needs the experiment's NAME (`onebit experiment list`)")
+    get_experiment(args.name)
+    out = args.out or Path("runs") / f"{args.name}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
+    _check_new_folder(out, "experiment folder")
+    results = run_experiment(args.name, out, quick=args.quick, seeds=args.seeds)
+    if args.json:
+        _emit_json({"out_dir": str(out), **results})
+        return 0
+    verdict = {True: "holds", False: "does not hold", None: "undecided"}
+    for c in results["claims"]:
+        print(f"  {verdict[c['holds']]:>13s}: {c['claim']}: {c['measured']} {c['unit']}".rstrip())
+    print(f"wrote {out}/: results.json, results.md, {', '.join(results['plots'])}")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from onebit.analysis.geometry import analyze_geometry, binary_layers
+    from onebit.checkpoint import load_checkpoint, read_checkpoint_meta
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    recorded = read_checkpoint_meta(args.checkpoint).get("info", {}).get("data")
+    if args.data is None and recorded is None:
+        if args.split is not None:
+            raise ConfigError(f"--split needs a data set: {args.checkpoint} records none; pass --data")
+        model, meta = load_checkpoint(args.checkpoint)
+        binary_layers(model)
+        logging.getLogger("onebit.cli").info("%s records no data set and no --data was given: analyzing the weights "
+                                             "only (no dot-product correlations)", args.checkpoint)
+        x, source = None, {}
+    else:
+        model, meta, data, source = _checkpoint_and_data(args)
+        binary_layers(model)
+        x = data.x_test[:args.samples]
+    report = analyze_geometry(model, x, ternary_threshold=args.ternary_threshold)
+    report.source = {"checkpoint": str(args.checkpoint), "model": meta["model"]["name"], **source}
+    paths = report.save(args.out)
+    if args.json:
+        _emit_json({**report.to_dict(), "files": [str(p) for p in paths]})
+    else:
+        where = f" on {report.samples:,} test inputs of {source['data']}" if x is not None else " (weights only)"
+        print(f"{args.checkpoint}: {meta['model']['name']}, {len(report.layers)} binary layers{where}")
+        print(report)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from onebit.checkpoint import load_checkpoint
+    from onebit.data import check_dataset_spec, load_dataset
+    from onebit.transfer import layer_names, transfer
+
+    check_dataset_spec(args.data)
+    _check_new_folder(args.out)
+    model, meta = load_checkpoint(args.checkpoint)
+    if args.cut not in layer_names(model):
+        raise unknown_choice("layer", args.cut, layer_names(model))
+    data = load_dataset(args.data, split=args.split)
+    if args.classes is not None:
+        data = data.subset_classes(args.classes)
+    if args.shots is not None:
+        data = data.few_shot(args.shots, seed=args.seed)
+    info = {"source_checkpoint": str(args.checkpoint), "source_model": meta["model"]["name"], "data": args.data,
+            "classes": args.classes, "shots": args.shots, "seed": args.seed}
+    result = transfer(model, args.cut, data, args.out, hidden=args.hidden, binary_head=args.binary_head,
+                      seed=args.seed, info=info)
+    if args.json:
+        _emit_json({**result.to_dict(), "settings": info})
+        return 0
+    same = "identical to" if result.identical_features and result.identical_outputs else "DIFFERENT from"
+    print(f"{result.features} binary features at layer {args.cut!r} of {meta['model']['name']}; head trained on "
+          f"{result.train_samples:,} {data.name} examples ({data.num_classes} classes)")
+    print(f"test accuracy on {result.test_samples:,} samples, features from onebit.runtime: {result.accuracy:.2%} "
+          f"(PyTorch's features and outputs: {same} the engine's)")
+    print(f"wrote {args.out}/: extractor.onebit (outputs the packed features), head.safetensors, results.json")
+    return 0
+
+
+def _cmd_federated(args: argparse.Namespace) -> int:
+    from onebit.data import check_dataset_spec
+    from onebit.federated import FederatedConfig, require_flower, run_federated
+
+    require_flower()
+    config = FederatedConfig(
+        clients=args.clients, rounds=args.rounds, local_epochs=args.local_epochs, data=str(args.data), split=args.split,
+        partition="iid" if args.dirichlet is None else "dirichlet",
+        alpha=0.5 if args.dirichlet is None else args.dirichlet, upload=args.upload, rule=args.rule,
+        error_feedback=not args.no_error_feedback, fedbn=args.fedbn, latent_bits=args.latent_bits,
+        estimator=args.estimator, vae_epochs=args.vae_epochs, head_hidden=args.head_hidden,
+        head_depth=args.head_depth, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        round_timeout=args.round_timeout).validate()
+    check_dataset_spec(args.data)
+    _check_new_folder(args.out)
+    if args.port is not None:
+        if args.simulate:
+            raise ConfigError("--port names the SuperLink's port; --simulate starts no SuperLink")
+        from onebit.federated.deployment import check_port_free
+
+        check_port_free(args.port)
+    result = run_federated(config, args.out, simulate=args.simulate, port=args.port)
+    if args.json:
+        _emit_json(result.to_dict())
+        return 0
+    where = "in this process" if args.simulate else "on Flower's deployment engine (127.0.0.1)"
+    print(f"FedHyBNN {where}: {config.clients} clients, {config.rounds} rounds × {config.local_epochs} local "
+          f"epoch(s), {config.upload} uploads, {config.partition} partition")
+    accuracy = "–" if result.accuracy is None else f"{result.accuracy:.2%}"
+    print(f"test accuracy after round {len(result.rounds)}: {accuracy}"
+          + ("" if result.engine_accuracy is None else f" (hybnn.onebit on onebit's engine: {result.engine_accuracy:.2%})"))
+    print(f"bytes: uploaded {result.upload_bytes:,}, downloaded {result.download_bytes:,} "
+          f"(encoder shipped once: {result.encoder_bytes:,})")
+    if result.events:
+        print(f"{len(result.events)} fault event(s): " + "; ".join(result.events))
+    print(f"wrote {args.out}/: results.json, history.json" + (", hybnn.onebit" if result.model_path else ""))
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train, "summary": _cmd_summary, "eval": _cmd_eval, "export": _cmd_export,
-    "bench": _cmd_bench, "models": _cmd_models,
+    "bench": _cmd_bench, "models": _cmd_models, "search": _cmd_search, "experiment": _cmd_experiment,
+    "analyze": _cmd_analyze, "transfer": _cmd_transfer, "federated": _cmd_federated,
 }
 
 

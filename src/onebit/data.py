@@ -105,6 +105,53 @@ class Dataset:
             raise ConfigError(f"validation fraction must be a number between 0 and 1, got {fraction!r}")
         return math.ceil(float(fraction) * len(self.y_train) - 1e-9)
 
+    def subset_classes(self, classes: list[int] | tuple[int, ...]) -> Dataset:
+        """The rows of ``classes`` only (both parts), relabelled ``0 .. len(classes) − 1`` in the order given.
+
+        ``digits.subset_classes([5, 6, 7, 8, 9])`` is the "digits 5–9" task of a transfer
+        experiment; row order is kept.
+        """
+        if (not isinstance(classes, (list, tuple)) or len(classes) < 2 or len(set(classes)) != len(classes)
+                or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes)):
+            raise ConfigError(f"classes must be at least two distinct class indices, got {classes!r}")
+        bad = [c for c in classes if not 0 <= c < self.num_classes]
+        if bad:
+            raise ConfigError(f"data set {self.name!r} has classes 0..{self.num_classes - 1}; {bad} are not among them")
+        relabel = np.full(self.num_classes, -1, dtype=np.int64)
+        relabel[list(classes)] = np.arange(len(classes))
+        parts = {}
+        for part in ("train", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            keep = relabel[y] >= 0
+            if not keep.any():
+                raise DataError(f"data set {self.name!r}: its {part} part has no rows of classes {list(classes)}")
+            parts[f"x_{part}"], parts[f"y_{part}"] = np.ascontiguousarray(x[keep]), relabel[y[keep]]
+        return dataclasses.replace(
+            self, **parts, name=f"{self.name}[{','.join(map(str, classes))}]", num_classes=len(classes),
+            class_names=tuple(self.class_names[c] for c in classes),
+            source=f"{self.source}; classes {list(classes)} relabelled 0..{len(classes) - 1}",
+        )
+
+    def few_shot(self, shots: int, seed: int = 0) -> Dataset:
+        """This data set with ``shots`` training rows per class, drawn at random from ``seed``
+        (kept in their original order); the test part is untouched."""
+        if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+            raise ConfigError(f"shots must be a positive integer, got {shots!r}")
+        _check_seed(seed)
+        rng = np.random.default_rng(seed)
+        chosen = []
+        for c in range(self.num_classes):
+            rows = np.flatnonzero(self.y_train == c)
+            if len(rows) < shots:
+                raise DataError(f"data set {self.name!r}: class {self.class_names[c]!r} has {len(rows)} training rows, "
+                                f"fewer than {shots} shots")
+            chosen.append(rng.choice(rows, shots, replace=False))
+        keep = np.sort(np.concatenate(chosen))
+        return dataclasses.replace(
+            self, x_train=np.ascontiguousarray(self.x_train[keep]), y_train=self.y_train[keep],
+            source=f"{self.source}; {shots} training rows per class (seed {seed})",
+        )
+
     def split_validation(self, fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
         """Hold out a stratified ``fraction`` of the training rows for validation.
 

@@ -31,6 +31,7 @@ from onebit.atomic import atomic_write_text
 from onebit.checkpoint import save_checkpoint
 from onebit.data import Dataset
 from onebit.errors import ConfigError, DataError, unknown_choice
+from onebit.nn.modes import eval_mode
 from onebit.optim import make_optimizer
 from onebit.train_state import STATE_FILE, load_train_state, save_train_state
 
@@ -114,16 +115,12 @@ def _output_width(model: nn.Module, x: Tensor, what: str) -> int:
             f"{what}: samples have shape {tuple(x.shape[1:])}, the model expects {tuple(expected)} "
             f"(x must be (N, {', '.join(map(str, expected))}))"
         )
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x[:2])
     except (RuntimeError, ValueError, IndexError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{what}: the model cannot take samples of shape {tuple(x.shape[1:])}: {first_line}") from None
-    finally:
-        model.train(was_training)
     if out.dim() != 2:
         raise ConfigError(f"the model must output logits of shape (N, classes), got shape {tuple(out.shape)}")
     return int(out.shape[1])
@@ -160,16 +157,12 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     xt, yt = _as_tensors(x, y, "evaluation data")
     _check_labels(yt, _output_width(model, xt, "evaluation data"), "evaluation data")
-    was_training = model.training
-    model.eval()
     loss_sum, correct = 0.0, 0
-    try:
+    with eval_mode(model):
         for idx in _batches(len(xt), batch_size, None):
             logits = model(xt[idx])
             loss_sum += F.cross_entropy(logits, yt[idx], reduction="sum").item()
             correct += int((logits.argmax(1) == yt[idx]).sum())
-    finally:
-        model.train(was_training)
     return {"loss": loss_sum / len(xt), "accuracy": correct / len(xt)}
 
 

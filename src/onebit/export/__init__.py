@@ -30,6 +30,7 @@ from torch import nn
 
 from onebit.errors import ExportError
 from onebit.export.graph import LayerReport, capture
+from onebit.nn.modes import eval_mode
 from onebit.runtime.container import write_container
 from onebit.runtime.model import FORMAT, FORMAT_VERSION, META_KEY
 
@@ -84,21 +85,16 @@ def export(
     if example.ndim < 2 or len(example) == 0:
         raise ExportError(f"example_input must be a non-empty batch (N, ...), got shape {tuple(example.shape)}")
     log.info("exporting %s and checking it against PyTorch on %d example inputs", path, len(example))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            try:
-                expected = model(example).numpy()
-            except Exception as exc:  # the model's own forward failed on the example
-                raise ExportError(f"the model's forward fails on example_input {tuple(example.shape)}: {exc}") from None
-            nodes, output, tensors, layers = capture(model, example)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        try:
+            expected = model(example).numpy()
+        except Exception as exc:  # the model's own forward failed on the example
+            raise ExportError(f"the model's forward fails on example_input {tuple(example.shape)}: {exc}") from None
+        nodes, output, tensors, layers, output_bits = capture(model, example)
     graph = {
         "format": FORMAT, "version": FORMAT_VERSION,
         "input": {"name": "input", "shape": list(example.shape[1:]), "dtype": "float32"},
-        "output": output, "nodes": nodes,
+        "output": output, "nodes": nodes, **({"output_bits": output_bits} if output_bits else {}),
         "source": {"model": getattr(model, "onebit_config", None), **(info or {})},
     }
     path = Path(path)
@@ -107,7 +103,7 @@ def export(
 
     from onebit.runtime import load
 
-    got = load(path, num_threads=1)(example.numpy())
+    got = load(path, num_threads=1)(example.numpy(), unpack=output_bits is not None)  # features: ±1 values
     report = ExportReport(
         path=path, layers=layers, file_bytes=path.stat().st_size,
         float32_state_bytes=sum(4 * t.numel() for t in model.state_dict().values() if t.is_floating_point()),
@@ -162,8 +158,7 @@ def export_checked(
     log.info("scoring %s with onebit.runtime on %d test samples", path, len(x_test))
     engine = load(path)
     predicted = engine.predict(np.asarray(x_test, dtype=np.float32))
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         reference = torch.cat([model(torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))).argmax(1)
                                for b in np.array_split(x_test, max(1, len(x_test) // 1024))]).numpy()
     return CheckedExport(report, float((predicted == y_test).mean()), float((predicted == reference).mean()))

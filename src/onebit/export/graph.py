@@ -176,7 +176,7 @@ class _Walk:
         if user.op != "call_module":
             return False
         m = self.modules[user.target]
-        iq = m.input_quantizer if isinstance(m, QuantLayer) else None
+        iq = m.input_quantizer if isinstance(m, QuantLayer) else m if _is_sign(m) else None
         return iq is not None and iq.name in SIGN_QUANTIZERS and not isinstance(iq, RSign)
 
     def realize(self, v: _Value, bits: bool | None = None) -> _Value:
@@ -366,6 +366,8 @@ class _Walk:
             return self.weighted(node, name, m, x)
         if isinstance(m, (nn.ZeroPad2d, nn.ConstantPad2d)):
             return self.zero_pad(node, name, m, x)
+        if _is_sign(m):  # a sign on its own: the value becomes packed bits (a feature extractor's output)
+            return self.realize(x, True)
         folded = self.fold(node, name, m, x)
         if folded is not None:
             return folded
@@ -490,6 +492,11 @@ def _absorb_zero_pad(name: str, attrs: dict[str, Any], weight: np.ndarray, extra
     return np.pad(weight, widths + [(0, 0)])
 
 
+def _is_sign(m: nn.Module) -> bool:
+    """A standalone quantizer module that computes sign(x) with sign(0) = +1."""
+    return isinstance(m, Quantizer) and m.name in SIGN_QUANTIZERS and not isinstance(m, RSign)
+
+
 def _report(name: str, in_bits: bool, weight_bits: bool) -> LayerReport:
     if in_bits and weight_bits:
         return LayerReport(name, "binary", "1-bit input and weights: XNOR-popcount")
@@ -510,8 +517,10 @@ def _activation(d: _Pending) -> str:
 
 def capture(
     model: nn.Module, example: torch.Tensor
-) -> tuple[list[dict[str, Any]], str, dict[str, np.ndarray], list[LayerReport]]:
-    """Nodes, the output value's name, tensors and the per-layer report for ``model``."""
+) -> tuple[list[dict[str, Any]], str, dict[str, np.ndarray], list[LayerReport], dict[str, Any] | None]:
+    """Nodes, the output value's name, tensors, the per-layer report for ``model``, and for a model
+    that ends with a sign (a feature extractor) the packed output's record ``{"features": F,
+    "chw": [C, H, W] or None}`` (None for a float output)."""
     tracer = _Tracer()
     if tracer.is_leaf_module(model, "") or isinstance(model, _WEIGHTED):
         model = nn.Sequential(model)  # a lone layer: trace it as a call, not through its forward
@@ -540,7 +549,11 @@ def capture(
             raise ExportError(f"{node.name}: {node.op} nodes are not supported by the exporter")
     if not isinstance(result, _Value):
         raise ExportError("the model must return one tensor")
-    out = walk.realize(result, False)
+    out = walk.realize(result, True if result.bits else False)
     if len(out.shape) != 1:
         raise ExportError(f"the model's output has shape {out.shape}; the engine returns (N, features): end with Flatten/Linear")
-    return walk.nodes, out.name, walk.tensors, walk.report
+    bits = None
+    if out.bits:
+        chw = None if out.flat_from is None else [out.flat_from[2], out.flat_from[0], out.flat_from[1]]
+        bits = {"features": out.shape[0], "chw": chw}
+    return walk.nodes, out.name, walk.tensors, walk.report, bits

@@ -145,18 +145,29 @@ def reactnet_a(
 def reactnet_resnet18(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     weight_quantizer: QuantizerSpec = "magnitude_aware_sign", pad_value: float = 0.0,
+    widths: list[int] | tuple[int, ...] | None = None,
 ) -> nn.Module:
-    """ReActNet on Bi-Real Net-18: 16 binary 3×3 convs with RSign, real shortcuts and RPReLU."""
+    """ReActNet on Bi-Real Net-18: 16 binary 3×3 convs with RSign, real shortcuts and RPReLU.
+
+    ``widths``: each binary conv's output width (16 integers; default ``width``, doubled per
+    stage), the per-layer knob of width search (Shen et al. 2019); a conv whose width differs
+    from its input's gets the float 1×1 shortcut of a width change.
+    """
     _check_in_shape("ReActNet-ResNet18", in_shape)
     _check_width(width)
+    if widths is None:
+        widths = [width * 2**stage for stage in range(4) for _ in range(4)]
+    if (not isinstance(widths, list | tuple) or len(widths) != 16
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in widths)):
+        raise ConfigError(f"widths must be 16 positive integers (one per binary conv), got {widths!r}")
     layers: list[nn.Module] = [
         nn.Conv2d(in_shape[0], width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
         nn.MaxPool2d(3, stride=2, padding=1),
     ]
     channels = width
     for stage in range(4):
-        out = width * 2**stage
         for i in range(4):
+            out = widths[4 * stage + i]
             stride = 2 if stage > 0 and i == 0 else 1
             layers.append(ReActBiRealBlock(channels, out, stride, weight_quantizer=weight_quantizer,
                                            pad_value=pad_value))

@@ -3,6 +3,7 @@
 from onebit.nn.binarize import binarize
 from onebit.nn.blocks import BiRealBlock, Hardtanh, RPReLU, RSign
 from onebit.nn.layers import QuantConv1d, QuantConv2d, QuantizerSpec, QuantLayer, QuantLinear
+from onebit.nn.modes import eval_mode
 from onebit.nn.quantizers import (
     QUANTIZERS,
     ApproxSign,
@@ -50,6 +51,7 @@ __all__ = [
     "approx_sign",
     "binarize",
     "dorefa",
+    "eval_mode",
     "get_quantizer",
     "magnitude_aware_sign",
     "register_quantizer",

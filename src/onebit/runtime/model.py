@@ -4,6 +4,13 @@
 references, every tensor's dtype and shape, attribute ranges) and builds each node's
 closure (:mod:`onebit.runtime.ops`), so a bad file fails in ``load``, never inside a
 kernel. :class:`Model` runs float32 batches in the PyTorch layout (NCHW).
+
+A model usually outputs float32 logits. A *feature extractor* (a network cut at a layer
+and ended by a sign, :mod:`onebit.transfer`) outputs its ±1 features as packed bits:
+``model(x)`` returns ``uint64`` words ``(N, ceil(F/64))`` (bit 1 = −1), and
+``model(x, unpack=True)`` the ±1 values as float32 ``(N, F)`` in PyTorch's order of the
+features (the graph's ``output_bits`` record: ``{"features": F, "chw": [C, H, W] or
+null}``; the engine keeps image features channels-last, so they are reordered).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 from onebit import _core
 from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime import malloc
+from onebit.runtime.bitpack import unpack_bits
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
 from onebit.runtime.fusion import fuse_layers, unfold_concats
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
@@ -44,19 +52,38 @@ class Model:
             self.layers = unfold_concats(fuse_layers(self.layers, graph["output"]), graph["output"])
         self.in_shape = tuple(graph["input"]["shape"])
         self._output = graph["output"]
-        self.out_shape = next(l.out_shape for l in self.layers if l.output == self._output)
+        last = next(l for l in self.layers if l.output == self._output)
+        self.out_shape, self.out_bits = last.out_shape, last.out_bits
+        self._chw = _output_layout(graph, self.out_shape, where) if self.out_bits else None
 
     def __repr__(self) -> str:
         return f"onebit.runtime.Model({len(self.layers)} layers, input {self.in_shape}, {self.num_threads} threads)"
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Logits (or the graph's output) for ``x`` of shape ``(N, *in_shape)``, float32."""
+    def __call__(self, x: np.ndarray, *, unpack: bool = False) -> np.ndarray:
+        """The graph's output for ``x`` of shape ``(N, *in_shape)``, float32: logits, or for a
+        model with a packed-bit output its uint64 words (``unpack=True``: ±1 float32 features)."""
         x = self._check_input(x)
+        if unpack and not self.out_bits:
+            raise ConfigError("unpack=True is for a model whose output is packed bits (a feature extractor); "
+                              "this one outputs float32")
         if len(x) == 0:
-            return np.zeros((0, *self.out_shape), np.float32)
+            empty = np.zeros((0, *self.out_shape), np.float32)
+            return empty if not self.out_bits or unpack else np.zeros((0, (self.out_shape[0] + 63) // 64), np.uint64)
         values: dict[str, Any] = {"input": x}
         self._run(values)
-        return values[self._output]
+        out = values[self._output]
+        return self.unpack(out) if unpack else out
+
+    def unpack(self, bits: np.ndarray) -> np.ndarray:
+        """Packed features ``(N, ceil(F/64))`` → ±1 float32 ``(N, F)``, in PyTorch's feature order."""
+        if not self.out_bits:
+            raise ConfigError("unpack is for a model whose output is packed bits; this one outputs float32")
+        features = unpack_bits(np.asarray(bits), self.out_shape[0])
+        if self._chw is None:
+            return features
+        c, h, w = self._chw  # the engine's (H, W, C) order back to PyTorch's (C, H, W)
+        return np.ascontiguousarray(features.reshape(len(features), h, w, c).transpose(0, 3, 1, 2)).reshape(
+            len(features), -1)
 
     def _run(self, values: dict[str, Any]) -> None:
         for layer in self.layers:
@@ -70,6 +97,8 @@ class Model:
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The argmax class of each row of ``x``, run in batches of ``batch_size``."""
+        if self.out_bits:
+            raise ConfigError("predict needs logits; this model outputs packed features (call it, or unpack=True)")
         x = self._check_input(x)
         if len(x) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -174,5 +203,21 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
     output = graph.get("output")
     if not isinstance(output, str) or output not in known:
         raise ModelFileError(f"{where}: graph output {output!r} is not produced by any node")
-    if known[output][1]:
-        raise ModelFileError(f"{where}: graph output {output!r} is packed bits; the output must be float")
+    if known[output][1] and len(known[output][0]) != 1:
+        raise ModelFileError(f"{where}: graph output {output!r} is packed bits of shape {known[output][0]}; "
+                             f"packed outputs must be flat features")
+
+
+def _output_layout(graph: dict[str, Any], shape: tuple[int, ...], where: str) -> tuple[int, int, int] | None:
+    """The (C, H, W) whose flattening gave a packed output's features, or None for features already flat."""
+    spec = graph.get("output_bits")
+    if not isinstance(spec, dict) or spec.get("features") != shape[0]:
+        raise ModelFileError(f"{where}: a packed-bit output needs an output_bits record with its {shape[0]} features")
+    chw = spec.get("chw")
+    if chw is None:
+        return None
+    if not (isinstance(chw, list) and len(chw) == 3 and all(type(d) is int and d >= 1 for d in chw)
+            and chw[0] * chw[1] * chw[2] == shape[0]):
+        raise ModelFileError(f"{where}: output_bits chw must be three positive integers with product {shape[0]}, "
+                             f"got {chw!r}")
+    return chw[0], chw[1], chw[2]
