@@ -212,7 +212,8 @@ def _output_layout(graph: dict[str, Any], shape: tuple[int, ...], where: str) ->
     """The (C, H, W) whose flattening gave a packed output's features, or None for features already flat."""
     spec = graph.get("output_bits")
     if not isinstance(spec, dict) or spec.get("features") != shape[0]:
-        raise ModelFileError(f"{where}: a packed-bit output needs an output_bits record with its {shape[0]} features")
+        raise ModelFileError(f"{where}: the graph output is packed bits, which needs an output_bits record with its "
+                             f"{shape[0]} features")
     chw = spec.get("chw")
     if chw is None:
         return None
