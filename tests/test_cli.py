@@ -111,7 +111,8 @@ BAD_TRAIN_ARGS = [
     (["--recipe", "three-stage"], "unknown recipe 'three-stage'"),
     (["--keep", "everything"], "unknown --keep setting 'everything'"),
     (["--model", "binarynet_mpl"], "did you mean 'binarynet_mlp'?"),
-    (["-M", "hiden=3"], "did you mean 'hidden' for 'hiden'?"),
+    (["--model", "binarynet_mlp", "-M", "hiden=3"], "did you mean 'hidden' for 'hiden'?"),
+    (["-M", "chanels=3"], "did you mean 'channels' for 'chanels'?"),
     (["--val-fraction", "1.5"], "--val-fraction: expected a number strictly between 0 and 1"),
     (["--seed", "-1"], "--seed: expected a non-negative integer"),
     (["--weight-decay", "-0.1"], "--weight-decay: expected a non-negative number"),
@@ -120,9 +121,15 @@ BAD_TRAIN_ARGS = [
     (["--split", "0:5"], "--split: expected TRAIN:TEST"),
     (["--data", "digts"], "did you mean 'digits'?"),
     (["--recipe", "two-stage", "--epochs", "1"], "at least 2 epochs"),
-    (["--teacher", "t.safetensors"], "--teacher is for --recipe distill"),
-    (["--ce-weight", "0.5"], "--ce-weight is for --recipe distill"),
-    (["--float", "--recipe", "distill"], "does not combine with --recipe distill"),
+    (["--teacher", "t.safetensors"], "--teacher is for a distilled recipe"),
+    (["--ce-weight", "0.5"], "ce_weight and attention_weight belong to distillation"),
+    (["--float", "--recipe", "distill"], "does not combine with the distill recipe"),
+    (["--recipe", "reactnt"], "unknown recipe 'reactnt' (did you mean 'reactnet'?)"),
+    (["--set", "label_smoothin=0.1"], "unknown recipe setting (--set) 'label_smoothin' (did you mean 'label_smoothing'?)"),
+    (["--set", "lr=0.1"], "use --lr to set lr"),
+    (["--set", "two_step=both"], "unknown two_step setting 'both'"),
+    (["--set", "augment=3"], "true or false"),
+    (["--schedule", "linear", "--set", "warmup_epochs=100"], "warmup_epochs (100) must be fewer"),
     (["--recipe", "distill", "--teacher", "missing.safetensors"], "checkpoint not found: missing.safetensors"),
 ]
 
@@ -172,11 +179,11 @@ def test_every_option_has_help_and_states_its_default():
 
 def test_help_names_the_library_choices():
     from onebit.optim import OPTIMIZERS
-    from onebit.recipes import RECIPE_KINDS
+    from onebit.recipes import RECIPE_CHOICES
     from onebit.train import KEEP_CHOICES, SCHEDULES
 
     assert cli.OPTIMIZER_CHOICES == OPTIMIZERS and cli.SCHEDULE_CHOICES == SCHEDULES
-    assert cli.RECIPE_CHOICES == RECIPE_KINDS and cli.KEEP_CHOICES == KEEP_CHOICES
+    assert cli.RECIPE_CHOICES == RECIPE_CHOICES and cli.KEEP_CHOICES == KEEP_CHOICES
     text = _subparsers()["train"].format_help()
     for option in ("--batch-size", "--lr", "--seed", "--weight-decay", "--val-fraction", "--ce-weight", "--split"):
         assert option in text
@@ -310,7 +317,7 @@ def test_train_text_output_counts_and_files(tmp_path, capsys):
     assert "test accuracy: " in out and "engine (onebit.runtime on model.onebit)" in out
     assert f"wrote {out_dir}/:" in out and "removed train_state.pt" in out and "--keep all" in out
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "checkpoint.safetensors", "curves.png", "last.safetensors", "metrics.json", "model.onebit"]
+        "checkpoint.safetensors", "curves.png", "last.safetensors", "metrics.json", "model.onebit", "run.json"]
 
 
 def test_train_json_output_and_keep(tmp_path, capsys):
@@ -321,7 +328,7 @@ def test_train_json_output_and_keep(tmp_path, capsys):
     assert "epoch   1/1" in captured.err  # progress lines moved to stderr
     assert report["samples"] == {"train": 1293, "validation": 144, "test": 360}
     assert report["runtime_test_accuracy"] is not None and report["run_dir"] == str(best)
-    assert set(report["files"]) == {"checkpoint.safetensors", "metrics.json", "curves.png", "model.onebit"}
+    assert set(report["files"]) == {"checkpoint.safetensors", "metrics.json", "curves.png", "model.onebit", "run.json"}
     assert set(report["removed"]) == {"train_state.pt", "last.safetensors"}
     assert report["files"]["checkpoint.safetensors"] == (best / "checkpoint.safetensors").stat().st_size
 
@@ -356,13 +363,19 @@ def test_train_on_a_folder_with_one_part_needs_a_split(tmp_path, capsys):
 
 
 def test_train_two_stage_and_distill_recipes(tmp_path, capsys):
-    """Both recipes run from the command line, record themselves, and refuse --resume."""
+    """Both procedures run from the command line and record themselves; a finished run resumes to itself."""
     common = ["train", "--model", "tfc", "--no-progress", "--epochs", "2"]
     assert main([*common, "--recipe", "two-stage", "--keep", "all", "--out", str(tmp_path / "two")]) == 0
     assert (tmp_path / "two" / "stage1" / "checkpoint.safetensors").is_file()
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    assert metrics["recipe"] == "two-stage" and metrics["epochs"] == 1  # 2 epochs: one per stage
-    assert "continues single-stage runs only" in _one_line_from_main(capsys, "train", "--resume", str(tmp_path / "two"))
+    assert metrics["recipe"] == "two-stage" and metrics["procedure"] == "two-stage"
+    assert metrics["epochs"] == 1  # 2 epochs: one per step
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["recipe"]["two_step"] == "weights" and run["model"] == "tfc"
+    before = (tmp_path / "two" / "last.safetensors").read_bytes()
+    assert main(["train", "--resume", str(tmp_path / "two"), "--no-progress"]) == 0  # nothing left to train
+    assert (tmp_path / "two" / "last.safetensors").read_bytes() == before
+    assert "drop --epochs" in _one_line_from_main(capsys, "train", "--resume", str(tmp_path / "two"), "--epochs", "3")
 
     assert main(["train", "--model", "tfc", "--no-progress", "--epochs", "1", "--float", "--out",
                  str(tmp_path / "teacher")]) == 0
@@ -370,10 +383,23 @@ def test_train_two_stage_and_distill_recipes(tmp_path, capsys):
     assert main([*common, "--recipe", "distill", "--teacher", str(teacher), "--ce-weight", "0.5",
                  "--out", str(tmp_path / "kd")]) == 0
     metrics = json.loads((tmp_path / "kd" / "metrics.json").read_text())
-    assert metrics["recipe"] == "distill" and metrics["teacher"] == str(teacher) and metrics["ce_weight"] == 0.5
+    assert metrics["recipe"] == "distill" and metrics["teacher"] == str(teacher)
+    assert metrics["recipe_settings"]["ce_weight"] == 0.5
     assert not (tmp_path / "kd" / "teacher").exists()  # the given checkpoint was used, none trained
     assert "model.onebit" in capsys.readouterr().out
     assert not list((tmp_path / "kd").rglob("train_state.pt"))  # pruned, sub-runs included
+
+
+def test_named_recipe_with_settings_from_the_command_line(tmp_path, capsys):
+    """--recipe bireal on TFC with --set overrides: the choices reach the run and the model exports."""
+    out = tmp_path / "bireal"
+    assert main(["train", "--model", "tfc", "--no-progress", "--epochs", "2", "--recipe", "bireal", "--set",
+                 "label_smoothing=0.1", "--set", "warmup_epochs=1", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["recipe"] == "bireal" and report["runtime_test_accuracy"] == report["test_accuracy"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model_args"]["shortcut"] is True and metrics["model_args"]["input_quantizer"] == "approx_sign"
+    assert metrics["label_smoothing"] == 0.1 and metrics["warmup_epochs"] == 1 and metrics["augment"] == "shift"
 
 
 
@@ -410,7 +436,8 @@ def _run_on_a_terminal(argv: list[str], until: str | None = None, timeout: float
 
 def test_progress_bar_per_epoch_on_a_terminal(tmp_path):
     """On a terminal each epoch draws a bar: batches done of the total, samples/s and the running loss."""
-    code, text = _run_on_a_terminal(["train", "-M", "hidden=2048", "--epochs", "2", "--out", str(tmp_path / "run")])
+    code, text = _run_on_a_terminal(["train", "--model", "binarynet_mlp", "-M", "hidden=2048", "--epochs", "2",
+                                     "--out", str(tmp_path / "run")])
     assert code == 0, text
     assert "epoch 1/2:" in text and "epoch 2/2:" in text and "/21 [" in text  # 1,293 rows in batches of 64
     assert "samples/s" in text and "loss " in text and "batch/s" in text
@@ -419,7 +446,8 @@ def test_progress_bar_per_epoch_on_a_terminal(tmp_path):
 
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     run = tmp_path / "run"
-    code, text = _run_on_a_terminal(["train", "--no-progress", "--out", str(run)], until="epoch   1/30")
+    code, text = _run_on_a_terminal(["train", "--model", "binarynet_mlp", "--no-progress", "--out", str(run)],
+                                    until="epoch   1/30")
     assert code == 130, text
     assert f"holds the last finished epoch: continue with onebit train --resume {run}" in text
     assert "Traceback" not in text

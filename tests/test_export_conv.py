@@ -84,6 +84,35 @@ def test_binary_conv1d_net_runs_as_1xk_convs(tmp_path):
     assert kinds == ["float", "binary", "binary", "binary", "float"]
 
 
+@pytest.mark.parametrize("name,shape,args", [
+    ("binary_cnn1d", (1, 40), {"shortcut": True, "input_quantizer": "rsign", "activation": "rprelu",
+                                "scaling": "learned"}),
+    ("binary_cnn1d", (1, 40), {"shortcut": True, "activation": "none", "input_quantizer": "approx_sign",
+                                "weight_quantizer": "magnitude_aware_sign", "widths": [32, 64, 48]}),
+    ("binary_cnn2d", (1, 8, 8), {"channels": 32, "shortcut": True, "input_quantizer": "rsign", "activation": "rprelu",
+                                 "weight_quantizer": "magnitude_aware_sign"}),
+    ("binary_cnn2d", (1, 28, 28), {"depth": 3, "channels": 16}),
+    ("sfc", (1, 8, 8), {"shortcut": True, "input_quantizer": "rsign", "activation": "rprelu", "dropout": 0.0}),
+    ("binarynet_mlp", (1, 40), {"hidden": 96, "depth": 3, "shortcut": True, "activation": "none",
+                                "input_quantizer": "approx_sign", "weight_quantizer": "magnitude_aware_sign",
+                                "scaling": "learned"}),
+])
+def test_the_recipes_model_choices_export_exactly(tmp_path, name, shape, args):
+    """Shortcuts, RSign, RPReLU, magnitude-aware weights and learned scales (the recipes' choices) run in the
+    engine exactly as in PyTorch, with random thresholds, slopes and scales."""
+    torch.manual_seed(5)
+    model = randomize_bn(create_model(name, num_classes=10, in_shape=shape, **args))
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith(("shift", "shift_in", "shift_out")):
+                p.normal_(0.0, 0.3)
+            elif key.endswith(("slope", "scale")):
+                p.uniform_(0.2, 1.5)
+    check_export(model, torch.randn(200, *shape), tmp_path / "m.onebit")
+    kinds = [layer.kind for layer in rt.load(tmp_path / "m.onebit").layers if layer.op in ("conv2d", "dense")]
+    assert "binary" in kinds
+
+
 def test_pool_after_the_activation_on_bits_with_odd_channels(tmp_path):
     """MaxPool after BN + Hardtanh runs on packed bits (AND of ±1); 70 channels leave tail bits."""
     torch.manual_seed(4)

@@ -9,7 +9,7 @@ from torch import nn
 from onebit.errors import ConfigError
 from onebit.models import create_model, list_models, model_info
 from onebit.model_summary import summary
-from onebit.nn import QuantConv1d, QuantLinear
+from onebit.nn import QuantConv1d, QuantConv2d, QuantLinear, Residual, RPReLU
 
 
 def test_registry_lists_the_starting_zoo():
@@ -57,6 +57,23 @@ def test_binary_cnn1d():
     assert m(torch.randn(4, 1, 40)).shape == (4, 10)
     with pytest.raises(ConfigError, match="channels, length"):
         create_model("binary_cnn1d", in_shape=(1, 8, 8))
+
+
+def test_binary_cnn2d_and_the_recipes_model_choices():
+    m = create_model("binary_cnn2d", num_classes=10, in_shape=(1, 8, 8))
+    convs = [c for c in m.modules() if isinstance(c, QuantConv2d)]
+    assert len(convs) == 2 and all(c.is_binary and c.pad_value == 1.0 for c in convs)
+    assert isinstance(m[0], nn.Conv2d) and isinstance(m[-1], nn.Linear) and m(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+    react = create_model("binary_cnn2d", num_classes=10, in_shape=(1, 8, 8), shortcut=True, input_quantizer="rsign",
+                         activation="rprelu")
+    assert [type(c.input_quantizer).__name__ for c in react.modules() if isinstance(c, QuantConv2d)] == ["RSign"] * 2
+    assert sum(isinstance(x, RPReLU) for x in react.modules()) == 2
+    mlp = create_model("tfc", num_classes=10, in_shape=(1, 8, 8), shortcut=True)
+    assert sum(isinstance(x, Residual) for x in mlp.modules()) == 2  # hidden→hidden layers only
+    with pytest.raises(ConfigError, match="unknown activation 'relu'"):
+        create_model("binary_cnn1d", activation="relu")
+    with pytest.raises(ConfigError, match="pools 3 times"):
+        create_model("binary_cnn2d", in_shape=(1, 4, 4), depth=3)
 
 
 def test_create_model_records_its_config():

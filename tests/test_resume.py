@@ -65,6 +65,35 @@ def test_killed_runs_resume_to_the_uninterrupted_weights(tmp_path):
     assert min(killed_after) < 8, killed_after  # the kills did land mid-run
 
 
+REACTNET = ["--model", "tfc", "--recipe", "reactnet", "--epochs", "6", "--no-progress"]
+
+
+def _recipe_epochs_done(run) -> int:
+    """Epochs finished over every step of a multi-step run: teacher, stage 1, and the last step."""
+    return sum(_epochs_done(folder) for folder in (run / "teacher", run / "stage1", run))
+
+
+def test_killed_multi_step_runs_resume_to_the_uninterrupted_weights(tmp_path):
+    """ReActNet's recipe (teacher 6 epochs, then 3 + 3 two-step epochs), killed anywhere, resumes exactly."""
+    reference = tmp_path / "reference"
+    assert _train(*REACTNET, "--out", str(reference)).returncode == 0
+    want = (reference / "last.safetensors").read_bytes()
+    rng = random.Random(1)
+    for trial, target in enumerate((rng.randint(1, 5), rng.randint(6, 8), rng.randint(9, 11))):
+        run = tmp_path / f"killed{trial}"
+        proc = subprocess.Popen([sys.executable, "-m", "onebit.cli", "train", *REACTNET, "--out", str(run)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while _recipe_epochs_done(run) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        resumed = _train("--resume", str(run), "--no-progress")
+        assert resumed.returncode == 0, resumed.stderr
+        assert (run / "last.safetensors").read_bytes() == want, f"trial {trial}: killed after {target} epochs"
+        assert _recipe_epochs_done(run) == 12
+
+
 def test_resume_errors_are_one_line(tmp_path):
     proc = _train("--resume", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr and "Traceback" not in proc.stderr

@@ -72,7 +72,7 @@ def test_fit_errors(digits):
     with pytest.raises(ConfigError, match="epochs"):
         fit(m, digits, epochs=0)
     with pytest.raises(ConfigError, match="unknown schedule"):
-        fit(m, digits, schedule="linear")
+        fit(m, digits, schedule="exponential")
     with pytest.raises(ConfigError, match="unknown optimizer"):
         fit(m, digits, optimizer="lamb", epochs=1, progress=False, verbose=False)
     with pytest.raises(ConfigError, match="validation data"):

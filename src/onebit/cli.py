@@ -25,16 +25,16 @@ from typing import Any, NoReturn
 from onebit import __version__
 from onebit.errors import ConfigError, ExportError, OnebitError, unknown_choice
 
-DEFAULT_MODEL = "binarynet_mlp"
-# The default run's width: BinaryNet's 4096 units are sized for MNIST and take minutes
-# per epoch on 2 cores; 1024 units reach the same accuracy on the 8x8 digits in seconds.
-DEFAULT_MODEL_ARGS: dict[str, Any] = {"hidden": 1024}
+# The default run: onebit's small binary CNN with ReActNet's blocks, its digits recipe in
+# onebit.recipes (the most accurate binary network measured on digits within the run's
+# 3-minute budget, docs/training.md).
+DEFAULT_MODEL = "binary_cnn2d"
 DEFAULT_DATA = "digits"
-# The library's names (onebit.optim.OPTIMIZERS, onebit.train.SCHEDULES, onebit.recipes.RECIPE_KINDS,
+# The library's names (onebit.optim.OPTIMIZERS, onebit.train.SCHEDULES, onebit.recipes.RECIPE_CHOICES,
 # onebit.train.KEEP_CHOICES), repeated so that --help needs no torch; a test keeps them equal.
 OPTIMIZER_CHOICES = ("adam", "adamw", "sgd", "bop")
-SCHEDULE_CHOICES = ("cosine", "constant", "step")
-RECIPE_CHOICES = ("single", "two-stage", "distill")
+SCHEDULE_CHOICES = ("cosine", "linear", "constant", "step")
+RECIPE_CHOICES = ("default", "binarynet", "bireal", "reactnet", "real2binary", "single", "two-stage", "distill")
 KEEP_CHOICES = ("best", "last", "all")
 
 
@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 
     t = command("train", "train a model and write a run folder", (model_args,))
     t.add_argument("--model", default=None, metavar="NAME",
-                   help=f"registered model name (default: {DEFAULT_MODEL} with {_format_args(DEFAULT_MODEL_ARGS)})")
+                   help=f"registered model name (default: {DEFAULT_MODEL}, with the arguments of its recipe)")
     t.add_argument("--data", default=DEFAULT_DATA,
                    help="digits, mnist1d, or a folder (MNIST IDX layout or cifar-10-batches-py)")
     t.add_argument("--split", type=_split, default=None, metavar="TRAIN:TEST",
@@ -164,10 +164,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="epochs (default: the model/data recipe; two-stage splits them between its stages)")
     t.add_argument("--batch-size", type=_positive_int, default=None, help="samples per step (default: the recipe's)")
     t.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default: the recipe's)")
-    t.add_argument("--optimizer", default="adam", help=f"{', '.join(OPTIMIZER_CHOICES)}")
-    t.add_argument("--schedule", default="cosine", help=f"learning-rate schedule: {', '.join(SCHEDULE_CHOICES)}")
-    t.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
-                   help="weight decay of the real-valued parameters")
+    t.add_argument("--optimizer", default=None,
+                   help=f"{', '.join(OPTIMIZER_CHOICES)} (default: the recipe's; bop = Bop for binary weights, "
+                        "Adam for the rest)")
+    t.add_argument("--schedule", default=None,
+                   help=f"learning-rate schedule: {', '.join(SCHEDULE_CHOICES)} (default: the recipe's)")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                   help="weight decay of the real-valued weights, never of binary ones (default: the recipe's)")
     t.add_argument("--val-fraction", type=_open_fraction, default=0.1,
                    help="share of the training rows held out (stratified) to pick the best epoch")
     t.add_argument("--seed", type=_non_negative_int, default=0,
@@ -179,12 +182,15 @@ def _parser() -> argparse.ArgumentParser:
                         "train_state.pt (only an interrupted run needs it)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal)")
     t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                   help="continue an interrupted single-stage run from its last finished epoch, with its recorded "
-                        "settings")
-    t.add_argument("--recipe", default=None, metavar="{single,two-stage,distill}",
-                   help="single: one binary run; two-stage: binary weights + float activations, then fully binary "
-                        "from those weights; distill: a float teacher's logits guide the binary model "
-                        "(default: the model/data recipe, see docs/training.md)")
+                   help="continue an interrupted run (any recipe: finished steps are reloaded, the interrupted "
+                        "one continues from its last finished epoch) with its recorded settings")
+    t.add_argument("--recipe", default=None, metavar="NAME",
+                   help=f"{', '.join(RECIPE_CHOICES)}: default = the model/data pair's tuned recipe; binarynet, "
+                        "bireal, reactnet, real2binary = the papers' choices; single, two-stage, distill = the "
+                        "default recipe with only its procedure changed (docs/training.md) (default: default)")
+    t.add_argument("--set", dest="recipe_set", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
+                   help="change one recipe setting, repeatable (e.g. --set label_smoothing=0.1 --set augment=false "
+                        "--set two_step=activations; docs/training.md lists them)")
     t.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
                    help="distill: the teacher's checkpoint (default: train the float twin first, into RUN_DIR/teacher)")
     t.add_argument("--threads", type=_positive_int, default=None,
@@ -371,41 +377,63 @@ def _megabytes(n: int) -> str:
 # --------------------------------------------------------------------------- train
 
 
-def _use_recorded_settings(args: argparse.Namespace) -> None:
-    """``--resume RUN_DIR``: every setting comes from the run's saved state, none from the command line."""
-    from onebit.train_state import load_train_state
+RUN_FILE = "run.json"  # a run folder's settings, written before training: what --resume reads
 
-    recorded = load_train_state(args.resume)["run_info"]
-    if recorded.get("recipe", "single") != "single":
-        raise ConfigError(
-            f"{args.resume} is a {recorded['recipe']} run; --resume continues single-stage runs only: "
-            f"start it again with a new --out"
-        )
-    args.model, args.model_arg, args.float = recorded["model"], list(recorded["model_args"].items()), False
-    for key in ("data", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "val_fraction", "seed"):
-        setattr(args, key, recorded[key])
-    args.split = tuple(recorded["split"]) if recorded.get("split") else None
-    args.recipe, args.teacher, args.ce_weight = "single", None, None
-    args.threads = recorded.get("threads")
-    args.out = args.resume
+
+def _use_recorded_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``--resume RUN_DIR``: every setting comes from the run's ``run.json``, none from the command line."""
+    given = sorted(f"--{k.replace('_', '-')}" for k in ("model", "epochs", "batch_size", "lr", "optimizer", "schedule",
+                                                       "weight_decay", "recipe", "teacher", "threads", "ce_weight",
+                                                       "split", "out") if getattr(args, k) is not None)
+    given += [flag for flag, value in (("--model-arg", args.model_arg), ("--set", args.recipe_set),
+                                       ("--float", args.float)) if value]
+    if given:
+        raise ConfigError(f"--resume takes every setting from {args.resume / RUN_FILE}; drop {', '.join(given)}")
+    path = args.resume / RUN_FILE
+    if not path.is_file():
+        raise ConfigError(f"{args.resume} is not a onebit run folder (no {RUN_FILE}); nothing to resume")
+    try:
+        recorded = json.loads(path.read_text())
+        args.model, args.data, args.seed = recorded["model"], recorded["data"], recorded["seed"]
+        args.val_fraction = recorded["val_fraction"]
+        args.split = tuple(recorded["split"]) if recorded.get("split") else None
+        args.teacher = Path(recorded["teacher"]) if recorded.get("teacher") else None
+        args.out = args.resume
+        return recorded
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); start the run again with a new --out") from None
+
+
+_RECIPE_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
+                 "schedule": "--schedule", "weight_decay": "--weight-decay", "ce_weight": "--ce-weight",
+                 "threads": "--threads"}
 
 
 def _train_recipe(args: argparse.Namespace, name: str, data_name: str) -> Any:
-    """The model/data recipe with the command line's overrides applied."""
-    from dataclasses import replace
+    """The named recipe (default: the model/data pair's) with the command line's overrides applied."""
+    from dataclasses import fields, replace
 
-    from onebit.recipes import recipe_for
+    from onebit.recipes import Recipe, named_recipe
 
-    recipe = recipe_for(name, data_name)
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "kind": args.recipe,
-                 "ce_weight": args.ce_weight, "threads": args.threads}
-    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
-    if args.teacher is not None and recipe.kind != "distill":
-        raise ConfigError(f"--teacher is for --recipe distill, not {recipe.kind}")
-    if args.float and recipe.kind != "single":
-        raise ConfigError(f"--float trains the float twin in one run; it does not combine with --recipe {recipe.kind}")
-    if args.ce_weight is not None and recipe.kind != "distill":
-        raise ConfigError(f"--ce-weight is for --recipe distill, not {recipe.kind}")
+    recipe = named_recipe(args.recipe or "default", name, data_name)
+    overrides = {k: getattr(args, k) for k in _RECIPE_FLAGS if getattr(args, k) is not None}
+    settable = {f.name for f in fields(Recipe)} - {"name", "model_args"}
+    for key, value in args.recipe_set:
+        if key not in settable:
+            raise unknown_choice("recipe setting (--set)", key, sorted(settable))
+        if key in _RECIPE_FLAGS:
+            raise ConfigError(f"use {_RECIPE_FLAGS[key]} to set {key}, not --set")
+        overrides[key] = value
+    if overrides:
+        recipe = replace(recipe, **overrides)
+    if args.teacher is not None and not recipe.distill:
+        raise ConfigError(f"--teacher is for a distilled recipe (distill, reactnet, real2binary), not {recipe.name}")
+    if args.float and (recipe.two_step or recipe.distill):
+        if args.recipe not in (None, "default") or {"two_step", "distill"} & {k for k, _ in args.recipe_set}:
+            raise ConfigError(f"--float trains the float twin in one run; it does not combine with the {recipe.name} "
+                              f"recipe ({recipe.kind}): add --set two_step=none --set distill=false")
+        # The pair's float twin: the default recipe's choices in one step, as its distillation teacher trains.
+        recipe = replace(recipe, two_step=None, distill=False, ce_weight=0.0, attention_weight=0.0)
     return recipe
 
 
@@ -424,7 +452,7 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any
             raise unknown_choice(kind, value, choices)
     data_name = check_dataset_spec(args.data)
     recipe = _train_recipe(args, name, data_name)
-    kwargs = {**(DEFAULT_MODEL_ARGS if args.model is None else {}), **recipe.model_args, **dict(args.model_arg)}
+    kwargs = {**recipe.model_args, **dict(args.model_arg)}
     if args.float:
         kwargs.update(input_quantizer=None, weight_quantizer=None)
     check_model_args(name, kwargs)
@@ -445,9 +473,14 @@ def _check_new_folder(out: Path, what: str = "folder", alternative: str = "") ->
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    if args.resume is not None:
-        _use_recorded_settings(args)
-    name, recipe, kwargs, out = _check_train_args(args)
+    recorded = _use_recorded_settings(args) if args.resume is not None else None
+    if recorded is None:
+        name, recipe, kwargs, out = _check_train_args(args)
+    else:
+        from onebit.recipes import Recipe
+
+        name, kwargs, out = recorded["model"], recorded["model_args"], args.out
+        recipe = Recipe.from_dict(recorded["recipe"])
 
     from onebit.data import load_dataset
     from onebit.export import export_checked
@@ -462,26 +495,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     say(f"onebit train: model {name} {_format_args(kwargs)} on {data.name} ({data.source})")
     say(f"  {len(data.x_train) - n_val:,} training + {n_val:,} validation ({args.val_fraction:g} of the training "
         f"part) + {len(data.x_test):,} test samples, input {data.in_shape}, {data.num_classes} classes")
-    say(f"  {recipe.kind} recipe, {recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.lr}, {args.optimizer}, "
-        f"{args.schedule} schedule, seed {args.seed}")
+    say(f"  {recipe.name} recipe ({recipe.kind}), {recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.lr}, "
+        f"{recipe.optimizer}, {recipe.schedule} schedule, {recipe.loss.replace('_', ' ')} loss"
+        f"{', augmented' if recipe.augment else ''}, seed {args.seed}")
+    if args.recipe is not None and recorded is None:
+        from onebit.recipes import inapplicable_choices
+
+        left_out = inapplicable_choices(args.recipe, name)
+        if left_out:
+            say(f"  model {name} cannot take the {args.recipe} recipe's {', '.join(left_out)} (no such argument, or "
+                f"no per-layer RSign): it trains with its own")
     table = summary(create_model(name, num_classes=data.num_classes, in_shape=data.in_shape, **kwargs), data.in_shape)
     say(str(table))
+    kwargs = json.loads(json.dumps(kwargs))  # as run.json will give them back to --resume (tuples become lists)
+    recipe = replace(recipe, model_args=kwargs)
     info = {"model": name, "model_args": kwargs, "data": args.data, "data_name": data.name,
-            "val_fraction": args.val_fraction, "summary": table.to_dict()["totals"], "recipe": recipe.kind,
-            "threads": recipe.threads}
+            "val_fraction": args.val_fraction, "summary": table.to_dict()["totals"], "recipe": recipe.name,
+            "procedure": recipe.kind, "threads": recipe.threads,
+            "recipe_settings": {k: v for k, v in recipe.to_dict().items() if k != "model_args"}}
     if args.split is not None:
         info["split"] = list(args.split)
-    if recipe.kind == "distill":
-        info.update(ce_weight=recipe.ce_weight, teacher=str(args.teacher) if args.teacher else "float twin")
+    if recipe.distill:
+        info["teacher"] = str(args.teacher) if args.teacher else "float twin"
+    if recorded is None:
+        from onebit.atomic import atomic_write_text
+
+        out.mkdir(parents=True, exist_ok=True)
+        run = {"model": name, "model_args": kwargs, "data": args.data, "split": info.get("split"), "seed": args.seed,
+               "val_fraction": args.val_fraction, "teacher": info.get("teacher") if args.teacher else None,
+               "recipe": recipe.to_dict()}
+        atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
     try:
         trained = train_with_recipe(
-            name, data, replace(recipe, model_args=kwargs), seed=args.seed, teacher=args.teacher,
-            optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
-            val_fraction=args.val_fraction, out_dir=out, progress=not args.no_progress,
-            resume=args.resume is not None, info=info,
+            name, data, recipe, seed=args.seed, teacher=args.teacher, val_fraction=args.val_fraction, out_dir=out,
+            progress=not args.no_progress, resume=recorded is not None, info=info,
         )
     except KeyboardInterrupt:
-        raise _Interrupted(_interrupted_message(out, recipe.kind)) from None
+        raise _Interrupted(_interrupted_message(out)) from None
     model, result = trained.model, trained.result
     for stage, r in trained.stages.items():
         say(f"{stage}: best epoch {r.best_epoch}, validation accuracy {r.best_val_accuracy:.2%}, "
@@ -490,7 +540,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     say(f"test accuracy: {result.test_accuracy:.2%}  ({len(data.x_test):,} samples)")
     export_info = {"data": args.data, **({"split": list(args.split)} if args.split else {})}
     report: dict[str, Any] = {"run_dir": str(out), "model": name, "model_args": kwargs, "data": args.data,
-                              "split": info.get("split"), "recipe": recipe.kind, "epochs": recipe.epochs,
+                              "split": info.get("split"), "recipe": recipe.name, "procedure": recipe.kind,
+                              "epochs": recipe.epochs,
                               "samples": {"train": len(data.x_train) - n_val, "validation": n_val,
                                           "test": len(data.x_test)},
                               "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
@@ -514,6 +565,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     described = {"checkpoint.safetensors": "the best epoch's weights (float latent weights: eval, export, fine-tuning)",
                  "last.safetensors": "the last epoch's weights", "model.onebit": "the bit-packed model for "
                  "onebit.runtime", "train_state.pt": "resume state (--keep all)", "metrics.json": "per-epoch metrics",
+                 RUN_FILE: "the run's settings (--resume reads them)",
                  "curves.png": "loss and accuracy curves"}
     for rel, size in report["files"].items():
         print(f"  {rel:34s} {_megabytes(size):>9s}  {described.get(Path(rel).name, '')}".rstrip())
@@ -528,15 +580,14 @@ class _Interrupted(Exception):
     """Ctrl-C during a command; carries what to tell the user."""
 
 
-def _interrupted_message(out: Path, kind: str) -> str:
+def _interrupted_message(out: Path) -> str:
     from onebit.train_state import STATE_FILE
 
-    if kind == "single" and (out / STATE_FILE).is_file():
+    if any(out.rglob(STATE_FILE)):
         return (f"interrupted; {out} holds the last finished epoch: continue with "
                 f"onebit train --resume {out}")
-    if kind != "single":
-        return f"interrupted; --resume continues single-stage runs only: start the {kind} run again"
-    return f"interrupted before the first epoch finished; nothing to resume in {out}"
+    return (f"interrupted before the first epoch finished; nothing to resume in {out} "
+            f"(onebit train --resume {out} starts it again with the same settings)")
 
 
 def _sayer(args: argparse.Namespace) -> Any:

@@ -28,19 +28,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from onebit.atomic import atomic_write_text
+from onebit.augment import augmentation_for
 from onebit.checkpoint import save_checkpoint
 from onebit.data import Dataset
+from onebit.distill import AttentionTransfer
 from onebit.errors import ConfigError, DataError, unknown_choice
 from onebit.nn.modes import eval_mode
 from onebit.optim import make_optimizer
 from onebit.train_state import STATE_FILE, load_train_state, save_train_state
 
 __all__ = [
-    "KEEP_CHOICES", "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit", "plot_curves",
-    "prune_run", "record_metrics", "set_seed",
+    "KEEP_CHOICES", "LOSSES", "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit",
+    "plot_curves", "prune_run", "record_metrics", "set_seed", "squared_hinge_loss",
 ]
 
-SCHEDULES = ("cosine", "constant", "step")
+SCHEDULES = ("cosine", "linear", "constant", "step")
+LOSSES = ("cross_entropy", "squared_hinge")
 KEEP_CHOICES = ("best", "last", "all")
 
 log = logging.getLogger(__name__)
@@ -145,6 +148,12 @@ def distillation_loss(student: Tensor, teacher: Tensor, target: Tensor | None = 
     return (1.0 - ce_weight) * kl + ce_weight * F.cross_entropy(student, target)
 
 
+def squared_hinge_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """BinaryNet's loss: ``mean((max(0, 1 − t·y))²)`` over samples and classes, ``t = ±1`` one-hot."""
+    t = 2.0 * F.one_hot(target, logits.shape[1]).to(logits.dtype) - 1.0
+    return F.relu(1.0 - t * logits).square().mean()
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[Tensor]:
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     return list(order.split(batch_size))
@@ -166,12 +175,28 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
     return {"loss": loss_sum / len(xt), "accuracy": correct / len(xt)}
 
 
-def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
-    if schedule == "constant":
-        return lambda step: 1.0
-    if schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    return lambda step: 0.1 ** sum(step >= total_steps * f for f in (0.5, 0.75))
+def _lr_lambda(schedule: str, total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    """The lr factor at each step: a linear warm-up from 1/(w+1) to 1 over ``warmup_steps``,
+    then the schedule over the remaining steps (cosine/linear decay to 0, constant, or
+    step: ×0.1 at 50 % and 75 %)."""
+    rest = max(1, total_steps - warmup_steps)
+
+    def decay(step: int) -> float:
+        if schedule == "constant":
+            return 1.0
+        step = min(step, rest)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * step / rest))
+        if schedule == "linear":
+            return 1.0 - step / rest
+        return 0.1 ** sum(step >= rest * t for t in (0.5, 0.75))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return decay(step - warmup_steps)
+
+    return factor
 
 
 def fit(
@@ -194,6 +219,11 @@ def fit(
     resume: bool = False,
     teacher: nn.Module | None = None,
     ce_weight: float = 0.0,
+    loss: str = "cross_entropy",
+    label_smoothing: float = 0.0,
+    warmup_epochs: int = 0,
+    augment: str | None = None,
+    attention_weight: float = 0.0,
 ) -> FitResult:
     """Train ``model`` and return its history; the weights end as the *best* epoch's.
 
@@ -213,7 +243,15 @@ def fit(
     With a ``teacher`` (a trained module with the same outputs), the training loss is
     :func:`distillation_loss` of the student's logits against the teacher's, mixed with
     ``ce_weight`` × cross-entropy. The teacher stays in eval mode and runs under
-    ``torch.no_grad()``: it is never updated. Validation and test use cross-entropy.
+    ``torch.no_grad()``: it is never updated. ``attention_weight`` β > 0 adds Real-to-Binary's
+    attention-transfer term (:class:`onebit.distill.AttentionTransfer`). Validation and test
+    use cross-entropy.
+
+    Without a teacher the loss is ``loss`` (:data:`LOSSES`): cross-entropy with
+    ``label_smoothing`` ε (targets ``(1 − ε)·onehot + ε/K``), or BinaryNet's squared hinge.
+    ``schedule`` (:data:`SCHEDULES`) runs per step after ``warmup_epochs`` of linear warm-up.
+    ``augment`` (:data:`onebit.augment.AUGMENTATIONS`) transforms every training batch with
+    random numbers from the run's generator, so the seed fixes them too.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -229,6 +267,18 @@ def fit(
         raise ConfigError("ce_weight mixes cross-entropy into the distillation loss; it needs a teacher")
     if not (isinstance(ce_weight, int | float) and 0.0 <= ce_weight <= 1.0):
         raise ConfigError(f"ce_weight must be a number in [0, 1], got {ce_weight!r}")
+    if loss not in LOSSES:
+        raise unknown_choice("loss", loss, LOSSES)
+    if not (isinstance(label_smoothing, int | float) and 0.0 <= label_smoothing < 1.0):
+        raise ConfigError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    if label_smoothing and loss != "cross_entropy":
+        raise ConfigError(f"label_smoothing belongs to the cross_entropy loss, not {loss!r}")
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs < epochs:
+        raise ConfigError(f"warmup_epochs must be an integer in [0, epochs={epochs}), got {warmup_epochs!r}")
+    if not (isinstance(attention_weight, int | float) and 0.0 <= attention_weight < math.inf):
+        raise ConfigError(f"attention_weight must be a number ≥ 0, got {attention_weight!r}")
+    if attention_weight and teacher is None:
+        raise ConfigError("attention_weight transfers the teacher's attention maps; it needs a teacher")
 
     test: Arrays | None = None
     num_classes: int | None = None
@@ -261,13 +311,16 @@ def fit(
         if teacher_width != width:
             raise ConfigError(f"the teacher outputs {teacher_width} logits, the student {width}")
 
+    augmentation = None if augment is None else augmentation_for(augment, tuple(x_train.shape[1:]))
+
     set_seed(seed)
     if isinstance(optimizer, str):
         opt = make_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay)
     else:
         opt = optimizer
     steps_per_epoch = max(1, len(x_train) // batch_size + (len(x_train) % batch_size > 1))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(schedule, epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(schedule, epochs * steps_per_epoch,
+                                                                       warmup_epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(seed)
 
     out = Path(out_dir) if out_dir is not None else None
@@ -279,7 +332,9 @@ def fit(
     run_info = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
-        "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
+        "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "loss": loss,
+        "label_smoothing": label_smoothing, "warmup_epochs": warmup_epochs, "augment": augment,
+        "attention_weight": attention_weight,
         "train_size": len(x_train), "val_size": len(val[0]), **(info or {}),
     }
     first_epoch = 1
@@ -300,71 +355,83 @@ def fit(
         result.best_epoch, result.best_val_accuracy = state["best_epoch"], state["best_val_accuracy"]
         best_loss, best_state = state["best_val_loss"], state["best_model"]
         first_epoch = state["epoch"] + 1
-    for epoch in range(first_epoch, epochs + 1):
-        start = time.perf_counter()
-        epoch_lr = opt.param_groups[0]["lr"]
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
-        try:
-            for idx in _batches(len(x_train), batch_size, generator):
-                if len(idx) < 2:
-                    continue  # BatchNorm cannot train on a single sample
-                logits = model(x_train[idx])
-                if teacher is None:
-                    loss = F.cross_entropy(logits, y_train[idx])
-                else:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x_train[idx])
-                    loss = distillation_loss(logits, teacher_logits, y_train[idx], ce_weight)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"training diverged: loss is {loss.item()} at epoch {epoch}; lower the lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                scheduler.step()
-                loss_sum += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == y_train[idx]).sum())
-                seen += len(idx)
+    attention = AttentionTransfer(model, teacher) if attention_weight else None  # hooks, removed below
+    try:
+        for epoch in range(first_epoch, epochs + 1):
+            start = time.perf_counter()
+            epoch_lr = opt.param_groups[0]["lr"]
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
+            try:
+                for idx in _batches(len(x_train), batch_size, generator):
+                    if len(idx) < 2:
+                        continue  # BatchNorm cannot train on a single sample
+                    xb, yb = x_train[idx], y_train[idx]
+                    if augmentation is not None:
+                        xb = augmentation(xb, generator)
+                    logits = model(xb)
+                    if teacher is None:
+                        batch_loss = (F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
+                                      if loss == "cross_entropy" else squared_hinge_loss(logits, yb))
+                    else:
+                        with torch.no_grad():
+                            teacher_logits = teacher(xb)
+                        batch_loss = distillation_loss(logits, teacher_logits, yb, ce_weight)
+                        if attention is not None:
+                            batch_loss = batch_loss + attention_weight * attention.loss()
+                    if not torch.isfinite(batch_loss):
+                        raise ConfigError(
+                            f"training diverged: loss is {batch_loss.item()} at epoch {epoch}; lower the lr")
+                    opt.zero_grad(set_to_none=True)
+                    batch_loss.backward()
+                    opt.step()
+                    scheduler.step()
+                    loss_sum += batch_loss.item() * len(idx)
+                    correct += int((logits.argmax(1) == yb).sum())
+                    seen += len(idx)
+                    if bar is not None:
+                        rate = seen / max(time.perf_counter() - start, 1e-9)
+                        bar.set_postfix_str(f"loss {loss_sum / seen:.4f}, {rate:,.0f} samples/s", refresh=False)
+                        bar.update(1)
+            finally:
                 if bar is not None:
-                    rate = seen / max(time.perf_counter() - start, 1e-9)
-                    bar.set_postfix_str(f"loss {loss_sum / seen:.4f}, {rate:,.0f} samples/s", refresh=False)
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
-        v = evaluate(model, x_val.numpy(), y_val.numpy(), batch_size=max(batch_size, 256))
-        record = EpochRecord(
-            epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
-            time.perf_counter() - start,
-        )
-        result.history.append(record)
-        # Best = highest validation accuracy; ties (frequent on small validation
-        # sets) go to the lower validation loss, not to the earliest epoch.
-        if best_state is None or (record.val_accuracy, -record.val_loss) > (result.best_val_accuracy, -best_loss):
-            best_loss = record.val_loss
-            result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                    bar.close()
+            v = evaluate(model, x_val.numpy(), y_val.numpy(), batch_size=max(batch_size, 256))
+            record = EpochRecord(
+                epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
+                time.perf_counter() - start,
+            )
+            result.history.append(record)
+            # Best = highest validation accuracy; ties (frequent on small validation
+            # sets) go to the lower validation loss, not to the earliest epoch.
+            if best_state is None or (record.val_accuracy, -record.val_loss) > (result.best_val_accuracy, -best_loss):
+                best_loss = record.val_loss
+                result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
+                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                if out is not None:
+                    save_checkpoint(out / "checkpoint.safetensors", model, epoch=epoch, info=run_info)
             if out is not None:
-                save_checkpoint(out / "checkpoint.safetensors", model, epoch=epoch, info=run_info)
-        if out is not None:
-            save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
-            result.metrics = _metrics(result, run_info)
-            _write_json(out / "metrics.json", result.metrics)
-            save_train_state(out, {
-                "epoch": epoch, "run_info": run_info, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": [asdict(r) for r in result.history], "best_epoch": result.best_epoch,
-                "best_val_accuracy": result.best_val_accuracy, "best_val_loss": best_loss,
-                "best_model": best_state,
-            })
-        # After the state is saved: a Ctrl-C once this line shows can resume from this epoch.
-        _say(
-            f"epoch {epoch:3d}/{epochs}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
-            f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s  "
-            f"({seen / record.seconds:,.0f} samples/s)", verbose,
-        )
+                save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
+                result.metrics = _metrics(result, run_info)
+                _write_json(out / "metrics.json", result.metrics)
+                save_train_state(out, {
+                    "epoch": epoch, "run_info": run_info, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    "history": [asdict(r) for r in result.history], "best_epoch": result.best_epoch,
+                    "best_val_accuracy": result.best_val_accuracy, "best_val_loss": best_loss,
+                    "best_model": best_state,
+                })
+            # After the state is saved: a Ctrl-C once this line shows can resume from this epoch.
+            _say(
+                f"epoch {epoch:3d}/{epochs}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
+                f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s  "
+                f"({seen / record.seconds:,.0f} samples/s)", verbose,
+            )
+    finally:
+        if attention is not None:
+            attention.remove()
 
     assert best_state is not None
     model.load_state_dict(best_state)
@@ -372,7 +439,8 @@ def fit(
     if test is not None:
         t = evaluate(model, *test, batch_size=max(batch_size, 256))
         result.test_accuracy, result.test_loss = t["accuracy"], t["loss"]
-    result.metrics = _metrics(result, run_info)
+    # "finished": a resumed multi-step recipe reloads this step instead of training it again.
+    result.metrics = {**_metrics(result, run_info), "finished": True}
     if out is not None:
         _write_json(out / "metrics.json", result.metrics)
         plot_curves(result.history, out / "curves.png")

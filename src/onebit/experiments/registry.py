@@ -47,6 +47,7 @@ _BUILT_IN = (
     "onebit.experiments.beknazaryan2022",
     "onebit.experiments.dua2022",
     "onebit.experiments.dua2022_federated",
+    "onebit.experiments.training_ablation",
 )
 
 

@@ -7,7 +7,7 @@ from torch import nn
 from onebit.errors import ConfigError
 from onebit.models.mlp import BinaryMLP
 from onebit.models.registry import register_model
-from onebit.nn import QuantConv2d, QuantizerSpec, QuantLinear
+from onebit.nn import QuantConv2d, QuantizerSpec, QuantLinear, channel_quantizer
 
 PAPER = "Courbariaux et al. 2016, Binarized Neural Networks (arXiv:1602.02830)"
 
@@ -22,16 +22,20 @@ def binarynet_mlp(
     weight_quantizer: QuantizerSpec = "ste_sign",
     dropout_in: float = 0.0,
     dropout: float = 0.0,
+    shortcut: bool = False,
+    activation: str = "hardtanh",
+    scaling: str | None = None,
 ) -> nn.Module:
     """BinaryNet's MNIST MLP: 3 × 4096 binary units, BN after every layer, binary output layer.
 
     The paper's Theano run used dropout 0.2 on the input and 0.5 on hidden layers;
-    both default to 0 here (set them with ``dropout_in``/``dropout``).
+    both default to 0 here (set them with ``dropout_in``/``dropout``). ``shortcut``,
+    ``activation`` and ``scaling`` are the recipes' choices (:class:`~onebit.models.mlp.BinaryMLP`).
     """
     return BinaryMLP(
         num_classes, in_shape, hidden, depth,
         input_quantizer=input_quantizer, weight_quantizer=weight_quantizer,
-        dropout_in=dropout_in, dropout=dropout,
+        dropout_in=dropout_in, dropout=dropout, shortcut=shortcut, activation_name=activation, scaling=scaling,
     )
 
 
@@ -77,7 +81,8 @@ def binarynet_cnn(
             first = stage == 0 and j == 0
             layers.append(QuantConv2d(
                 width, out, 3, padding=1, bias=False, pad_value=pad_value,
-                input_quantizer=None if first else input_quantizer, weight_quantizer=weight_quantizer,
+                input_quantizer=None if first else channel_quantizer(input_quantizer, width),
+                weight_quantizer=weight_quantizer,
             ))
             if j == 1:
                 layers.append(nn.MaxPool2d(2))
@@ -87,7 +92,8 @@ def binarynet_cnn(
     width *= (h // 8) * (w // 8)
     for out in (hidden, hidden, num_classes):
         layers += [
-            QuantLinear(width, out, bias=False, input_quantizer=input_quantizer, weight_quantizer=weight_quantizer),
+            QuantLinear(width, out, bias=False, input_quantizer=channel_quantizer(input_quantizer, width),
+                        weight_quantizer=weight_quantizer),
             nn.BatchNorm1d(out, eps=1e-4),
         ]
         if out != num_classes:

@@ -30,11 +30,15 @@ def _fc(
     weight_quantizer: QuantizerSpec,
     first_input_quantizer: QuantizerSpec,
     dropout: float,
+    shortcut: bool,
+    activation: str,
+    scaling: str | None,
 ) -> nn.Module:
     return BinaryMLP(
         num_classes, in_shape, hidden, 3,
         input_quantizer=input_quantizer, weight_quantizer=weight_quantizer,
         first_input_quantizer=first_input_quantizer, dropout_in=dropout, dropout=dropout,
+        shortcut=shortcut, activation_name=activation, scaling=scaling,
     )
 
 
@@ -46,9 +50,13 @@ def tfc(
     weight_quantizer: QuantizerSpec = "ste_sign",
     first_input_quantizer: QuantizerSpec = None,
     dropout: float = 0.2,
+    shortcut: bool = False,
+    activation: str = "hardtanh",
+    scaling: str | None = None,
 ) -> nn.Module:
     """TFC: 3 × 64 binary units (tiny fully connected)."""
-    return _fc(64, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout)
+    return _fc(64, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout,
+               shortcut, activation, scaling)
 
 
 @register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(1, 28, 28), num_classes=10)
@@ -59,9 +67,13 @@ def sfc(
     weight_quantizer: QuantizerSpec = "ste_sign",
     first_input_quantizer: QuantizerSpec = None,
     dropout: float = 0.2,
+    shortcut: bool = False,
+    activation: str = "hardtanh",
+    scaling: str | None = None,
 ) -> nn.Module:
     """SFC: 3 × 256 binary units (small fully connected)."""
-    return _fc(256, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout)
+    return _fc(256, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout,
+               shortcut, activation, scaling)
 
 
 @register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(1, 28, 28), num_classes=10)
@@ -72,9 +84,13 @@ def lfc(
     weight_quantizer: QuantizerSpec = "ste_sign",
     first_input_quantizer: QuantizerSpec = None,
     dropout: float = 0.2,
+    shortcut: bool = False,
+    activation: str = "hardtanh",
+    scaling: str | None = None,
 ) -> nn.Module:
     """LFC: 3 × 1024 binary units (large fully connected)."""
-    return _fc(1024, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout)
+    return _fc(1024, num_classes, in_shape, input_quantizer, weight_quantizer, first_input_quantizer, dropout,
+               shortcut, activation, scaling)
 
 
 @register_model(family="BNN-PYNQ", paper=PAPER, in_shape=(3, 32, 32), num_classes=10,

@@ -17,11 +17,18 @@ import math
 from torch import nn
 
 from onebit.errors import ConfigError
-from onebit.nn import QuantizerSpec, QuantLinear
+from onebit.nn import QuantizerSpec, QuantLinear, Residual, channel_quantizer, make_activation
 
 
 class BinaryMLP(nn.Sequential):
-    """Binary MLP: ``depth`` hidden layers of ``hidden`` units, BN after every layer."""
+    """Binary MLP: ``depth`` hidden layers of ``hidden`` units, BN after every layer.
+
+    The training recipes' model choices (docs/training.md): ``shortcut=True`` puts
+    Bi-Real Net's real-valued shortcut around every hidden→hidden binary layer
+    (``x + BN(QuantLinear(sign(x)))``); ``activation`` is Hardtanh (BinaryNet), RPReLU
+    (ReActNet) or none; ``scaling="learned"`` gives each binary layer a learned scale per
+    output; ``input_quantizer="rsign"`` gives each binary layer ReActNet's RSign.
+    """
 
     def __init__(
         self,
@@ -37,6 +44,9 @@ class BinaryMLP(nn.Sequential):
         dropout: float = 0.0,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-4,
+        shortcut: bool = False,
+        activation_name: str = "hardtanh",
+        scaling: str | None = None,
     ) -> None:
         if not isinstance(hidden, int) or hidden < 1 or not isinstance(depth, int) or depth < 1:
             raise ConfigError(f"hidden and depth must be positive integers, got {hidden!r}, {depth!r}")
@@ -49,16 +59,20 @@ class BinaryMLP(nn.Sequential):
         width = math.prod(in_shape)
         for i in range(depth + 1):
             out = num_classes if i == depth else hidden
-            layers += [
+            unit = [
                 QuantLinear(
                     width, out, bias=False,
-                    input_quantizer=first_input_quantizer if i == 0 else input_quantizer,
-                    weight_quantizer=weight_quantizer,
+                    input_quantizer=channel_quantizer(first_input_quantizer if i == 0 else input_quantizer, width),
+                    weight_quantizer=weight_quantizer, scaling=scaling if i < depth else None,
                 ),
                 nn.BatchNorm1d(out, eps=bn_eps, momentum=bn_momentum),
             ]
+            if shortcut and 0 < i < depth:
+                layers.append(Residual(nn.Sequential(*unit)))
+            else:
+                layers += unit
             if i < depth:
-                layers.append(nn.Hardtanh())
+                layers.append(make_activation(activation_name, out))
                 if dropout:
                     layers.append(nn.Dropout(dropout))
             width = out

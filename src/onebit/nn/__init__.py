@@ -1,7 +1,7 @@
 """Quantizers, quantized layers and the blocks of the published BNNs (PyTorch)."""
 
 from onebit.nn.binarize import binarize
-from onebit.nn.blocks import BiRealBlock, Hardtanh, RPReLU, RSign
+from onebit.nn.blocks import ACTIVATIONS, BiRealBlock, Hardtanh, Residual, RPReLU, RSign, channel_quantizer, make_activation
 from onebit.nn.layers import QuantConv1d, QuantConv2d, QuantizerSpec, QuantLayer, QuantLinear
 from onebit.nn.modes import eval_mode
 from onebit.nn.quantizers import (
@@ -29,6 +29,7 @@ from onebit.nn.quantizers import (
 )
 
 __all__ = [
+    "ACTIVATIONS", "Residual", "channel_quantizer", "make_activation",
     "QUANTIZERS",
     "ApproxSign",
     "BiRealBlock",

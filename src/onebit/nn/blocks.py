@@ -14,7 +14,9 @@ from onebit.errors import ConfigError
 from onebit.nn.layers import QuantConv2d, QuantizerSpec
 from onebit.nn.quantizers import Quantizer, approx_sign
 
-__all__ = ["BiRealBlock", "Hardtanh", "RPReLU", "RSign"]
+__all__ = ["ACTIVATIONS", "BiRealBlock", "Hardtanh", "RPReLU", "RSign", "Residual", "channel_quantizer", "make_activation"]
+
+ACTIVATIONS = ("hardtanh", "rprelu", "none")
 
 Hardtanh = nn.Hardtanh  # BinaryNet's activation between binary layers: clip(x, -1, 1)
 
@@ -115,3 +117,39 @@ class BiRealBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x)) + self.shortcut(x)
+
+
+class Residual(nn.Module):
+    """``y = body(x) + shortcut(x)``: Bi-Real Net's real-valued shortcut around a binary layer.
+
+    ``shortcut`` defaults to the identity (same shape in and out); give a float
+    projection (1×1 conv → BN, Bi-Real option B) where the body changes the width.
+    """
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = nn.Identity() if shortcut is None else shortcut
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+def channel_quantizer(spec: QuantizerSpec, channels: int) -> QuantizerSpec:
+    """An input quantizer for a layer fed ``channels`` channels: ``"rsign"`` builds ``RSign(channels)``
+    (it holds one threshold per channel); any other spec is returned as it is."""
+    return RSign(channels) if spec == "rsign" else spec
+
+
+def make_activation(name: str, channels: int) -> nn.Module:
+    """The activation between binary layers (:data:`ACTIVATIONS`): BinaryNet's Hardtanh,
+    ReActNet's RPReLU (per channel), or none (Bi-Real Net: the sum goes to the next sign)."""
+    if name == "hardtanh":
+        return nn.Hardtanh()
+    if name == "rprelu":
+        return RPReLU(channels)
+    if name == "none":
+        return nn.Identity()
+    from onebit.errors import unknown_choice
+
+    raise unknown_choice("activation", name, ACTIVATIONS)

@@ -437,6 +437,12 @@ def get_quantizer(spec: str | Quantizer | None, **kwargs: Any) -> Quantizer | No
     if isinstance(spec, str):
         if spec.lower() in ("none", "float"):
             return get_quantizer(None, **kwargs)
+        if spec == "rsign":
+            raise ConfigError(
+                "'rsign' holds one learned threshold per input channel: give a layer RSign(channels), or use a "
+                "model that builds one per layer (binary_cnn1d, binary_cnn2d, binarynet_mlp, binarynet_cnn, tfc, "
+                "sfc, lfc; the ReActNet models have it built in)"
+            )
         if spec not in QUANTIZERS:
             raise unknown_choice("quantizer", spec, QUANTIZERS)
         try:
