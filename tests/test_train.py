@@ -253,3 +253,17 @@ def test_prune_run_keeps_what_was_asked(digits, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors", "curves.png", "metrics.json"]
     with pytest.raises(ConfigError, match="unknown keep setting 'none'; valid choices: all, best, last"):
         prune_run(tmp_path, "none")
+
+
+def test_torch_threads_sets_and_restores_the_count():
+    from onebit.train import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored on an exception too
+    with torch_threads(None):  # None leaves torch's setting alone
+        assert torch.get_num_threads() == before

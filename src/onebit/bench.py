@@ -194,14 +194,10 @@ def bench_model(
         return _times(lambda: model(x), calls)
 
     def torch_at(t: int, calls: int) -> list[float]:
-        import torch
+        from onebit.train import torch_threads
 
-        previous = torch.get_num_threads()
-        torch.set_num_threads(t)
-        try:
+        with torch_threads(t):
             return _times(lambda: twin(x), calls)
-        finally:
-            torch.set_num_threads(previous)
 
     rounds = min(ROUNDS, repeats)
     counts = ", ".join(map(str, threads))

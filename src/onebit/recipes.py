@@ -42,7 +42,7 @@ from onebit.augment import default_augmentation
 from onebit.data import Dataset
 from onebit.errors import ConfigError, unknown_choice
 from onebit.optim import OPTIMIZERS
-from onebit.train import LOSSES, SCHEDULES, EpochRecord, FitResult, fit, set_seed
+from onebit.train import LOSSES, SCHEDULES, EpochRecord, FitResult, fit, set_seed, torch_threads
 from onebit.train_state import STATE_FILE
 
 __all__ = [
@@ -402,13 +402,8 @@ def train_with_recipe(
     ``progress``, ``verbose``, ``info``) go to every ``fit``. torch runs ``recipe.threads``
     CPU threads meanwhile (restored afterwards).
     """
-    previous = torch.get_num_threads()
-    if recipe.threads is not None:
-        torch.set_num_threads(recipe.threads)
-    try:
+    with torch_threads(recipe.threads):
         return _train(name, data, recipe, seed, model_args, teacher, out_dir, resume, fit_kwargs)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(

@@ -17,7 +17,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from onebit.train_state import STATE_FILE, load_train_state, save_train_state
 
 __all__ = [
     "KEEP_CHOICES", "LOSSES", "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit",
-    "plot_curves", "prune_run", "record_metrics", "set_seed", "squared_hinge_loss",
+    "plot_curves", "prune_run", "record_metrics", "set_seed", "squared_hinge_loss", "torch_threads",
 ]
 
 SCHEDULES = ("cosine", "linear", "constant", "step")
@@ -82,6 +83,23 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (None: leave torch's setting), restored afterwards.
+
+    Float sums on CPU depend on how torch splits them over threads, so a run that must
+    repeat bit for bit fixes its count; small models also run fastest on one thread of a
+    busy machine.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _as_tensors(x: np.ndarray, y: np.ndarray, what: str) -> tuple[Tensor, Tensor]:

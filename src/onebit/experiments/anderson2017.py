@@ -190,14 +190,10 @@ def _mlp_builder(data: Any, hidden: int) -> Any:
                      title="High-dimensional geometry of binary networks: angles, dot products, first layer")
 def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     """Angle and dot-product preservation (synthetic and on trained MNIST-1D BNNs), ternary, rotation, ablation."""
-    import torch
+    from onebit.train import torch_threads
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: one thread is fastest on a shared 2-core machine, and repeatable
-    try:
+    with torch_threads(1):  # small models: one thread is fastest on a shared 2-core machine, and repeatable
         return _run(out_dir, quick, seeds)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(out: Path, quick: bool, seeds: int) -> dict[str, Any]:

@@ -133,17 +133,13 @@ def _trained_part(s: dict[str, Any], seeds: int) -> dict[tuple[str, str, int], l
                            "and trained binary/ternary ReLU nets on Hölder targets")
 def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     """Depth-2 1_[a,b) nets against their bound; trained binary/ternary ReLU MLPs' sup error against size."""
-    import torch
+    from onebit.train import torch_threads
 
     s = QUICK if quick else FULL
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # small nets: one thread is fastest on a shared 2-core machine, and repeatable
-    try:
+    with torch_threads(1):  # small nets: one thread is fastest on a shared 2-core machine, and repeatable
         indicator = _indicator_part(s)
         intervals = _interval_part(s)
         trained = _trained_part(s, seeds)
-    finally:
-        torch.set_num_threads(previous)
     return _report(out_dir, s, seeds, indicator, intervals, trained, quick)
 
 

@@ -175,22 +175,18 @@ def _plot_curve(results: dict[str, dict[str, Any]], path: Path) -> None:
                      seeds=3, quick_seeds=1)
 def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     """HyBNN against the same BNN on binarized input, STE against Gumbel latents, bits against accuracy."""
-    import torch
+    from onebit.train import torch_threads
 
     settings = QUICK if quick else FULL
     results: dict[str, dict[str, Any]] = {}
     notes = []
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # small nets: one thread repeats bit for bit and is faster on a busy machine
-    try:
+    with torch_threads(1):  # small nets: one thread repeats bit for bit and is faster on a busy machine
         for setting in settings:
             data = _data(setting)
             if data is None:
                 notes.append(f"{setting.name}: ../shared/data/mnist-t10k not found (set ONEBIT_SHARED_DATA); left out")
                 continue
             results[setting.name] = _run_setting(setting, data, seeds, out_dir)
-    finally:
-        torch.set_num_threads(previous)
 
     claims, rows, curve_rows, budget_rows = [], [], [], []
     for s in settings:

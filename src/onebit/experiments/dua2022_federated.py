@@ -129,19 +129,15 @@ def _plot(per_seed: list[dict[str, Any]], path: Path) -> None:
                      seeds=3, quick_seeds=1)
 def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     """Federated against centralized HyBNN, float32 against 1-bit uploads, IID against Dirichlet."""
-    import torch
+    from onebit.train import torch_threads
 
     from onebit.federated import require_flower
 
     require_flower()
     settings = QUICK if quick else FULL
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         per_seed = [_run_seed(settings, seed, out_dir / "runs", settings["deployment"] and seed == 0)
                     for seed in range(seeds)]
-    finally:
-        torch.set_num_threads(previous)
 
     def stat(name: str, key: str = "accuracy") -> tuple[float, float]:
         return mean_std([s[name][key] if name != "centralized" else s[name] for s in per_seed])

@@ -156,15 +156,13 @@ def _plot(rows: dict[str, dict[str, list[float]]], path: Path) -> None:
                      seeds=5, quick_seeds=1)
 def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     """Frozen binary backbone + head against float features, from-scratch and random backbones."""
-    import torch
+    from onebit.train import torch_threads
 
     pairs = QUICK if quick else FULL
     pair_of = {p.name: p for p in pairs}
     results: dict[str, dict[str, list[Any]]] = {}
     notes = []
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # small nets: one thread is faster on a busy machine and repeats bit for bit
-    try:
+    with torch_threads(1):  # small nets: one thread is faster on a busy machine and repeats bit for bit
         for pair in pairs:
             data = _data(pair)
             if data is None:
@@ -172,8 +170,6 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
                 continue
             per_seed = [_run_seed(pair, data, seed, out_dir / "runs") for seed in range(seeds)]
             results[pair.name] = {k: [r[k] for r in per_seed] for k in per_seed[0]}
-    finally:
-        torch.set_num_threads(previous)
 
     claims, rows = [], []
     for name, r in results.items():

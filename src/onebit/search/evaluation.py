@@ -92,17 +92,15 @@ class ProxyTraining:
 def _training_context(threads: int) -> Iterator[None]:
     """``threads`` torch threads, and the per-epoch lines of ``onebit.train`` held back (a proxy run is
     one progress line of the search, not forty)."""
-    import torch
+    from onebit.train import torch_threads
 
-    previous = torch.get_num_threads()
     train_log = logging.getLogger("onebit.train")
     level = train_log.level
-    torch.set_num_threads(threads)
     train_log.setLevel(logging.WARNING)
     try:
-        yield
+        with torch_threads(threads):
+            yield
     finally:
-        torch.set_num_threads(previous)
         train_log.setLevel(level)
 
 
