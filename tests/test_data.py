@@ -139,7 +139,7 @@ def test_import_does_not_pull_in_torch_or_sklearn() -> None:
         "            raise ImportError('torch is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import onebit.data\n"
-        "assert onebit.data.list_datasets() == ['digits', 'mnist1d']\n"
+        "assert onebit.data.list_datasets() == ['digits', 'espeak-digits', 'fsdd', 'mnist1d']\n"
         "assert 'sklearn' not in sys.modules and 'mnist1d' not in sys.modules\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -147,7 +147,7 @@ def test_import_does_not_pull_in_torch_or_sklearn() -> None:
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["digits", "mnist1d"]
+    assert list_datasets() == ["digits", "espeak-digits", "fsdd", "mnist1d"]
 
 
 # --------------------------------------------------------------------------- digits
@@ -519,7 +519,7 @@ def test_missing_and_unknown_data_sets(tmp_path: Path) -> None:
         load_dataset(tmp_path / "absent")
     with pytest.raises(MissingFileError):
         load_dataset(str(tmp_path / "absent"))
-    with pytest.raises(ConfigError, match=r"unknown data set 'mnist'.*digits, mnist1d"):
+    with pytest.raises(ConfigError, match=r"unknown data set 'mnist'.*digits, espeak-digits, fsdd, mnist1d"):
         load_dataset("mnist")
     with pytest.raises(ConfigError, match="unknown data set"):
         load_dataset("")

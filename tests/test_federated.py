@@ -22,7 +22,7 @@ import torch
 
 import onebit
 from onebit.cli import main
-from onebit.errors import ConfigError, DataError
+from onebit.errors import ConfigError
 from onebit.experiments import run_experiment
 from onebit.federated import (
     FederatedConfig, aggregate, check_upload, decode_signs, dirichlet_partition, encode_update, iid_partition,

@@ -103,6 +103,25 @@ class BenchResult:
         ]
         return "\n".join(head + [r.line() for r in self.rows])
 
+    def pipeline_table(self, front_label: str, front: tuple[float, float, float], per: str) -> str:
+        """A Markdown table of a whole pipeline: a front end that both sides share (``front``:
+        median, min, max seconds), then this network on onebit and in PyTorch fp32, per thread
+        count, and the end-to-end time ``per`` item (``"per sentence"``) on each side."""
+        def cell(t: tuple[float, float, float]) -> str:
+            return f"{1e3 * t[0]:.3f} ({1e3 * t[1]:.3f}–{1e3 * t[2]:.3f})"
+
+        lines = [f"| stage | threads | onebit ms, median (min–max) | PyTorch fp32 ms, median (min–max) | network speed-up "
+                 f"| {per}, end to end (onebit vs PyTorch) |", "|---|---:|---:|---:|---:|---|",
+                 f"| {front_label} | 1 | {cell(front)} | | | |"]
+        for r in self.rows:
+            if r.torch is None:
+                lines.append(f"| network, batch {self.batch_size} | {r.threads} | {cell(r.onebit)} | | | |")
+                continue
+            ours, theirs = front[0] + r.onebit[0], front[0] + r.torch[0]
+            lines.append(f"| network, batch {self.batch_size} | {r.threads} | {cell(r.onebit)} | {cell(r.torch)} | "
+                         f"{r.speedup:.1f}× | {1e3 * ours:.3f} vs {1e3 * theirs:.3f} ms ({theirs / ours:.1f}×) |")
+        return "\n".join(lines)
+
     def __str__(self) -> str:
         return self.table()
 

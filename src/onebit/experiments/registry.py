@@ -48,6 +48,10 @@ _BUILT_IN = (
     "onebit.experiments.dua2022",
     "onebit.experiments.dua2022_federated",
     "onebit.experiments.training_ablation",
+    "onebit.experiments.simpson2015",
+    "onebit.experiments.speech_digits",
+    "onebit.experiments.text_sentiment",
+    "onebit.experiments.he2018_jbnn",
 )
 
 

@@ -2,7 +2,9 @@
 
 from onebit.nn.binarize import binarize
 from onebit.nn.blocks import ACTIVATIONS, BiRealBlock, Hardtanh, Residual, RPReLU, RSign, channel_quantizer, make_activation
+from onebit.nn.heads import MultiLabelHead, labels_from_logits, multilabel_mlp
 from onebit.nn.layers import QuantConv1d, QuantConv2d, QuantizerSpec, QuantLayer, QuantLinear
+from onebit.nn.losses import LabelRelations, jbce_loss, label_relations, relation_penalty
 from onebit.nn.modes import eval_mode
 from onebit.nn.quantizers import (
     QUANTIZERS,
@@ -35,7 +37,9 @@ __all__ = [
     "BiRealBlock",
     "DoReFa",
     "Hardtanh",
+    "LabelRelations",
     "MagnitudeAwareSign",
+    "MultiLabelHead",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLayer",
@@ -54,8 +58,13 @@ __all__ = [
     "dorefa",
     "eval_mode",
     "get_quantizer",
+    "jbce_loss",
+    "label_relations",
+    "labels_from_logits",
     "magnitude_aware_sign",
+    "multilabel_mlp",
     "register_quantizer",
+    "relation_penalty",
     "sign",
     "ste_heaviside",
     "ste_sign",
