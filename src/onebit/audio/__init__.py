@@ -6,6 +6,9 @@
 - :mod:`onebit.audio.espeak`: speech synthesized by the espeak-ng program.
 - :mod:`onebit.audio.datasets`: spoken digits as MFCC frames, real (``fsdd``) and
   synthesized (``espeak-digits``): ``onebit train --data fsdd``.
+- :mod:`onebit.audio.mixtures`, :mod:`onebit.audio.separation`, :mod:`onebit.audio.bss`:
+  two-speaker mixtures and their ideal masks, the mask network (Simpson 2015) trained in
+  PyTorch and run from its ``.onebit`` file (``onebit separate``), BSS-Eval metrics.
 
 scipy is needed for WAV files and resampling (imported on first use); espeak-ng is a system
 program (``apt-get install espeak-ng``).
