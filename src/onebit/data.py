@@ -470,7 +470,8 @@ def _load_espeak_digits() -> Dataset:
 _BUILT_IN: dict[str, Callable[[], Dataset]] = {
     "digits": _load_digits, "mnist1d": _load_mnist1d, "fsdd": _load_fsdd, "espeak-digits": _load_espeak_digits,
 }
-_CHOICES = [*_BUILT_IN, "a folder in MNIST layout", "a cifar-10-batches-py folder"]
+_CHOICES = [*_BUILT_IN, "a folder in MNIST layout", "a cifar-10-batches-py folder",
+            "a folder of text (the VADER sentences, or label<TAB>text lines)"]
 
 
 def _load_folder(folder: Path, split: tuple[int, int] | None) -> Dataset:
