@@ -49,7 +49,8 @@ def test_binary_conv_geometries(tmp_path, kernel, stride, dilation, groups, cin)
         nn.Flatten(), QuantLinear(128 * pooled * pooled, 10, input_quantizer="ste_sign", weight_quantizer="xnor_sign"),
         nn.BatchNorm1d(10),
     )
-    check_export(randomize_bn(model), torch.randn(64, cin, 11, 11), tmp_path / "g.onebit")
+    # ties=1: on an AVX2-only CPU one sample of (1, 1, 1, 1, 70) sits on a sign tie (margin < 1e-5).
+    check_export(randomize_bn(model), torch.randn(64, cin, 11, 11), tmp_path / "g.onebit", ties=1)
 
 
 def test_float_head_after_binary_conv(tmp_path):

@@ -96,7 +96,8 @@ def test_export_equals_pytorch_and_only_the_paper_float_layers_are_float(tmp_pat
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_shape=(3, 32, 32), width=width, pad_value=pad_value)
     randomize_react(randomize_bn(model))
-    check_export(model, torch.randn(150, 3, 32, 32), tmp_path / "m.onebit")
+    # float64 reference: on an AVX2-only CPU float32 PyTorch breaks a sign tie of reactnet_a the other way.
+    check_export(model, torch.randn(150, 3, 32, 32), tmp_path / "m.onebit", reference="float64")
     report = export(model, tmp_path / "m.onebit", torch.zeros(1, 3, 32, 32), verbose=False)
     floats = _float_layers(model)
     # First conv and classifier (+ Bi-Real's 1×1 downsampling shortcuts) stay float, as in the paper.
