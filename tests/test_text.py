@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from onebit.errors import ConfigError, DataError, MissingFileError, ModelFileError
 from onebit.experiments.shared import shared_data
 from onebit.text.features import TextFeaturizer, ngrams, stable_hash, tokenize
+from tests.test_runtime_import import BLOCK_TORCH
 
 VADER = shared_data("vader-sentences")
 needs_vader = pytest.mark.skipif(VADER is None, reason="../shared/data/vader-sentences is absent (a user's clone)")
@@ -407,17 +408,6 @@ def test_text_classifier_refuses_a_model_without_featurizer(tmp_path):
         TextClassifier(tmp_path / "bad.onebit")
 
 
-BLOCK_TORCH = textwrap.dedent("""
-    import sys
-
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"torch is blocked in this test (import of {name})")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-""")
 
 
 def test_text_classifier_runs_without_torch(tmp_path):
