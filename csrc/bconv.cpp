@@ -109,9 +109,10 @@ struct BinaryConv2d::BorderCache {
 BinaryConv2d::BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw,
                            std::int64_t in_channels, std::int64_t groups, std::array<std::int64_t, 2> stride,
                            std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation,
-                           int pad_value)
+                           int pad_value, std::array<std::int64_t, 2> padding_end)
     : o_(out_channels), kh_(kh), kw_(kw), c_(in_channels), g_(groups), sh_(stride[0]), sw_(stride[1]),
       ph_(padding[0]), pw_(padding[1]), dh_(dilation[0]), dw_(dilation[1]), pad_value_(pad_value),
+      pb_(padding_end[0] < 0 ? padding[0] : padding_end[0]), pr_(padding_end[1] < 0 ? padding[1] : padding_end[1]),
       borders_(std::make_shared<BorderCache>()) {
   const std::string fn = "BinaryConv2d: ";
   auto in_range = [](std::int64_t v, std::int64_t lo) { return v >= lo && v <= kMaxParam; };
@@ -124,8 +125,9 @@ BinaryConv2d::BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, st
   if (!in_range(sh_, 1) || !in_range(sw_, 1)) {
     throw std::invalid_argument(fn + "stride must be >= 1, got " + pair_str(sh_, sw_));
   }
-  if (!in_range(ph_, 0) || !in_range(pw_, 0)) {
-    throw std::invalid_argument(fn + "padding must be >= 0, got " + pair_str(ph_, pw_));
+  if (!in_range(ph_, 0) || !in_range(pw_, 0) || !in_range(pb_, 0) || !in_range(pr_, 0)) {
+    throw std::invalid_argument(fn + "padding must be >= 0, got " + pair_str(ph_, pw_) + " before and " +
+                                pair_str(pb_, pr_) + " after");
   }
   if (!in_range(dh_, 1) || !in_range(dw_, 1)) {
     throw std::invalid_argument(fn + "dilation must be >= 1, got " + pair_str(dh_, dw_));
@@ -187,7 +189,7 @@ std::array<std::int64_t, 2> BinaryConv2d::output_shape(std::int64_t h, std::int6
   if (h < 1 || w < 1 || h > kMaxParam || w > kMaxParam) {
     throw std::invalid_argument("BinaryConv2d: input size must be in 1..2^30, got " + pair_str(h, w));
   }
-  const std::int64_t oh = (h + 2 * ph_ - dh_ * (kh_ - 1) - 1), ow = (w + 2 * pw_ - dw_ * (kw_ - 1) - 1);
+  const std::int64_t oh = (h + ph_ + pb_ - dh_ * (kh_ - 1) - 1), ow = (w + pw_ + pr_ - dw_ * (kw_ - 1) - 1);
   if (oh < 0 || ow < 0) {
     throw std::invalid_argument("BinaryConv2d: input " + pair_str(h, w) + " with padding " + pair_str(ph_, pw_) +
                                 " is smaller than the dilated kernel " +
@@ -253,7 +255,8 @@ struct ConvRun {
     rows = &borders->rows;
     cols = &borders->cols;
     correct = borders->correct;
-    direct = cv.kh_ == 1 && cv.kw_ == 1 && cv.sh_ == 1 && cv.sw_ == 1 && cv.ph_ == 0 && cv.pw_ == 0;
+    direct = cv.kh_ == 1 && cv.kw_ == 1 && cv.sh_ == 1 && cv.sw_ == 1 && cv.ph_ == 0 && cv.pw_ == 0 && cv.pb_ == 0 &&
+             cv.pr_ == 0;
     lda = cv.g_ * cv.taps_ * cv.words_g_;
 
     // Plan: pixel tasks whose im2col rows fit kTileBytes (at most 16 micro-tiles), cut

@@ -50,7 +50,8 @@ class BinaryConv2d {
   // std::invalid_argument on bad parameters (see the class comment).
   BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw,
                std::int64_t in_channels, std::int64_t groups, std::array<std::int64_t, 2> stride,
-               std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation, int pad_value);
+               std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation, int pad_value,
+               std::array<std::int64_t, 2> padding_end = {-1, -1});  // bottom/right; -1: = padding (symmetric)
   BinaryConv2d(const BinaryConv2d&) = delete;
   BinaryConv2d& operator=(const BinaryConv2d&) = delete;
 
@@ -60,6 +61,7 @@ class BinaryConv2d {
   std::array<std::int64_t, 2> kernel_size() const { return {kh_, kw_}; }
   std::array<std::int64_t, 2> stride() const { return {sh_, sw_}; }
   std::array<std::int64_t, 2> padding() const { return {ph_, pw_}; }
+  std::array<std::int64_t, 2> padding_end() const { return {pb_, pr_}; }
   std::array<std::int64_t, 2> dilation() const { return {dh_, dw_}; }
   int pad_value() const { return pad_value_; }
   std::int64_t in_words() const { return in_words_; }        // words per input pixel
@@ -99,6 +101,7 @@ class BinaryConv2d {
   std::int64_t o_, kh_, kw_, c_, g_, cg_, og_;
   std::int64_t sh_, sw_, ph_, pw_, dh_, dw_;
   int pad_value_;
+  std::int64_t pb_, pr_;  // padding after (bottom, right): TensorFlow's "same" puts the odd pixel there
   std::int64_t in_words_, words_g_, taps_;
   std::vector<PackedWeights> packed_;     // one per group: og_ rows of taps_ * words_g_ words
   std::vector<std::uint64_t> pad_word_;   // words_g_ words written for a padded tap

@@ -893,8 +893,10 @@ NB_MODULE(_core, m) {
       .def(
           "__init__",
           [](onebit::BinaryConv2d* self, const AnyArray& weights, std::int64_t in_channels, std::int64_t groups,
-             nb::handle stride, nb::handle padding, nb::handle dilation, int pad_value) {
+             nb::handle stride, nb::handle padding, nb::handle dilation, int pad_value, nb::handle padding_end) {
             const char* fn = "BinaryConv2d";
+            const auto pe = padding_end.is_none() ? std::array<std::int64_t, 2>{-1, -1}
+                                                  : pair_arg(padding_end, fn, "padding_end");
             const std::uint64_t* data = checked<std::uint64_t>(weights, 4, fn, "weights");
             const auto s = pair_arg(stride, fn, "stride");
             const auto p = pair_arg(padding, fn, "padding");
@@ -929,11 +931,11 @@ NB_MODULE(_core, m) {
                                           " (padding bits must be 0)");
             }
             nb::gil_scoped_release release;
-            new (self) onebit::BinaryConv2d(data, o, kh, kw, in_channels, groups, s, p, d, pad_value);
+            new (self) onebit::BinaryConv2d(data, o, kh, kw, in_channels, groups, s, p, d, pad_value, pe);
           },
           nb::arg("weights"), nb::arg("in_channels"), nb::arg("groups") = 1, nb::arg("stride") = nb::make_tuple(1, 1),
           nb::arg("padding") = nb::make_tuple(0, 0), nb::arg("dilation") = nb::make_tuple(1, 1),
-          nb::arg("pad_value") = 1)
+          nb::arg("pad_value") = 1, nb::arg("padding_end") = nb::none())
       .def(
           "run",
           [](const onebit::BinaryConv2d& self, const AnyArray& x, int num_threads, const std::string& isa) {
@@ -1135,8 +1137,10 @@ NB_MODULE(_core, m) {
       .def(
           "__init__",
           [](onebit::FloatConv2d* self, const AnyArray& weights, std::int64_t in_channels, std::int64_t groups,
-             nb::handle stride, nb::handle padding, nb::handle dilation, float pad_value) {
+             nb::handle stride, nb::handle padding, nb::handle dilation, float pad_value, nb::handle padding_end) {
             const char* fn = "FloatConv2d";
+            const auto pe = padding_end.is_none() ? std::array<std::int64_t, 2>{-1, -1}
+                                                  : pair_arg(padding_end, fn, "padding_end");
             const float* data = checked<float>(weights, 4, fn, "weights");
             const auto s = pair_arg(stride, fn, "stride");
             const auto p = pair_arg(padding, fn, "padding");
@@ -1151,11 +1155,11 @@ NB_MODULE(_core, m) {
             nb::gil_scoped_release release;
             new (self) onebit::FloatConv2d(data, o, static_cast<std::int64_t>(weights.shape(1)),
                                            static_cast<std::int64_t>(weights.shape(2)), in_channels, groups, s, p, d,
-                                           pad_value);
+                                           pad_value, pe);
           },
           nb::arg("weights"), nb::arg("in_channels"), nb::arg("groups") = 1, nb::arg("stride") = nb::make_tuple(1, 1),
           nb::arg("padding") = nb::make_tuple(0, 0), nb::arg("dilation") = nb::make_tuple(1, 1),
-          nb::arg("pad_value") = 0.0f)
+          nb::arg("pad_value") = 0.0f, nb::arg("padding_end") = nb::none())
       .def(
           "run",
           [](const onebit::FloatConv2d& self, const AnyArray& x, nb::handle scale, nb::handle bias,

@@ -57,9 +57,12 @@ void check_pair(const std::array<std::int64_t, 2>& v, std::int64_t low, const ch
 
 FloatConv2d::FloatConv2d(const float* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw,
                          std::int64_t in_channels, std::int64_t groups, std::array<std::int64_t, 2> stride,
-                         std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation, float pad_value)
+                         std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> dilation, float pad_value,
+                         std::array<std::int64_t, 2> padding_end)
     : o_(out_channels), kh_(kh), kw_(kw), c_(in_channels), groups_(groups), stride_(stride), padding_(padding),
-      dilation_(dilation), pad_value_(pad_value) {
+      dilation_(dilation),
+      padding_end_{padding_end[0] < 0 ? padding[0] : padding_end[0], padding_end[1] < 0 ? padding[1] : padding_end[1]},
+      pad_value_(pad_value) {
   if (o_ < 1 || kh_ < 1 || kw_ < 1 || c_ < 1) {
     throw std::invalid_argument("FloatConv2d: out_channels, kernel and in_channels must be >= 1");
   }
@@ -70,6 +73,7 @@ FloatConv2d::FloatConv2d(const float* w, std::int64_t out_channels, std::int64_t
   check_pair(stride, 1, "stride");
   check_pair(dilation, 1, "dilation");
   check_pair(padding, 0, "padding");
+  check_pair(padding_end_, 0, "padding_end");
   cg_ = c_ / groups_;
   og_ = o_ / groups_;
   kdim_ = kh_ * kw_ * cg_;
@@ -94,8 +98,8 @@ FloatConv2d::FloatConv2d(const float* w, std::int64_t out_channels, std::int64_t
 }
 
 std::array<std::int64_t, 2> FloatConv2d::output_shape(std::int64_t h, std::int64_t w) const {
-  const std::int64_t oh = (h + 2 * padding_[0] - dilation_[0] * (kh_ - 1) - 1) / stride_[0] + 1;
-  const std::int64_t ow = (w + 2 * padding_[1] - dilation_[1] * (kw_ - 1) - 1) / stride_[1] + 1;
+  const std::int64_t oh = (h + padding_[0] + padding_end_[0] - dilation_[0] * (kh_ - 1) - 1) / stride_[0] + 1;
+  const std::int64_t ow = (w + padding_[1] + padding_end_[1] - dilation_[1] * (kw_ - 1) - 1) / stride_[1] + 1;
   if (h < 1 || w < 1 || oh < 1 || ow < 1) {
     throw std::invalid_argument("FloatConv2d: a " + std::to_string(h) + "x" + std::to_string(w) +
                                 " input is too small for the kernel (" + std::to_string(kh_) + ", " +
@@ -151,7 +155,7 @@ struct FconvRun {
       const std::int64_t ih = r * cv.stride_[0] - cv.padding_[0] + i * cv.dilation_[0];
       const bool inside = ih >= 0 && ih < h;
       const float* src = x + (b * h + (inside ? ih : 0)) * w * c;
-      if (inside && pad == 0) {
+      if (inside && pad == 0 && wpad <= w) {  // a row read in place (no padding after it either)
         s.rows[static_cast<std::size_t>(i)] = src;
         continue;
       }

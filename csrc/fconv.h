@@ -123,7 +123,8 @@ class FloatConv2d {
   // on bad sizes (groups must divide in_channels and O; kernel, stride, dilation >= 1, padding >= 0).
   FloatConv2d(const float* w, std::int64_t out_channels, std::int64_t kh, std::int64_t kw, std::int64_t in_channels,
               std::int64_t groups, std::array<std::int64_t, 2> stride, std::array<std::int64_t, 2> padding,
-              std::array<std::int64_t, 2> dilation, float pad_value);
+              std::array<std::int64_t, 2> dilation, float pad_value,
+              std::array<std::int64_t, 2> padding_end = {-1, -1});  // bottom/right; -1: = padding (symmetric)
 
   std::int64_t out_channels() const { return o_; }
   std::int64_t in_channels() const { return c_; }
@@ -132,6 +133,7 @@ class FloatConv2d {
   std::array<std::int64_t, 2> kernel_size() const { return {kh_, kw_}; }
   std::array<std::int64_t, 2> stride() const { return stride_; }
   std::array<std::int64_t, 2> padding() const { return padding_; }
+  std::array<std::int64_t, 2> padding_end() const { return padding_end_; }
   std::array<std::int64_t, 2> dilation() const { return dilation_; }
   float pad_value() const { return pad_value_; }
 
@@ -151,6 +153,7 @@ class FloatConv2d {
   };
   std::int64_t o_, kh_, kw_, c_, groups_, cg_, og_, ogp_, kdim_;
   std::array<std::int64_t, 2> stride_, padding_, dilation_;
+  std::array<std::int64_t, 2> padding_end_;  // after (bottom, right): TensorFlow's "same" puts the odd pixel there
   float pad_value_;
   bool depthwise_;
   // GEMM path: groups x (ogp_ / 16) panels of kdim_ x 16 floats (zero columns beyond og_).

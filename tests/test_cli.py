@@ -317,7 +317,8 @@ def test_train_text_output_counts_and_files(tmp_path, capsys):
     assert "test accuracy: " in out and "engine (onebit.runtime on model.onebit)" in out
     assert f"wrote {out_dir}/:" in out and "removed train_state.pt" in out and "--keep all" in out
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "checkpoint.safetensors", "curves.png", "last.safetensors", "metrics.json", "model.onebit", "run.json"]
+        "checkpoint.safetensors", "curves.png", "last.safetensors", "metrics.json", "model.onebit", "report.html",
+        "run.json"]
 
 
 def test_train_json_output_and_keep(tmp_path, capsys):
@@ -328,7 +329,8 @@ def test_train_json_output_and_keep(tmp_path, capsys):
     assert "epoch   1/1" in captured.err  # progress lines moved to stderr
     assert report["samples"] == {"train": 1293, "validation": 144, "test": 360}
     assert report["runtime_test_accuracy"] is not None and report["run_dir"] == str(best)
-    assert set(report["files"]) == {"checkpoint.safetensors", "metrics.json", "curves.png", "model.onebit", "run.json"}
+    assert set(report["files"]) == {"checkpoint.safetensors", "metrics.json", "curves.png", "model.onebit", "run.json",
+                                    "report.html"}
     assert set(report["removed"]) == {"train_state.pt", "last.safetensors"}
     assert report["files"]["checkpoint.safetensors"] == (best / "checkpoint.safetensors").stat().st_size
 

@@ -69,7 +69,7 @@ def test_unsupported_conv_constructs_are_named(tmp_path):
     with pytest.raises(ExportError, match=r"layer '1' \(Upsample\)"):
         export(model, tmp_path / "m.onebit", torch.randn(2, 3, 4, 4), verbose=False)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding="same", padding_mode="reflect"), nn.Flatten(), nn.Linear(128, 2))
-    with pytest.raises(ExportError, match="symmetric zero-mode padding"):
+    with pytest.raises(ExportError, match="only zero-mode padding"):
         export(model, tmp_path / "m.onebit", torch.randn(2, 3, 4, 4), verbose=False)
     model = nn.Sequential(nn.Conv2d(3, 8, 3))
     with pytest.raises(ExportError, match="output has shape"):

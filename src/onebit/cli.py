@@ -150,6 +150,15 @@ def _parser() -> argparse.ArgumentParser:
                                  "see `onebit models`)")
     shape_args.add_argument("--num-classes", type=_positive_int, default=None,
                             help="number of classes (default: the model's native count)")
+    energy_args = _Parser(add_help=False)
+    energy_args.add_argument("--energy", action="store_true",
+                             help="estimate the energy per inference, per layer, of the model and of its float "
+                                  "twin (docs/energy.md); bench also measures joules with RAPL where the machine "
+                                  "exposes it, at the first --threads count")
+    energy_args.add_argument("--energy-table", type=Path, default=None, metavar="JSON",
+                             help="pJ per operation for your process (default: Horowitz, ISSCC 2014, 45 nm)")
+    energy_args.add_argument("--cache-kb", type=_positive_int, default=1024,
+                             help="on-chip SRAM a layer's working set must fit to stay off DRAM, in KiB")
 
     t = command("train", "train a model and write a run folder", (model_args,))
     t.add_argument("--model", default=None, metavar="NAME",
@@ -199,9 +208,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: the recipe's; results repeat bit for bit only at equal counts)")
     t.add_argument("--ce-weight", type=_unit_interval, default=None,
                    help="distill: loss = (1 - w) KL(teacher || student) + w cross-entropy (default: the recipe's, 0)")
+    t.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                   help="train data-parallel in N processes on this machine (starts torchrun with this command; "
+                        "several machines: torchrun ... -m onebit train, docs/distributed.md); --batch-size stays "
+                        "the whole step's batch")
+    t.add_argument("--backend", default="auto", metavar="{auto,gloo,nccl}",
+                   help="torch.distributed backend of a multi-process run: auto = nccl when every process has a "
+                        "GPU, else gloo on the CPU")
+    t.add_argument("--no-report", action="store_true",
+                   help="do not write report.html (the run report, `onebit report RUN_DIR`) at the end")
+    t.add_argument("--batchnorm", default="sync", metavar="{sync,per-rank}",
+                   help="BatchNorm of a multi-process run: sync = statistics of the whole batch over all processes "
+                        "(the arithmetic of one process); per-rank = each process's slice, running statistics "
+                        "averaged over the processes after every step")
 
     s = command("summary", "print a model's per-layer table: bits, bytes, binary and float MACs",
-                (model_args, shape_args))
+                (model_args, shape_args, energy_args))
     s.add_argument("model", metavar="MODEL", help="registered model name (`onebit models` lists them)")
     s.add_argument("--data", default=None,
                    help="take the input shape and classes from this data set (default: the model's native ones)")
@@ -215,12 +237,31 @@ def _parser() -> argparse.ArgumentParser:
     x = command("export", "export a checkpoint to a .onebit file for the runtime, checked against PyTorch")
     x.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a checkpoint written by onebit train")
     x.add_argument("-o", "--output", type=Path, default=None,
-                   help="the .onebit file (default: the checkpoint's path with .onebit)")
+                   help="the output file (default: the checkpoint's path with .onebit, or .onnx for qonnx)")
     x.add_argument("--data", default=None, help="data set for the check (default: the one recorded in the checkpoint)")
     x.add_argument("--split", type=_split, default=None, metavar="TRAIN:TEST",
                    help="re-split the data set (default: the split recorded in the checkpoint)")
+    x.add_argument("--format", choices=("onebit", "c", "qonnx"), default="onebit",
+                   help="onebit: the runtime's file; c: standalone C99 for microcontrollers (a directory: model.h, "
+                        "model.c, main.c; CHECKPOINT may also be a .onebit file); qonnx: ONNX with QONNX quantizers for FINN "
+                        "(extra 'onnx'), checked with QONNX's executor on up to 1,000 test inputs")
+    x.add_argument("--flash-kb", type=float, default=None, metavar="KB",
+                   help="--format c: fail if the const weights exceed this many KiB")
+    x.add_argument("--ram-kb", type=float, default=None, metavar="KB",
+                   help="--format c: fail if the activation arena exceeds this many KiB")
+    x.add_argument("--word-bits", type=int, choices=(32, 64), default=32,
+                   help="--format c: the word binary weights and activations are packed in")
 
-    b = command("bench", "latency of a model: onebit.runtime vs PyTorch fp32, 1 and N threads", (shape_args,))
+    cv = command("convert", "import a Larq/Keras .h5 model (no TensorFlow needed): a checkpoint, and with --onebit "
+                            "the engine's file, checked against PyTorch")
+    cv.add_argument("model", type=Path, metavar="MODEL.h5", help="a Keras 2 HDF5 file saved with model.save('m.h5')")
+    cv.add_argument("-o", "--output", type=Path, required=True, metavar="CHECKPOINT",
+                    help="the checkpoint to write (.safetensors; load it with onebit.convert.load_converted)")
+    cv.add_argument("--onebit", type=Path, default=None, metavar="FILE", help="also write the engine's .onebit file")
+    cv.add_argument("--keep-softmax", action="store_true", help="keep a final softmax (default: return logits)")
+
+    b = command("bench", "latency of a model: onebit.runtime vs PyTorch fp32, 1 and N threads",
+                (shape_args, energy_args))
     b.add_argument("model", metavar="MODEL",
                    help="a .onebit file, or a registered model name (timed with random weights at its native size)")
     b.add_argument("--batch-size", type=_positive_int, default=1, help="samples per call")
@@ -371,6 +412,16 @@ def _parser() -> argparse.ArgumentParser:
     mask.add_argument("--soft", action="store_true", help="use the predicted probability itself as the mask")
     se.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR",
                     help="folder for source1.wav and source2.wav (created; must not hold them already)")
+    rp = command("report", "write a run folder's report: one self-contained HTML page (settings, curves, confusion "
+                           "matrices, sizes, latency, binary layers) for onebit train, search or experiment runs")
+    rp.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by onebit train, onebit search or "
+                                                                  "onebit experiment run")
+    rp.add_argument("-o", "--output", type=Path, default=None, help="the HTML file (default: RUN_DIR/report.html)")
+    rp.add_argument("--partial", action="store_true",
+                    help="render what is there when the folder lacks parts (an interrupted run), listing them on "
+                         "the page")
+    rp.add_argument("--latency-seconds", type=_non_negative_float, default=0.15, metavar="S",
+                    help="seconds of each of the four latency measurements (0: no latency section)")
     command("models", "list the registered models with their native input, classes and parameters")
     return p
 
@@ -490,6 +541,13 @@ def _check_new_folder(out: Path, what: str = "folder", alternative: str = "") ->
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from onebit.distributed import start_from_env
+
+    if args.nproc is not None:
+        return _launch_train(args)
+    dist_run = start_from_env(args.backend, args.batchnorm)  # None in a single process
+    if dist_run is not None and not dist_run.is_main:
+        logging.getLogger("onebit").setLevel(logging.WARNING)  # rank 0 alone reports progress
     recorded = _use_recorded_settings(args) if args.resume is not None else None
     if recorded is None:
         name, recipe, kwargs, out = _check_train_args(args)
@@ -498,6 +556,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         name, kwargs, out = recorded["model"], recorded["model_args"], args.out
         recipe = Recipe.from_dict(recorded["recipe"])
+    if dist_run is not None:
+        out = dist_run.broadcast(out)  # rank 0's folder (the default name holds the time)
+        dist_run.barrier()  # every rank has checked the folder before rank 0 creates it
 
     from onebit.data import load_dataset
     from onebit.export import export_checked
@@ -506,7 +567,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from onebit.recipes import train_with_recipe
     from onebit.train import prune_run, record_metrics
 
-    say = _sayer(args)
+    say = _sayer(args) if dist_run is None or dist_run.is_main else (lambda line: None)
     data = load_dataset(args.data, seed=args.seed, split=args.split)
     n_val = data.validation_size(args.val_fraction)
     say(f"onebit train: model {name} {_format_args(kwargs)} on {data.name} ({data.source})")
@@ -534,7 +595,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         info["split"] = list(args.split)
     if recipe.distill:
         info["teacher"] = str(args.teacher) if args.teacher else "float twin"
-    if recorded is None:
+    if recorded is None and (dist_run is None or dist_run.is_main):
         from onebit.atomic import atomic_write_text
 
         out.mkdir(parents=True, exist_ok=True)
@@ -545,10 +606,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         trained = train_with_recipe(
             name, data, recipe, seed=args.seed, teacher=args.teacher, val_fraction=args.val_fraction, out_dir=out,
-            progress=not args.no_progress, resume=recorded is not None, info=info,
+            progress=not args.no_progress, resume=recorded is not None, info=info, distributed=dist_run,
         )
     except KeyboardInterrupt:
         raise _Interrupted(_interrupted_message(out)) from None
+    if dist_run is not None and not dist_run.is_main:
+        return 0  # the run folder, the export and the report are rank 0's
     model, result = trained.model, trained.result
     for stage, r in trained.stages.items():
         say(f"{stage}: best epoch {r.best_epoch}, validation accuracy {r.best_val_accuracy:.2%}, "
@@ -573,6 +636,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         say(f"engine (onebit.runtime on model.onebit): test accuracy {engine.accuracy:.2%}; the file holds "
             f"{engine.report.file_bytes:,} bytes, {engine.report.compression:.1f}x smaller than the float32 state dict")
     removed = prune_run(out, args.keep)
+    if not args.no_report:
+        _write_run_report(out, data)
     report["files"] = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
     report["removed"] = {str(Path(p).relative_to(out)): n for p, n in removed.items()}
     if args.json:
@@ -583,7 +648,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                  "last.safetensors": "the last epoch's weights", "model.onebit": "the bit-packed model for "
                  "onebit.runtime", "train_state.pt": "resume state (--keep all)", "metrics.json": "per-epoch metrics",
                  RUN_FILE: "the run's settings (--resume reads them)",
-                 "curves.png": "loss and accuracy curves"}
+                 "curves.png": "loss and accuracy curves", "report.html": "the run report (open it in a browser)"}
     for rel, size in report["files"].items():
         print(f"  {rel:34s} {_megabytes(size):>9s}  {described.get(Path(rel).name, '')}".rstrip())
     if removed:
@@ -591,6 +656,51 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"  removed {', '.join(sorted({Path(p).name for p in removed}))} ({_megabytes(total)}): only an "
               f"interrupted run needs {'it' if len(removed) == 1 else 'them'}; --keep all keeps everything")
     return 0
+
+
+def _write_run_report(out: Path, data: Any) -> None:
+    """``report.html`` at the end of a training: a report that cannot be written costs one warning
+    line, never the finished run."""
+    try:
+        from onebit.report import write_report
+
+        write_report(out, partial=True, data=data, latency_s=0.05)
+    except Exception as exc:  # noqa: BLE001 - whatever the report hits, the trained run stands
+        first = (str(exc).strip().splitlines() or [""])[0]
+        logging.getLogger("onebit.cli").warning("report.html not written (%s: %s); try onebit report %s --partial",
+                                                type(exc).__name__, first, out)
+
+
+def _launch_train(args: argparse.Namespace) -> int:
+    """``train --nproc N``: check the command here (one clear line for a bad one), then run it without
+    ``--nproc`` in N processes through torchrun (:func:`onebit.distributed.launch`)."""
+    from onebit.distributed import BATCHNORM_MODES, choose_backend, launch
+
+    if args.batchnorm not in BATCHNORM_MODES:
+        raise unknown_choice("--batchnorm mode", args.batchnorm, BATCHNORM_MODES)
+    choose_backend(args.backend, args.nproc)
+    argv = _without_option(args.argv, "--nproc")
+    if args.resume is not None:
+        _use_recorded_settings(args)
+    else:
+        out = _check_train_args(args)[3]
+        if args.out is None:  # one time-stamped folder for all processes
+            argv += ["--out", str(out)]
+    return launch(args.nproc, argv)
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE`` (or an abbreviation argparse accepted)."""
+    kept, skip = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif len(name) > 3 and option.startswith(name):
+            skip = "=" not in token
+        else:
+            kept.append(token)
+    return kept
 
 
 class _Interrupted(Exception):
@@ -634,7 +744,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     in_shape = args.in_shape or in_shape
     num_classes = args.num_classes or num_classes
     model = create_model(name, num_classes=num_classes, in_shape=in_shape, **kwargs)
-    table = summary(model, in_shape)
+    energy = (args.energy_table or True) if args.energy or args.energy_table else False
+    table = summary(model, in_shape, energy=energy, cache_kb=args.cache_kb)
     table.model_name = name
     if args.json:
         _emit_json({**table.to_dict(), "num_classes": num_classes, "model_args": kwargs})
@@ -686,10 +797,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "c":
+        return _export_c(args)
     from onebit.export import export_checked
 
     model, _, data, source = _checkpoint_and_data(args)
     spec = source["data"]
+    if args.format == "qonnx":
+        return _export_qonnx(args, model, data, spec)
     output = args.output or args.checkpoint.with_suffix(".onebit")
     engine = export_checked(model, output, data.x_test, data.y_test, info={**source, **data.export_info()})
     if args.json:
@@ -699,6 +814,57 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(engine.report)
         print(f"test accuracy on {spec} computed by onebit.runtime: {engine.accuracy:.2%} ({len(data.y_test):,} "
               f"samples; same prediction as PyTorch on {engine.agreement:.2%})")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from onebit.convert import convert_file
+
+    result = convert_file(args.model, args.output, args.onebit, logits=not args.keep_softmax)
+    if args.json:
+        _emit_json(result)
+    else:
+        zoo = f", onebit's zoo model {result['zoo_model']!r}" if result["zoo_model"] else ""
+        print(f"converted {result['keras_name']!r} ({result['layers']} layers, {result['parameters']:,} parameters, "
+              f"input {tuple(result['in_shape'])}{zoo}) -> {result['checkpoint']}")
+        if "export" in result:
+            print(result["export"])
+            print(f"wrote {result['onebit']}")
+    return 0
+
+
+def _export_qonnx(args: argparse.Namespace, model: Any, data: Any, spec: str) -> int:
+    from onebit.deploy.qonnx import check_qonnx, to_qonnx
+
+    output = to_qonnx(args.checkpoint, args.output or args.checkpoint.with_suffix(".onnx"))
+    check = check_qonnx(output, model, data.x_test[:1000])
+    if args.json:
+        _emit_json({"output": str(output), "format": "qonnx", "data": spec, "checked_samples": check["samples"],
+                    "same_prediction": check["same_prediction"], "max_rel_err": check["max_rel_err"]})
+    else:
+        print(f"wrote {output} (QONNX, batch size 1); QONNX's executor vs PyTorch on {check['samples']:,} test "
+              f"inputs of {spec}: same prediction on {check['same_prediction']:.2%}, max relative logit error "
+              f"{check['max_rel_err']:.2g}")
+    return 0
+
+
+def _export_c(args: argparse.Namespace) -> int:
+    """``--format c``: a .onebit file straight to C, or a checkpoint exported (and checked) first."""
+    from onebit.deploy import to_c
+
+    out = args.output or args.checkpoint.with_name(args.checkpoint.stem + "_c")
+    source = args.checkpoint
+    if source.suffix != ".onebit":
+        from onebit.export import export_checked
+
+        model, _, data, record = _checkpoint_and_data(args)
+        source = out / "model.onebit"
+        export_checked(model, source, data.x_test, data.y_test, info={**record, **data.export_info()})
+    result = to_c(source, out, word_bits=args.word_bits, flash_kb=args.flash_kb, ram_kb=args.ram_kb)
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        print(result)
     return 0
 
 
@@ -716,6 +882,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise ConfigError("--in-shape and --num-classes are for a registered model name; a .onebit file has its "
                               "own")
         result = bench_model(target, batch_size=args.batch_size, threads=args.threads, repeats=args.repeats)
+        energy = _bench_energy(args, target)
     else:
         from onebit.bench import export_random_model
         from onebit.models import model_info
@@ -728,12 +895,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             path = Path(tmp) / f"{args.model}.onebit"
             export_random_model(args.model, path, in_shape=args.in_shape, num_classes=args.num_classes)
             result = bench_model(path, batch_size=args.batch_size, threads=args.threads, repeats=args.repeats)
+            energy = _bench_energy(args, path)
         result.path = f"{args.model} (random weights)"
     if args.json:
-        _emit_json(result.to_dict())
+        _emit_json({**result.to_dict(), **({"energy": energy[0]} if energy else {})})
     else:
         print(result)
+        if energy:
+            print("\n" + "\n".join(energy[1]))
     return 0
+
+
+def _bench_energy(args: argparse.Namespace, path: Path) -> tuple[dict[str, Any], list[str]] | None:
+    """With --energy: RAPL joules per inference where the machine has readable counters (else one
+    line saying why), and the estimate of onebit.energy: (JSON record, text lines)."""
+    if not (args.energy or args.energy_table):
+        return None
+    from onebit.energy import estimate_file
+    from onebit.rapl import RaplUnavailable, measure_file
+
+    estimate = estimate_file(path, batch_size=args.batch_size, table=args.energy_table, cache_kb=args.cache_kb)
+    record: dict[str, Any] = {"estimate": {"onebit": estimate.energy.to_dict()["totals"],
+                                           "float_twin": estimate.float_energy.to_dict()["totals"],
+                                           "ratio": estimate.energy_ratio, "cache_kb": args.cache_kb,
+                                           "table": estimate.energy.table.to_dict()}}
+    try:
+        measured = measure_file(path, batch_size=args.batch_size, calls=args.repeats, threads=(args.threads or [1])[0])
+        record["measured"], first = measured.to_dict(), f"energy {measured.line()}"
+    except RaplUnavailable as exc:
+        record["measured"], first = None, f"energy not measured: {exc}; the estimate only:"
+    lines = [first, f"energy estimate (docs/energy.md): onebit {estimate.energy.line()}",
+             f"                 float twin {estimate.float_energy.line()}: {estimate.energy_ratio:.1f}× onebit's"]
+    return record, lines
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -888,6 +1081,20 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from onebit.report import inspect_run, write_report
+
+    folder = inspect_run(args.run_dir)
+    path = write_report(args.run_dir, args.output, partial=args.partial, latency_s=args.latency_seconds)
+    if args.json:
+        _emit_json({"report": str(path), "kind": folder.kind, "missing": folder.missing, "bytes": path.stat().st_size})
+    else:
+        if not folder.complete:
+            print(f"partial report: {folder.problem().rsplit('; --partial', 1)[0]}")
+        print(f"wrote {path} ({_megabytes(path.stat().st_size)}): open it in a browser")
+    return 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from onebit.analysis.geometry import analyze_geometry, binary_layers
     from onebit.checkpoint import load_checkpoint, read_checkpoint_meta
@@ -1021,6 +1228,7 @@ COMMANDS = {
     "train": _cmd_train, "summary": _cmd_summary, "eval": _cmd_eval, "export": _cmd_export,
     "bench": _cmd_bench, "models": _cmd_models, "search": _cmd_search, "experiment": _cmd_experiment,
     "analyze": _cmd_analyze, "transfer": _cmd_transfer, "federated": _cmd_federated, "separate": _cmd_separate,
+    "report": _cmd_report, "convert": _cmd_convert,
 }
 
 
@@ -1038,6 +1246,7 @@ def _console() -> logging.Handler:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc runs it again under torchrun
     if args.command is None:
         parser.print_help()
         return 2

@@ -59,11 +59,19 @@ Packed bytes (what the exported ``.onebit`` file holds for a row's tensors)
 Float32 bytes
     4 bytes × every counted parameter (BatchNorm as 4 vectors); α is derived, not
     counted. ``compression = float32_bytes / packed_bytes``.
+
+Energy (``summary(..., energy=True)``)
+    Each row also records its first call's ``input_shape`` and, for a binary layer, its
+    ``binary_words``: the 64-bit words of its dot products as the engine packs them
+    (``dot products · kernel positions · ceil((in/groups)/64)``). :mod:`onebit.energy`
+    prices the rows for the model and its float twin (``Summary.energy``,
+    ``Summary.float_energy``); the table gains two columns, nJ per inference.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +79,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
+from onebit.energy import (
+    DEFAULT_CACHE_KB,
+    EnergyEstimate,
+    EnergyTable,
+    estimate_energy,
+    packed_outputs,
+)
 from onebit.errors import ConfigError
 from onebit.nn.layers import QuantLayer
 
@@ -136,6 +151,21 @@ def packed_weight_bytes(layer: nn.Module) -> int:
     return size
 
 
+def _call_words(module: nn.Module, macs: int, out: Tensor | None) -> int:
+    """64-bit words of one call's binary dot products, packed as the engine packs them
+    (channels in 64-bit words, per kernel position): ``dot products · positions ·
+    ceil((in/groups)/64)``; Linear ``out elements · ceil(in/64)``. Transposed convs:
+    ``ceil(macs/64)``."""
+    if out is None or macs == 0:
+        return 0
+    if isinstance(module, nn.Linear):
+        return out.numel() * math.ceil(module.in_features / WORD_BITS)
+    if isinstance(module, _ConvNd) and not isinstance(module, _ConvTransposeNd):
+        fan_in = module.in_channels // module.groups
+        return out.numel() * math.prod(module.kernel_size) * math.ceil(fan_in / WORD_BITS)
+    return math.ceil(macs / WORD_BITS)
+
+
 def _call_macs(module: nn.Module, in_numel: int, out: Tensor | None) -> int:
     """MACs of one call, for the whole batch (0 for layers that are not Linear/ConvNd)."""
     if out is None:
@@ -170,6 +200,8 @@ class LayerRow:
     float_macs: int
     calls: int = 1
     float_reason: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    binary_words: int = 0
 
     @property
     def params(self) -> int:
@@ -182,6 +214,7 @@ class LayerRow:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["output_shape"] = None if self.output_shape is None else list(self.output_shape)
+        d["input_shape"] = None if self.input_shape is None else list(self.input_shape)
         d["params"] = self.params
         return d
 
@@ -220,6 +253,7 @@ class _Calls:
     first_out: Any = None
     in_numel: int = 0
     macs: int = 0
+    words: int = 0
 
 
 # --------------------------------------------------------------------------- Summary
@@ -252,6 +286,8 @@ class Summary:
     input_shape: tuple[int, ...] = ()
     batch_size: int = 1
     model_name: str = field(default="")
+    energy: EnergyEstimate | None = None  # summary(..., energy=...): this model, priced
+    float_energy: EnergyEstimate | None = None  # and its float twin
 
     # totals -------------------------------------------------------------------
     @property
@@ -328,7 +364,16 @@ class Summary:
                 "binary_mac_fraction": self.binary_mac_fraction,
             },
             "float_layers": {r.name: r.float_reason for r in self.float_layers},
+            **({"energy": self.energy.to_dict(), "float_twin_energy": self.float_energy.to_dict(),
+                "energy_ratio": self.energy_ratio} if self.energy and self.float_energy else {}),
         }
+
+    @property
+    def energy_ratio(self) -> float | None:
+        """Float twin's estimated energy / this model's (None without ``energy=``)."""
+        if self.energy is None or self.float_energy is None or not self.energy.total_pj:
+            return None
+        return self.float_energy.total_pj / self.energy.total_pj
 
     def table(self) -> str:
         """The per-layer table and the totals block (what ``str()`` returns)."""
@@ -337,6 +382,13 @@ class Summary:
             "Packed bytes", "Float32 bytes", "Binary MACs", "Float MACs",
         )
         right = (True, False, False, False, True, True, True, True, True, True, True)
+        priced = self.energy is not None and self.float_energy is not None
+
+        def nj(estimate: EnergyEstimate, i: int) -> str:
+            return f"{estimate.rows[i].total_pj / 1e3 / self.batch_size:,.1f}"
+
+        if priced:
+            header, right = (*header, "Energy nJ", "Float twin nJ"), (*right, True, True)
         body = []
         for number, r in enumerate(self.rows, start=1):
             name = r.name if r.calls == 1 else f"{r.name} (×{r.calls})"
@@ -346,11 +398,12 @@ class Summary:
             body.append((
                 str(number), name, r.kind, _fmt_shape(r.output_shape), wbits, ibits, _fmt_int(r.params),
                 _fmt_int(r.packed_bytes), _fmt_int(r.float32_bytes), bmacs, fmacs,
-            ))
+            ) + ((nj(self.energy, number - 1), nj(self.float_energy, number - 1)) if priced else ()))
         total_row = (
             "", "Total", "", "", "", "", _fmt_int(self.total_params), _fmt_int(self.packed_bytes),
             _fmt_int(self.float32_bytes), _fmt_int(self.binary_macs), _fmt_int(self.float_macs),
-        )
+        ) + ((f"{self.energy.per_inference_pj / 1e3:,.1f}", f"{self.float_energy.per_inference_pj / 1e3:,.1f}")
+             if priced else ())
         widths = [max(len(row[i]) for row in [header, total_row, *body]) for i in range(len(header))]
 
         def line(cells: tuple[str, ...]) -> str:
@@ -390,6 +443,14 @@ class Summary:
         else:
             listed = f"none (all {weighted} layers with weights are binary)"
         out += [params, memory, macs, f"Float layers: {listed}"]
+        if priced:
+            out += [
+                f"Energy:  {self.energy.line()}",
+                f"         float twin {self.float_energy.line()}: {self.energy_ratio:.1f}× this model's",
+                (f"         (estimate: ops and compulsory memory traffic, on-chip SRAM {self.energy.cache_kb:,} KiB, "
+                 "DRAM beyond it; docs/energy.md)"),
+                f"         table: {self.energy.table.source or 'user table, no source given'}",
+            ]
         return "\n".join(out)
 
     def __str__(self) -> str:
@@ -449,8 +510,16 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def summary(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1) -> Summary:
+def summary(
+    model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1,
+    energy: bool | EnergyTable | str | os.PathLike = False, cache_kb: int = DEFAULT_CACHE_KB,
+) -> Summary:
     """Run one forward pass on zeros of shape ``(batch_size, *input_shape)`` and summarize.
+
+    ``energy``: ``True`` (the default table), an :class:`~onebit.energy.EnergyTable` or the
+    path of a JSON table also prices every row in picojoules, for the model and for its
+    float twin (:func:`onebit.energy.estimate_energy`, with ``cache_kb`` of on-chip SRAM):
+    ``Summary.energy``, ``Summary.float_energy`` and an energy column in the table.
 
     ``input_shape`` excludes the batch axis. The model runs in eval mode under
     ``torch.no_grad()``; each module's training flag is restored afterwards. Raises
@@ -487,7 +556,9 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int =
         rec = calls[id(module)]
         if rec.count == 1 and rec.first_out is None:
             rec.first_out = _shape_of(output)
-        rec.macs += _call_macs(module, rec.in_numel, _first_tensor(output))
+        macs = _call_macs(module, rec.in_numel, _first_tensor(output))
+        rec.macs += macs
+        rec.words += _call_words(module, macs, _first_tensor(output))
 
     modes = {id(m): m.training for m in model.modules()}
     try:
@@ -571,5 +642,13 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int =
             float_macs=0 if binary_layer else rec.macs,
             calls=rec.count,
             float_reason=reason,
+            input_shape=rec.first_in,
+            binary_words=rec.words if binary_layer else 0,
         ))
-    return Summary(rows=rows, input_shape=shape, batch_size=batch_size, model_name=type(model).__name__)
+    result = Summary(rows=rows, input_shape=shape, batch_size=batch_size, model_name=type(model).__name__)
+    if energy is not False and energy is not None:
+        table = None if energy is True else energy
+        packed = packed_outputs(model, torch.zeros((batch_size, *shape), dtype=dtype, device=device))
+        result.energy = estimate_energy(result, table=table, cache_kb=cache_kb, packed=packed)
+        result.float_energy = estimate_energy(result, table=result.energy.table, cache_kb=cache_kb, float_twin=True)
+    return result

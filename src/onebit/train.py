@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from onebit.errors import ConfigError, DataError, unknown_choice
 from onebit.nn.modes import eval_mode
 from onebit.optim import make_optimizer
 from onebit.train_state import STATE_FILE, load_train_state, save_train_state
+
+if TYPE_CHECKING:
+    from onebit.distributed import DistributedRun
 
 __all__ = [
     "KEEP_CHOICES", "LOSSES", "SCHEDULES", "EpochRecord", "FitResult", "distillation_loss", "evaluate", "fit",
@@ -138,7 +141,7 @@ def _output_width(model: nn.Module, x: Tensor, what: str) -> int:
         )
     try:
         with eval_mode(model), torch.no_grad():
-            out = model(x[:2])
+            out = model(x[:2].to(_device_of(model)))
     except (RuntimeError, ValueError, IndexError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{what}: the model cannot take samples of shape {tuple(x.shape[1:])}: {first_line}") from None
@@ -185,12 +188,18 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 5
     xt, yt = _as_tensors(x, y, "evaluation data")
     _check_labels(yt, _output_width(model, xt, "evaluation data"), "evaluation data")
     loss_sum, correct = 0.0, 0
+    device = _device_of(model)
     with eval_mode(model):
         for idx in _batches(len(xt), batch_size, None):
-            logits = model(xt[idx])
-            loss_sum += F.cross_entropy(logits, yt[idx], reduction="sum").item()
-            correct += int((logits.argmax(1) == yt[idx]).sum())
+            logits = model(xt[idx].to(device))
+            labels = yt[idx].to(device)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += int((logits.argmax(1) == labels).sum())
     return {"loss": loss_sum / len(xt), "accuracy": correct / len(xt)}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def _lr_lambda(schedule: str, total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
@@ -242,6 +251,7 @@ def fit(
     warmup_epochs: int = 0,
     augment: str | None = None,
     attention_weight: float = 0.0,
+    distributed: DistributedRun | None = None,
 ) -> FitResult:
     """Train ``model`` and return its history; the weights end as the *best* epoch's.
 
@@ -270,6 +280,12 @@ def fit(
     ``schedule`` (:data:`SCHEDULES`) runs per step after ``warmup_epochs`` of linear warm-up.
     ``augment`` (:data:`onebit.augment.AUGMENTATIONS`) transforms every training batch with
     random numbers from the run's generator, so the seed fixes them too.
+
+    ``distributed`` (:func:`onebit.distributed.start_from_env`) trains data-parallel:
+    every process calls ``fit`` with the same arguments, computes its slice of each
+    batch of ``batch_size`` rows (the effective batch), and DistributedDataParallel
+    averages the gradients; rank 0 alone writes ``out_dir`` and logs. The model comes
+    back on the CPU, the same on every rank.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -332,6 +348,10 @@ def fit(
     augmentation = None if augment is None else augmentation_for(augment, tuple(x_train.shape[1:]))
 
     set_seed(seed)
+    device = distributed.device if distributed is not None else torch.device("cpu")
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device)
     if isinstance(optimizer, str):
         opt = make_optimizer(model, optimizer, lr=lr, weight_decay=weight_decay)
     else:
@@ -342,7 +362,8 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
 
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    writes = out is not None and (distributed is None or distributed.is_main)  # rank 0 alone writes
+    if writes:
         out.mkdir(parents=True, exist_ok=True)
     result = FitResult(out_dir=out)
     best_state: dict[str, Tensor] | None = None
@@ -355,6 +376,8 @@ def fit(
         "attention_weight": attention_weight,
         "train_size": len(x_train), "val_size": len(val[0]), **(info or {}),
     }
+    if distributed is not None:
+        run_info["distributed"] = distributed.describe()
     first_epoch = 1
     if resume:
         if out is None:
@@ -374,21 +397,27 @@ def fit(
         best_loss, best_state = state["best_val_loss"], state["best_model"]
         first_epoch = state["epoch"] + 1
     attention = AttentionTransfer(model, teacher) if attention_weight else None  # hooks, removed below
+    net = model if distributed is None else distributed.wrap(model)  # what the training steps run
+    min_batch = 2 if distributed is None else distributed.min_batch()
     try:
         for epoch in range(first_epoch, epochs + 1):
             start = time.perf_counter()
             epoch_lr = opt.param_groups[0]["lr"]
-            model.train()
+            net.train()
             loss_sum, correct, seen = 0.0, 0, 0
-            bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress)
+            bar = _progress(steps_per_epoch, f"epoch {epoch}/{epochs}", progress
+                            and (distributed is None or distributed.is_main))
             try:
                 for idx in _batches(len(x_train), batch_size, generator):
-                    if len(idx) < 2:
+                    if len(idx) < min_batch:
                         continue  # BatchNorm cannot train on a single sample
                     xb, yb = x_train[idx], y_train[idx]
                     if augmentation is not None:
-                        xb = augmentation(xb, generator)
-                    logits = model(xb)
+                        xb = augmentation(xb, generator)  # the whole batch: the generator stays in step
+                    if distributed is not None:
+                        part = distributed.shard(torch.arange(len(idx)))
+                        xb, yb = xb[part].to(device), yb[part].to(device)
+                    logits = net(xb)
                     if teacher is None:
                         batch_loss = (F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
                                       if loss == "cross_entropy" else squared_hinge_loss(logits, yb))
@@ -402,12 +431,17 @@ def fit(
                         raise ConfigError(
                             f"training diverged: loss is {batch_loss.item()} at epoch {epoch}; lower the lr")
                     opt.zero_grad(set_to_none=True)
-                    batch_loss.backward()
+                    if distributed is None:
+                        batch_loss.backward()
+                    else:
+                        (batch_loss * distributed.loss_scale(len(yb), len(idx))).backward()
                     opt.step()
                     scheduler.step()
-                    loss_sum += batch_loss.item() * len(idx)
+                    if distributed is not None:
+                        distributed.after_step(model)
+                    loss_sum += batch_loss.item() * len(yb)
                     correct += int((logits.argmax(1) == yb).sum())
-                    seen += len(idx)
+                    seen += len(yb)
                     if bar is not None:
                         rate = seen / max(time.perf_counter() - start, 1e-9)
                         bar.set_postfix_str(f"loss {loss_sum / seen:.4f}, {rate:,.0f} samples/s", refresh=False)
@@ -415,6 +449,8 @@ def fit(
             finally:
                 if bar is not None:
                     bar.close()
+            if distributed is not None:  # the epoch's numbers over all ranks' rows
+                loss_sum, correct, seen = distributed.sum([loss_sum, correct, seen])
             v = evaluate(model, x_val.numpy(), y_val.numpy(), batch_size=max(batch_size, 256))
             record = EpochRecord(
                 epoch, epoch_lr, loss_sum / seen, correct / seen, v["loss"], v["accuracy"],
@@ -427,9 +463,9 @@ def fit(
                 best_loss = record.val_loss
                 result.best_epoch, result.best_val_accuracy = epoch, record.val_accuracy
                 best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                if out is not None:
+                if writes:
                     save_checkpoint(out / "checkpoint.safetensors", model, epoch=epoch, info=run_info)
-            if out is not None:
+            if writes:
                 save_checkpoint(out / "last.safetensors", model, epoch=epoch, info=run_info)
                 result.metrics = _metrics(result, run_info)
                 _write_json(out / "metrics.json", result.metrics)
@@ -442,24 +478,29 @@ def fit(
                     "best_model": best_state,
                 })
             # After the state is saved: a Ctrl-C once this line shows can resume from this epoch.
-            _say(
-                f"epoch {epoch:3d}/{epochs}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
-                f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s  "
-                f"({seen / record.seconds:,.0f} samples/s)", verbose,
-            )
+            if distributed is None or distributed.is_main:
+                _say(
+                    f"epoch {epoch:3d}/{epochs}  loss {record.train_loss:.4f}  train {record.train_accuracy:.2%}  "
+                    f"val {record.val_accuracy:.2%}  lr {epoch_lr:.2e}  {record.seconds:.1f}s  "
+                    f"({seen / record.seconds:,.0f} samples/s)", verbose,
+                )
     finally:
         if attention is not None:
             attention.remove()
+        if distributed is not None:
+            distributed.unwrap()
 
     assert best_state is not None
     model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()
+    if teacher is not None:
+        teacher.to("cpu")
     if test is not None:
         t = evaluate(model, *test, batch_size=max(batch_size, 256))
         result.test_accuracy, result.test_loss = t["accuracy"], t["loss"]
     # "finished": a resumed multi-step recipe reloads this step instead of training it again.
     result.metrics = {**_metrics(result, run_info), "finished": True}
-    if out is not None:
+    if writes:
         _write_json(out / "metrics.json", result.metrics)
         plot_curves(result.history, out / "curves.png")
     return result

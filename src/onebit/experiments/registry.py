@@ -52,6 +52,8 @@ _BUILT_IN = (
     "onebit.experiments.speech_digits",
     "onebit.experiments.text_sentiment",
     "onebit.experiments.he2018_jbnn",
+    "onebit.experiments.aouad2022_bimonn",
+    "onebit.experiments.lingashetty2010",
 )
 
 

@@ -40,7 +40,7 @@ from torch import nn
 from onebit.errors import ExportError
 from onebit.export.fold import bn_affine, relu_bn_sign, thresholds
 from onebit.nn.blocks import RPReLU, RSign
-from onebit.nn.layers import QuantLayer
+from onebit.nn.layers import QuantConv2d, QuantLayer
 from onebit.nn.quantizers import Quantizer
 from onebit.runtime.bitpack import pack_bits
 
@@ -230,7 +230,8 @@ class _Walk:
         if d.op == "conv2d":
             h, w = d.source.shape[0], d.source.shape[1]
             (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel", "stride", "padding", "dilation"))
-            h, w = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            pb, pr = attrs.get("padding_end", (ph, pw))
+            h, w = (h + ph + pb - dh * (kh - 1) - 1) // sh + 1, (w + pw + pr - dw * (kw - 1) - 1) // sw + 1
             out_shape = (h, w, d.n) if d.pool is None else _pooled((h, w, d.n), d.pool)
         if binary:
             alpha, beta = d.alpha, d.beta
@@ -299,16 +300,22 @@ class _Walk:
         else:
             if len(x.shape) != 3 or x.shape[2] != m.in_channels:
                 raise ExportError(f"layer {name!r}: expects {m.in_channels} channels, its input has shape {x.shape}")
-            pads = list(m._reversed_padding_repeated_twice)
+            # [left, right, top, bottom]; QuantConv2d's "same" (TensorFlow's) depends on the input size
+            pads = (m.same_padding(x.shape[0], x.shape[1]) if isinstance(m, QuantConv2d)
+                    else list(m._reversed_padding_repeated_twice))
             if isinstance(m, nn.Conv1d):  # a 1-D conv runs as a 1 x k 2-D conv on (1, L, C)
                 pads += [0, 0]
-            if m.padding_mode != "zeros" or pads[0] != pads[1] or pads[2] != pads[3]:
-                raise ExportError(f"layer {name!r}: only symmetric zero-mode padding is supported, got {pads}")
+            if m.padding_mode != "zeros":
+                raise ExportError(f"layer {name!r}: only zero-mode padding is supported, got {m.padding_mode!r}")
             pad_value = float(getattr(m, "pad_value", 0.0)) if any(pads) else 0.0
             two_d = (lambda v: [1, *v]) if isinstance(m, nn.Conv1d) else list
             attrs = {"cin": m.in_channels, "cout": n, "groups": m.groups, "kernel": two_d(m.kernel_size),
                      "stride": two_d(m.stride), "padding": [pads[2], pads[0]], "dilation": two_d(m.dilation),
                      "pad_value": int(pad_value)}
+            if (pads[3], pads[1]) != (pads[2], pads[0]):  # asymmetric: the bottom/right padding differs
+                attrs["padding_end"] = [pads[3], pads[1]]
+                if extra_pad is not None:
+                    raise ExportError(f"layer {name!r}: a ZeroPad2d before a conv with asymmetric padding")
             weight = weight.reshape(n, m.in_channels // m.groups, *attrs["kernel"]).transpose(0, 2, 3, 1)
             if extra_pad is not None:
                 weight = _absorb_zero_pad(name, attrs, weight, extra_pad, in_bits or weight_bits)

@@ -6,6 +6,7 @@ from onebit.nn.heads import MultiLabelHead, labels_from_logits, multilabel_mlp
 from onebit.nn.layers import QuantConv1d, QuantConv2d, QuantizerSpec, QuantLayer, QuantLinear
 from onebit.nn.losses import LabelRelations, jbce_loss, label_relations, relation_penalty
 from onebit.nn.modes import eval_mode
+from onebit.nn.morphological import LUI, BiMoNN, BiMoNNLayer, BiSE, MorphologicalLayer, MorphologicalNet
 from onebit.nn.quantizers import (
     QUANTIZERS,
     ApproxSign,
@@ -34,6 +35,7 @@ __all__ = [
     "ACTIVATIONS", "Residual", "channel_quantizer", "make_activation",
     "QUANTIZERS",
     "ApproxSign",
+    "BiMoNN", "BiMoNNLayer", "BiSE", "LUI", "MorphologicalLayer", "MorphologicalNet",
     "BiRealBlock",
     "DoReFa",
     "Hardtanh",

@@ -6,7 +6,8 @@ Each layer keeps the PyTorch signature and adds keyword arguments:
   :class:`~onebit.nn.quantizers.Quantizer` instance, or ``None`` for float;
 - ``pad_value`` (convolutions): the value the *quantized* input is padded with,
   −1, 0 or +1. The runtime reproduces it exactly; ±1 padding costs nothing there,
-  0 needs a per-position correction;
+  0 needs a per-position correction. ``QuantConv2d(padding="same")`` is TensorFlow's
+  "same" at every stride (the odd pixel after: :meth:`QuantConv2d.same_padding`);
 - ``scaling``: ``None`` or ``"learned"``, a trainable per-output-channel factor γ_c
   on the layer output (XNOR-Net++); weight-derived scales come from the
   ``magnitude_aware_sign``/``xnor_sign`` weight quantizers.
@@ -26,12 +27,22 @@ from torch import Tensor, nn
 from onebit.errors import ConfigError, unknown_choice
 from onebit.nn.quantizers import Quantizer, get_quantizer
 
-__all__ = ["PAD_VALUES", "QuantConv1d", "QuantConv2d", "QuantLayer", "QuantLinear", "SCALINGS"]
+__all__ = ["PAD_VALUES", "QuantConv1d", "QuantConv2d", "QuantLayer", "QuantLinear", "SCALINGS", "same_pads"]
 
 PAD_VALUES = (-1.0, 0.0, 1.0)
 SCALINGS = (None, "learned")
 
 QuantizerSpec = str | Quantizer | None
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow's ``padding="same"`` along one axis: (before, after), the odd pixel after.
+
+    Output ⌈size/stride⌉; total = max((⌈size/stride⌉ − 1)·stride + dilation·(kernel − 1) + 1 − size, 0).
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 class QuantLayer:
@@ -156,6 +167,8 @@ class _QuantConvNd(QuantLayer):
     def forward(self, x: Tensor) -> Tensor:
         x = self.quantized_input(x)
         pads = self._reversed_padding_repeated_twice
+        if getattr(self, "same_strided", False):
+            pads = self.same_padding(*x.shape[-2:])
         if any(pads):
             if self.padding_mode == "zeros":
                 x = F.pad(x, pads, mode="constant", value=self.pad_value)
@@ -231,12 +244,38 @@ class QuantConv2d(_QuantConvNd, nn.Conv2d):
         pad_value: float = 0.0,
         scaling: str | None = None,
     ) -> None:
+        # PyTorch refuses padding="same" for strides > 1; TensorFlow's rule covers them (same_padding).
+        strided = padding == "same" and torch.nn.modules.utils._pair(stride) != (1, 1)
         nn.Conv2d.__init__(
-            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            self, in_channels, out_channels, kernel_size, stride, 0 if strided else padding, dilation, groups, bias,
             padding_mode, device, dtype,
         )
+        self.same_strided = strided
+        if strided:
+            if padding_mode != "zeros":
+                raise ConfigError(f"padding='same' with stride {stride} needs padding_mode='zeros', got {padding_mode!r}")
+            self.padding = "same"
         self._init_quant(out_channels, input_quantizer, weight_quantizer, scaling)
         self._init_pad(pad_value)
+
+    def same_padding(self, height: int, width: int) -> list[int]:
+        """F.pad widths ``[left, right, top, bottom]`` this layer uses on a ``height`` × ``width`` input.
+
+        ``padding="same"`` follows TensorFlow for every stride: output ⌈n/s⌉, total padding
+        ``max((⌈n/s⌉ − 1)·s + d·(k − 1) + 1 − n, 0)``, ⌊total/2⌋ before and the odd pixel after
+        (a strided conv on an even input pads 0 before and 1 after for k = 3). Other paddings
+        are fixed and returned as they are.
+        """
+        if not getattr(self, "same_strided", False):
+            return list(self._reversed_padding_repeated_twice)
+        (top, bottom), (left, right) = (
+            same_pads(n, k, s, d) for n, k, s, d in zip((height, width), self.kernel_size, self.stride, self.dilation)
+        )
+        return [left, right, top, bottom]
+
+    def _conv_repr(self, base: str) -> str:
+        pad = f", pad_value={self.pad_value:g}" if self.same_strided or any(self._reversed_padding_repeated_twice) else ""
+        return base + pad + self._quant_repr()
 
     def extra_repr(self) -> str:
         return self._conv_repr(nn.Conv2d.extra_repr(self))

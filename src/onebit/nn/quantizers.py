@@ -122,15 +122,15 @@ class _SwishSign(torch.autograd.Function):
 
 class _SteHeaviside(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, clip_value: float | None) -> Tensor:
+    def forward(ctx: Any, x: Tensor, clip_value: float | None, strict: bool = False) -> Tensor:
         ctx.save_for_backward(x)
         ctx.clip_value = clip_value
-        return (x >= 0).to(x.dtype)
+        return ((x > 0) if strict else (x >= 0)).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        return _clipped(x, grad, ctx.clip_value), None
+        return _clipped(x, grad, ctx.clip_value), None, None
 
 
 class _SteTern(torch.autograd.Function):
@@ -214,10 +214,10 @@ def xnor_sign(w: Tensor, clip_value: float | None = 1.0) -> Tensor:
     return _XnorSign.apply(w, _check_clip(clip_value))
 
 
-def ste_heaviside(x: Tensor, clip_value: float | None = 1.0) -> Tensor:
-    """Step to {0, 1}: 1 where x ≥ 0 (matching sign(0) = +1; Larq maps 0 to 0);
-    gradient ``g · 1[|x| ≤ clip_value]``."""
-    return _SteHeaviside.apply(x, _check_clip(clip_value))
+def ste_heaviside(x: Tensor, clip_value: float | None = 1.0, strict: bool = False) -> Tensor:
+    """Step to {0, 1}: 1 where x ≥ 0 (matching sign(0) = +1), or with ``strict`` 1 where
+    x > 0 (Larq's ``ste_heaviside``, which maps 0 to 0); gradient ``g · 1[|x| ≤ clip_value]``."""
+    return _SteHeaviside.apply(x, _check_clip(clip_value), bool(strict))
 
 
 def ste_tern(
@@ -230,6 +230,8 @@ def ste_tern(
 
     Δ = ``threshold_value``, or with ``ternary_weight_networks`` the TWN rule
     Δ = 0.7 · mean |x| over the whole tensor (Li & Liu 2016), Δ carrying no gradient.
+    The threshold is exclusive; Larq's ``ste_tern`` (``sign(sign(x + Δ) + sign(x − Δ))``)
+    gives ±1 at |x| = Δ, which ``onebit.convert`` reproduces with Δ' = the next float32 below Δ.
     """
     if ternary_weight_networks:
         delta = 0.7 * x.detach().abs().mean()
@@ -356,19 +358,20 @@ class XnorSign(Quantizer):
 
 @register_quantizer("ste_heaviside")
 class SteHeaviside(Quantizer):
-    """Step to {0, 1} (1 where x ≥ 0) with a clipped straight-through gradient."""
+    """Step to {0, 1} (1 where x ≥ 0; ``strict``: x > 0, as Larq) with a clipped straight-through gradient."""
 
     signed = False
 
-    def __init__(self, clip_value: float | None = 1.0) -> None:
+    def __init__(self, clip_value: float | None = 1.0, strict: bool = False) -> None:
         super().__init__()
         self.clip_value = _check_clip(clip_value)
+        self.strict = bool(strict)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ste_heaviside(x, self.clip_value)
+        return ste_heaviside(x, self.clip_value, self.strict)
 
     def config(self) -> dict[str, Any]:
-        return {"clip_value": self.clip_value}
+        return {"clip_value": self.clip_value, **({"strict": True} if self.strict else {})}
 
 
 @register_quantizer("ste_tern")

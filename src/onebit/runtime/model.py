@@ -33,8 +33,9 @@ from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
 
 FORMAT = "onebit-model"
-FORMAT_VERSION = 2  # written by export; 2 added post_scale/post_bias (an affine after the activation)
-READ_VERSIONS = (1, 2)  # a version-1 file is a version-2 file without those tensors
+FORMAT_VERSION = 3  # written by export; 2 added post_scale/post_bias (an affine after the activation),
+# 3 the conv nodes' padding_end (asymmetric padding: a runtime that ignored it would compute wrong sizes)
+READ_VERSIONS = (1, 2, 3)  # each version reads as the next one without its additions
 META_KEY = "onebit"
 
 

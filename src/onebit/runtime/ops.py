@@ -495,10 +495,14 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
         raise r.error(f"groups={groups} must divide cin={cin} and cout={cout}")
     kernel, stride = r.pair("kernel", 1, 64), r.pair("stride", 1, 64)
     padding, dilation = r.pair("padding", 0, 64), r.pair("dilation", 1, 64)
+    # "padding" is (top, left); "padding_end" (bottom, right), where present, differs from it
+    # (TensorFlow's "same" of a strided conv puts the odd pixel after).
+    padding_end = r.pair("padding_end", 0, 64) if "padding_end" in r.node else padding
     pad_value = r.node.get("pad_value")
     if pad_value not in (-1, 0, 1):
         raise r.error(f"pad_value must be -1, 0 or 1, got {pad_value!r}")
-    oh, ow = (_out_size(s, k, st, p, d) for s, k, st, p, d in zip((h, w), kernel, stride, padding, dilation))
+    oh, ow = ((s + p + pe - d * (k - 1) - 1) // st + 1
+              for s, k, st, p, pe, d in zip((h, w), kernel, stride, padding, padding_end, dilation))
     if oh < 1 or ow < 1:
         raise r.error(f"kernel {kernel} does not fit its {h}x{w} input with padding {padding}")
     weights = r.str("weights", ("bits", "float"))
@@ -518,7 +522,8 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
 
     if in_bits:
         try:
-            conv = _core.BinaryConv2d(wbits, cin, groups, stride, padding, dilation, int(pad_value))
+            conv = _core.BinaryConv2d(wbits, cin, groups, stride, padding, dilation, int(pad_value),
+                                      padding_end=padding_end)
         except ValueError as exc:
             raise r.error(str(exc)) from None
         if folded is not None:
@@ -568,7 +573,7 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
         wmat = (_core.unpack_rows(wbits.reshape(-1, words(cg)), cg) if weights == "bits" else wfloat)
         try:
             conv = _core.FloatConv2d(np.ascontiguousarray(wmat.reshape(cout, *kernel, cg), np.float32), cin, groups,
-                                     stride, padding, dilation, float(pad_value))
+                                     stride, padding, dilation, float(pad_value), padding_end=padding_end)
         except ValueError as exc:
             raise r.error(str(exc)) from None
         scale, bias, act_name = _stage_tensors(r, cout, out_kind)
