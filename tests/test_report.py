@@ -235,6 +235,7 @@ def test_experiment_report(run, tmp_path, monkeypatch):
     from onebit.experiments import Claim, register_experiment, run_experiment, table
     from onebit.experiments import registry
 
+    registry.list_experiments()  # the built-ins register now, into the registry that outlives this test
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     metrics = json.loads((run / "metrics.json").read_text())
 
@@ -259,6 +260,10 @@ def test_experiment_report(run, tmp_path, monkeypatch):
                                                               for h in metrics["history"]], "per epoch")},
                 "plots": ["val.png"]}
 
+    assert main(["experiment", "run", "report_probe", "--quick", "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "report.html").is_file()  # written at the end of the run, as for train
+    assert main(["experiment", "run", "report_probe", "--quick", "--no-report", "--out", str(tmp_path / "no")]) == 0
+    assert not (tmp_path / "no" / "report.html").exists()
     out = tmp_path / "exp"
     results = run_experiment("report_probe", out, quick=True)
     assert inspect_run(out).complete
@@ -283,6 +288,7 @@ def test_search_report(tmp_path):
     assert main(["search", "--model", "binarynet_cnn", "-M", "channels=[8,16,32]", "-M", "hidden=32", "--data",
                  "digits", "--population", "2", "--generations", "1", "--proxy-epochs", "1", "--epochs", "1",
                  "--no-random-search", "--out", str(out), "--json"]) == 0
+    assert (out / "report.html").is_file()  # written at the end of the search
     record = json.loads((out / "search.json").read_text())
     assert inspect_run(out).complete
     text = write_report(out, latency_s=0).read_text()

@@ -302,7 +302,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_search_json(tmp_path):
     """SIGKILL at random moments (mid-generation, mid-write); --resume ends with the same search.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
-    proc = subprocess.run([sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--out", str(reference)],
+    proc = subprocess.run([sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--no-report", "--out", str(reference)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     want = strip_times(json.loads((reference / "search.json").read_text()))
@@ -310,7 +310,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_search_json(tmp_path):
     rng = random.Random(0)
     for trial in range(2):
         run = tmp_path / f"killed{trial}"
-        child = subprocess.Popen([sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--out", str(run)],
+        child = subprocess.Popen([sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--no-report", "--out", str(run)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         target, deadline = rng.randint(1, total - 2), time.monotonic() + 120
         while _scored(run) < target and child.poll() is None and time.monotonic() < deadline:
@@ -319,7 +319,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_search_json(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert 0 < _scored(run) < total, "the kill did not land mid-search"
-        resumed = subprocess.run([sys.executable, "-m", "onebit.cli", "search", "--resume", str(run)],
+        resumed = subprocess.run([sys.executable, "-m", "onebit.cli", "search", "--resume", str(run), "--no-report"],
                                  capture_output=True, text=True, timeout=300, env=env)
         assert resumed.returncode == 0, resumed.stderr
         got = json.loads((run / "search.json").read_text())

@@ -314,6 +314,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue a killed search from its folder, with its recorded settings")
     r.add_argument("--out", type=Path, default=None, metavar="DIR", help="search folder (default: runs/search-<timestamp>)")
+    r.add_argument("--no-report", action="store_true",
+                   help="do not write report.html (the search's report, `onebit report DIR`) at the end")
 
     xp = command("experiment", "paper reproductions: list them, or run one into a folder (results.json, "
                                "results.md, plots)")
@@ -323,6 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     xp.add_argument("--seeds", type=_positive_int, default=None, help="seeds (default: the experiment's, 3 for a full run)")
     xp.add_argument("--out", type=Path, default=None, metavar="DIR",
                     help="results folder (default: runs/<NAME>-<timestamp>)")
+    xp.add_argument("--no-report", action="store_true",
+                    help="do not write report.html (the run's report, `onebit report DIR`) at the end")
 
     g = command("analyze", "geometry of a checkpoint's binary layers (Anderson & Berg 2018): angles between latent "
                            "and binarized weights, d, dot-product correlations on real data; table, JSON and PNGs")
@@ -659,8 +663,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _write_run_report(out: Path, data: Any) -> None:
-    """``report.html`` at the end of a training: a report that cannot be written costs one warning
-    line, never the finished run."""
+    """``report.html`` at the end of a training, search or experiment run: a report that cannot be
+    written costs one warning line, never the finished run."""
     try:
         from onebit.report import write_report
 
@@ -1018,6 +1022,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"search-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
         _check_new_folder(out, "search folder", " or --resume it")
         record = run_search(config, out, workers=args.workers, backend=args.backend)
+    if not args.no_report:
+        _write_run_report(out, None)
     winner, rnd = record["winner"], record.get("random_search")
     summary = {"out_dir": str(out), "model": record["model"], "data": record["data"], "budget": record["budget"],
                "budget_source": record["budget_source"], "evaluations": record["evolution"]["evaluations"],
@@ -1046,7 +1052,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     for ref in record["references"]:
         print(f"  uniform x{ref['genome'][0]:g}: {fmt(ref['costs'])}; proxy accuracy {ref['proxy_accuracy']:.2%}"
               f"{'' if ref['feasible'] else ' (over the budget)'}")
-    print(f"wrote {out}/: search.json, pareto.png, winner/ (checkpoint, model.onebit, metrics.json), state.json")
+    print(f"wrote {out}/: search.json, pareto.png, winner/ (checkpoint, model.onebit, metrics.json), state.json"
+          + ("" if args.no_report else ", report.html"))
     return 0
 
 
@@ -1071,13 +1078,16 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{args.name}-{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
     _check_new_folder(out, "experiment folder")
     results = run_experiment(args.name, out, quick=args.quick, seeds=args.seeds)
+    if not args.no_report:
+        _write_run_report(out, None)
     if args.json:
         _emit_json({"out_dir": str(out), **results})
         return 0
     verdict = {True: "holds", False: "does not hold", None: "undecided"}
     for c in results["claims"]:
         print(f"  {verdict[c['holds']]:>13s}: {c['claim']}: {c['measured']} {c['unit']}".rstrip())
-    print(f"wrote {out}/: results.json, results.md, {', '.join(results['plots'])}")
+    print(f"wrote {out}/: results.json, results.md, {', '.join(results['plots'])}"
+          + ("" if args.no_report else ", report.html"))
     return 0
 
 
