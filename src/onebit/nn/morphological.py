@@ -64,6 +64,20 @@ def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
     return y + torch.log(-torch.expm1(-y))
 
 
+def _set_normalized(module: nn.Module, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray,
+                    what: str) -> None:
+    """Store positive ``weight`` and a bias < −½ as the raw parameters whose softplus gives them
+    (BiSE's and LUI's parametrization); ``what`` names the weights in the error."""
+    weight, bias = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32)
+    if weight.shape != module.weight_raw.shape or not bool((weight > 0).all()):
+        raise ConfigError(f"{what} must be positive, of shape {tuple(module.weight_raw.shape)}")
+    if bias.shape != module.bias_raw.shape or not bool((bias < -0.5).all()):
+        raise ConfigError(f"bias must be < -0.5, of shape {tuple(module.bias_raw.shape)}")
+    with torch.no_grad():
+        module.weight_raw.copy_(_softplus_inverse(weight))
+        module.bias_raw.copy_(_softplus_inverse(-bias - 0.5))
+
+
 # ---------------------------------------------------------------- the binarization theorem
 
 
@@ -211,14 +225,7 @@ class BiSE(nn.Module):
 
     def set_normalized(self, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray) -> None:
         """Set the positive weights ``(out, 1, k, k)`` and the bias ``(out,)`` (every bias ≤ −½)."""
-        weight, bias = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32)
-        if weight.shape != self.weight_raw.shape or not bool((weight > 0).all()):
-            raise ConfigError(f"weights must be positive, of shape {tuple(self.weight_raw.shape)}")
-        if bias.shape != self.bias_raw.shape or not bool((bias < -0.5).all()):
-            raise ConfigError(f"bias must be < -0.5, of shape {tuple(self.bias_raw.shape)}")
-        with torch.no_grad():
-            self.weight_raw.copy_(_softplus_inverse(weight))
-            self.bias_raw.copy_(_softplus_inverse(-bias - 0.5))
+        _set_normalized(self, weight, bias, "weights")
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """``W ⋆ x + B`` with replicate padding, ``(N, 1, H, W)`` → ``(N, out, H, W)``."""
@@ -281,14 +288,7 @@ class LUI(nn.Module):
 
     def set_normalized(self, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray) -> None:
         """Set the positive coefficients ``(out, in)`` and the bias ``(out,)`` (every bias < −½)."""
-        weight, bias = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32)
-        if weight.shape != self.weight_raw.shape or not bool((weight > 0).all()):
-            raise ConfigError(f"coefficients must be positive, of shape {tuple(self.weight_raw.shape)}")
-        if bias.shape != self.bias_raw.shape or not bool((bias < -0.5).all()):
-            raise ConfigError(f"bias must be < -0.5, of shape {tuple(self.bias_raw.shape)}")
-        with torch.no_grad():
-            self.weight_raw.copy_(_softplus_inverse(weight))
-            self.bias_raw.copy_(_softplus_inverse(-bias - 0.5))
+        _set_normalized(self, weight, bias, "coefficients")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
