@@ -294,7 +294,7 @@ struct ConvRun {
       // Tasks of whole pooled rows (of at most ~8 GEMM tiles of conv pixels, so that their
       // bits are still in cache when pooled), as many as the pixel plan, all channels.
       pool = bit_pool;
-      const auto ps = bmaxpool2d_output_shape(oh, ow, pool->kernel, pool->stride, pool->padding);
+      const auto ps = bmaxpool2d_output_shape(oh, ow, pool->kernel, pool->stride, pool->padding, pool->padding_end);
       poh = ps[0];
       pow = ps[1];
       const std::int64_t rows = n * poh;

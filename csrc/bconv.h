@@ -88,6 +88,7 @@ class BinaryConv2d {
   struct BitPool {
     std::array<std::int64_t, 2> kernel, stride, padding;
     const std::uint64_t* and_mask;
+    std::array<std::int64_t, 2> padding_end{-1, -1};  // bottom/right; -1: = padding
   };
   // thresh: O int32, flip: O int8 in {+1, -1}; out: n x OH x OW x words_for(O) uint64, or
   // with pool the n x PH x PW x words_for(O) of bmaxpool2d on that, computed per task on
@@ -122,12 +123,14 @@ class BinaryConv2d {
 // bits 0); and_mask: words uint64. For each output pixel and word,
 //   out = (AND of the window's words & and_mask) | (OR of the window's words & ~and_mask)
 // i.e. max of the ±1 values (bit 1 = -1 only if all are -1) where and_mask has a 1 and
-// min elsewhere. out: n x OH x OW x words, OH = (h + 2*ph - kh) / sh + 1.
+// min elsewhere. out: n x OH x OW x words, OH = (h + ph + ph_end - kh) / sh + 1.
+// padding is (top, left); padding_end (bottom, right), {-1, -1} for the same as padding:
+// TensorFlow's "same" max-pool puts the odd pixel after (-inf there, i.e. ignored).
 // Throws std::invalid_argument on bad parameters.
 void bmaxpool2d(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w,
                 std::int64_t channels, std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
                 std::array<std::int64_t, 2> padding, const std::uint64_t* and_mask, std::uint64_t* out,
-                int num_threads, Isa isa);
+                int num_threads, Isa isa, std::array<std::int64_t, 2> padding_end = {-1, -1});
 
 // bmaxpool2d's rows [0, rows) of one image from a band of its input rows, on the calling
 // thread (the fused pool of BinaryConv2d::run_threshold): band holds band_h rows of w
@@ -142,6 +145,7 @@ void bmaxpool2d_band(const std::uint64_t* band, std::int64_t band_h, std::int64_
 std::array<std::int64_t, 2> bmaxpool2d_output_shape(std::int64_t h, std::int64_t w,
                                                     std::array<std::int64_t, 2> kernel,
                                                     std::array<std::int64_t, 2> stride,
-                                                    std::array<std::int64_t, 2> padding);
+                                                    std::array<std::int64_t, 2> padding,
+                                                    std::array<std::int64_t, 2> padding_end = {-1, -1});
 
 }  // namespace onebit

@@ -176,6 +176,11 @@ std::array<std::int64_t, 2> pair_arg(nb::handle h, const char* fn, const char* w
                               nb::cast<std::string>(nb::repr(h)));
 }
 
+// An optional bottom/right padding: None gives {-1, -1}, "the same as padding".
+std::array<std::int64_t, 2> end_arg(nb::handle h, const char* fn, const char* what) {
+  return h.is_none() ? std::array<std::int64_t, 2>{-1, -1} : pair_arg(h, fn, what);
+}
+
 nb::tuple pair_tuple(const std::array<std::int64_t, 2>& p) { return nb::make_tuple(p[0], p[1]); }
 
 // Packed NHWC activations: 4-D uint64 (N, H, W, ceil(channels / 64)), zero tail bits.
@@ -296,13 +301,15 @@ struct ThresholdPool {
       throw std::invalid_argument(std::string(fn) + ": pool and and_mask must be given together");
     }
     if (pool.is_none()) return;
-    if (!(nb::isinstance<nb::tuple>(pool) || nb::isinstance<nb::list>(pool)) || nb::len(pool) != 3) {
-      throw std::invalid_argument(std::string(fn) + ": pool must be (kernel, stride, padding), got " +
+    if (!(nb::isinstance<nb::tuple>(pool) || nb::isinstance<nb::list>(pool)) || nb::len(pool) < 3 ||
+        nb::len(pool) > 4) {
+      throw std::invalid_argument(std::string(fn) + ": pool must be (kernel, stride, padding[, padding_end]), got " +
                                   nb::cast<std::string>(nb::repr(pool)));
     }
     spec.kernel = pair_arg(pool[0], fn, "pool kernel");
     spec.stride = pair_arg(pool[1], fn, "pool stride");
     spec.padding = pair_arg(pool[2], fn, "pool padding");
+    if (nb::len(pool) == 4) spec.padding_end = end_arg(pool[3], fn, "pool padding_end");
     AnyArray mask;
     if (!nb::try_cast(and_mask, mask)) throw std::invalid_argument(std::string(fn) + ": and_mask must be a numpy array");
     const std::int64_t o = conv.out_channels(), words = onebit::words_for(o);
@@ -315,7 +322,8 @@ struct ThresholdPool {
       throw std::invalid_argument(std::string(fn) + ": and_mask has bits set beyond channel " + std::to_string(o) +
                                   " (padding bits must be 0)");
     }
-    const auto shape = onebit::bmaxpool2d_output_shape(c.oh, c.ow, spec.kernel, spec.stride, spec.padding);
+    const auto shape =
+        onebit::bmaxpool2d_output_shape(c.oh, c.ow, spec.kernel, spec.stride, spec.padding, spec.padding_end);
     c.oh = shape[0];
     c.ow = shape[1];
     ptr = &spec;
@@ -363,13 +371,15 @@ FconvArgs fconv_args(const onebit::FloatConv2d& conv, nb::handle scale, nb::hand
   }
   a.stage.bits = bits;
   if (!pool.is_none()) {
-    if (!(nb::isinstance<nb::tuple>(pool) || nb::isinstance<nb::list>(pool)) || nb::len(pool) != 3) {
-      throw std::invalid_argument(std::string(fn) + ": pool must be None or (kernel, stride, padding)");
+    if (!(nb::isinstance<nb::tuple>(pool) || nb::isinstance<nb::list>(pool)) || nb::len(pool) < 3 ||
+        nb::len(pool) > 4) {
+      throw std::invalid_argument(std::string(fn) + ": pool must be None or (kernel, stride, padding[, padding_end])");
     }
     a.pool.on = true;
     a.pool.kernel = pair_arg(pool[0], fn, "pool kernel");
     a.pool.stride = pair_arg(pool[1], fn, "pool stride");
     a.pool.padding = pair_arg(pool[2], fn, "pool padding");
+    if (nb::len(pool) == 4) a.pool.padding_end = end_arg(pool[3], fn, "pool padding_end");
   }
   return a;
 }
@@ -1092,7 +1102,7 @@ NB_MODULE(_core, m) {
   m.def(
       "bmaxpool2d",
       [](const AnyArray& x, std::int64_t channels, nb::handle kernel, nb::handle stride, nb::handle padding,
-         const AnyArray& and_mask, int num_threads, const std::string& isa) {
+         const AnyArray& and_mask, int num_threads, const std::string& isa, nb::handle padding_end) {
         const char* fn = "bmaxpool2d";
         if (channels < 1) throw std::invalid_argument("bmaxpool2d: channels must be >= 1, got " + std::to_string(channels));
         const std::uint64_t* data = checked_nhwc(x, channels, fn);
@@ -1109,24 +1119,26 @@ NB_MODULE(_core, m) {
         const auto k = pair_arg(kernel, fn, "kernel");
         const auto s = pair_arg(stride, fn, "stride");
         const auto p = pair_arg(padding, fn, "padding");
+        const auto pe = end_arg(padding_end, fn, "padding_end");
         const int threads = checked_threads(num_threads, fn);
         const onebit::Isa which = onebit::resolve_isa(isa);
         const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
         const auto w = static_cast<std::int64_t>(x.shape(2));
-        const auto shape = onebit::bmaxpool2d_output_shape(h, w, k, s, p);
+        const auto shape = onebit::bmaxpool2d_output_shape(h, w, k, s, p, pe);
         auto out = new_array4<std::uint64_t>(n, shape[0], shape[1], words);
         {
           nb::gil_scoped_release release;
-          onebit::bmaxpool2d(data, n, h, w, channels, k, s, p, mask, out.data(), threads, which);
+          onebit::bmaxpool2d(data, n, h, w, channels, k, s, p, mask, out.data(), threads, which, pe);
         }
         return out;
       },
       nb::arg("x"), nb::arg("channels"), nb::arg("kernel"), nb::arg("stride"), nb::arg("padding"),
-      nb::arg("and_mask"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+      nb::arg("and_mask"), nb::arg("num_threads") = 0, nb::arg("isa") = "", nb::arg("padding_end") = nb::none(),
       "Max-pool of packed +-1 NHWC activations (N, H, W, ceil(C/64)) uint64, padded positions "
       "ignored (floor mode; 2 * padding <= kernel). Per channel: AND of the window's bits where "
       "and_mask has a 1 (max of +-1), OR elsewhere (min: pool after a threshold with flip -1). "
-      "kernel, stride, padding: int or (h, w).");
+      "kernel, stride, padding (top, left): int or (h, w); padding_end (bottom, right), None for "
+      "the same as padding (TensorFlow's 'same' pads one more after).");
 
   // ---- float convolution and pooling ----
   nb::class_<onebit::FloatConv2d>(
@@ -1174,7 +1186,7 @@ NB_MODULE(_core, m) {
             const auto w = static_cast<std::int64_t>(x.shape(2));
             auto shape = self.output_shape(h, w);
             if (a.pool.on) shape = onebit::fpool2d_output_shape(shape[0], shape[1], a.pool.kernel, a.pool.stride,
-                                                                a.pool.padding);
+                                                                a.pool.padding, a.pool.padding_end);
             onebit::FconvProfile prof;
             nb::object out;
             void* dst;
@@ -1254,25 +1266,28 @@ NB_MODULE(_core, m) {
 
   m.def(
       "fpool2d",
-      [](const AnyArray& x, nb::handle kernel, nb::handle stride, nb::handle padding, bool mean, int num_threads) {
+      [](const AnyArray& x, nb::handle kernel, nb::handle stride, nb::handle padding, bool mean, int num_threads,
+         nb::handle padding_end) {
         const char* fn = "fpool2d";
         const float* data = checked<float>(x, 4, fn, "x");
         const auto k = pair_arg(kernel, fn, "kernel");
         const auto s = pair_arg(stride, fn, "stride");
         const auto p = pair_arg(padding, fn, "padding");
+        const auto pe = end_arg(padding_end, fn, "padding_end");
         const int threads = checked_threads(num_threads, fn);
         const auto n = static_cast<std::int64_t>(x.shape(0)), h = static_cast<std::int64_t>(x.shape(1));
         const auto w = static_cast<std::int64_t>(x.shape(2)), c = static_cast<std::int64_t>(x.shape(3));
-        const auto shape = onebit::fpool2d_output_shape(h, w, k, s, p);
+        const auto shape = onebit::fpool2d_output_shape(h, w, k, s, p, pe);
         auto out = new_array4<float>(n, shape[0], shape[1], c);
         {
           nb::gil_scoped_release release;
-          onebit::fpool2d(data, n, h, w, c, k, s, p, mean, out.data(), threads);
+          onebit::fpool2d(data, n, h, w, c, k, s, p, mean, out.data(), threads, pe);
         }
         return out;
       },
       nb::arg("x"), nb::arg("kernel"), nb::arg("stride"), nb::arg("padding"), nb::arg("mean") = false,
-      nb::arg("num_threads") = 0,
+      nb::arg("num_threads") = 0, nb::arg("padding_end") = nb::none(),
       "Max- (or with mean=True average-) pool of float32 NHWC x (N, H, W, C), floor mode, 2 * padding "
-      "<= kernel: max ignores padded positions, the average counts them as zeros (PyTorch's defaults).");
+      "<= kernel: max ignores padded positions, the average counts them as zeros (PyTorch's defaults). "
+      "padding is (top, left); padding_end (bottom, right), None for the same as padding.");
 }

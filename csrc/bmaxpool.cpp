@@ -129,7 +129,7 @@ struct PoolRun {
 };
 
 void check_pool_params(std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
-                       std::array<std::int64_t, 2> padding) {
+                       std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> padding_end) {
   const std::string fn = "bmaxpool2d: ";
   for (int i = 0; i < 2; ++i) {
     if (kernel[i] < 1 || kernel[i] > kMaxParam) {
@@ -144,7 +144,18 @@ void check_pool_params(std::array<std::int64_t, 2> kernel, std::array<std::int64
                                   pair_str(padding[0], padding[1]) + " for kernel " +
                                   pair_str(kernel[0], kernel[1]));
     }
+    if (padding_end[i] < 0 || 2 * padding_end[i] > kernel[i]) {
+      throw std::invalid_argument(fn + "padding_end must be in 0..kernel/2 (so every window has a pixel "
+                                  "inside the image), got padding_end " +
+                                  pair_str(padding_end[0], padding_end[1]) + " for kernel " +
+                                  pair_str(kernel[0], kernel[1]));
+    }
   }
+}
+
+// padding_end {-1, -1} (the default): the same as padding.
+std::array<std::int64_t, 2> end_or(std::array<std::int64_t, 2> padding_end, std::array<std::int64_t, 2> padding) {
+  return padding_end[0] < 0 && padding_end[1] < 0 ? padding : padding_end;
 }
 
 }  // namespace
@@ -152,15 +163,19 @@ void check_pool_params(std::array<std::int64_t, 2> kernel, std::array<std::int64
 std::array<std::int64_t, 2> bmaxpool2d_output_shape(std::int64_t h, std::int64_t w,
                                                     std::array<std::int64_t, 2> kernel,
                                                     std::array<std::int64_t, 2> stride,
-                                                    std::array<std::int64_t, 2> padding) {
-  check_pool_params(kernel, stride, padding);
+                                                    std::array<std::int64_t, 2> padding,
+                                                    std::array<std::int64_t, 2> padding_end) {
+  padding_end = end_or(padding_end, padding);
+  check_pool_params(kernel, stride, padding, padding_end);
   if (h < 1 || w < 1 || h > kMaxParam || w > kMaxParam) {
     throw std::invalid_argument("bmaxpool2d: input size must be in 1..2^30, got " + pair_str(h, w));
   }
-  const std::int64_t oh = h + 2 * padding[0] - kernel[0], ow = w + 2 * padding[1] - kernel[1];
+  const std::int64_t oh = h + padding[0] + padding_end[0] - kernel[0];
+  const std::int64_t ow = w + padding[1] + padding_end[1] - kernel[1];
   if (oh < 0 || ow < 0) {
     throw std::invalid_argument("bmaxpool2d: input " + pair_str(h, w) + " with padding " +
-                                pair_str(padding[0], padding[1]) + " is smaller than the kernel " +
+                                pair_str(padding[0], padding[1]) + " and padding_end " +
+                                pair_str(padding_end[0], padding_end[1]) + " is smaller than the kernel " +
                                 pair_str(kernel[0], kernel[1]) + " (output size would be < 1)");
   }
   return {oh / stride[0] + 1, ow / stride[1] + 1};
@@ -169,10 +184,11 @@ std::array<std::int64_t, 2> bmaxpool2d_output_shape(std::int64_t h, std::int64_t
 void bmaxpool2d(const std::uint64_t* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t channels,
                 std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
                 std::array<std::int64_t, 2> padding, const std::uint64_t* and_mask, std::uint64_t* out,
-                int num_threads, Isa isa) {
+                int num_threads, Isa isa, std::array<std::int64_t, 2> padding_end) {
   if (channels < 1) throw std::invalid_argument("bmaxpool2d: channels must be >= 1");
   if (n < 0) throw std::invalid_argument("bmaxpool2d: batch must be >= 0");
-  const auto shape = bmaxpool2d_output_shape(h, w, kernel, stride, padding);
+  // The window loops clip at the image's end, so padding_end only sets the output size.
+  const auto shape = bmaxpool2d_output_shape(h, w, kernel, stride, padding, padding_end);
   PoolRun r{};
   r.job = PoolJob{x,         h,         w,          words_for(channels), shape[0], shape[1], kernel[0], kernel[1],
                   stride[0], stride[1], padding[0], padding[1],          and_mask, out,      1,         n * shape[0]};

@@ -377,7 +377,9 @@ void FloatConv2d::run(const float* x, std::int64_t n, std::int64_t h, std::int64
   }
   const auto shape = output_shape(h, w);
   std::array<std::int64_t, 2> pshape = shape;
-  if (pool.on) pshape = fpool2d_output_shape(shape[0], shape[1], pool.kernel, pool.stride, pool.padding);
+  if (pool.on) {
+    pshape = fpool2d_output_shape(shape[0], shape[1], pool.kernel, pool.stride, pool.padding, pool.padding_end);
+  }
   if (n <= 0) return;
   const std::int64_t wpad = (shape[1] - 1) * stride_[1] + (kw_ - 1) * dilation_[1] + 1;
   const double micros = static_cast<double>(n * shape[0] * shape[1]) * static_cast<double>(o_) *
@@ -432,17 +434,25 @@ void FloatConv2d::run(const float* x, std::int64_t n, std::int64_t h, std::int64
 
 std::array<std::int64_t, 2> fpool2d_output_shape(std::int64_t h, std::int64_t w, std::array<std::int64_t, 2> kernel,
                                                  std::array<std::int64_t, 2> stride,
-                                                 std::array<std::int64_t, 2> padding) {
+                                                 std::array<std::int64_t, 2> padding,
+                                                 std::array<std::int64_t, 2> padding_end) {
+  if (padding_end[0] < 0 && padding_end[1] < 0) padding_end = padding;
   for (int d = 0; d < 2; ++d) {
-    if (kernel[d] < 1 || stride[d] < 1 || padding[d] < 0 || 2 * padding[d] > kernel[d]) {
-      throw std::invalid_argument("pool: kernel >= 1, stride >= 1 and 0 <= 2 * padding <= kernel needed, got kernel (" +
+    if (kernel[d] < 1 || stride[d] < 1 || padding[d] < 0 || 2 * padding[d] > kernel[d] || padding_end[d] < 0 ||
+        2 * padding_end[d] > kernel[d]) {
+      throw std::invalid_argument("pool: kernel >= 1, stride >= 1 and 0 <= 2 * padding, 2 * padding_end <= kernel "
+                                  "needed, got kernel (" +
                                   std::to_string(kernel[0]) + ", " + std::to_string(kernel[1]) + "), stride (" +
                                   std::to_string(stride[0]) + ", " + std::to_string(stride[1]) + "), padding (" +
-                                  std::to_string(padding[0]) + ", " + std::to_string(padding[1]) + ")");
+                                  std::to_string(padding[0]) + ", " + std::to_string(padding[1]) + "), padding_end (" +
+                                  std::to_string(padding_end[0]) + ", " + std::to_string(padding_end[1]) + ")");
     }
   }
-  const std::int64_t ph = (h + 2 * padding[0] - kernel[0]) / stride[0] + 1;
-  const std::int64_t pw = (w + 2 * padding[1] - kernel[1]) / stride[1] + 1;
+  // The window loops clip at the image's end, so padding_end only sets the output size.
+  const std::int64_t span_h = h + padding[0] + padding_end[0] - kernel[0];
+  const std::int64_t span_w = w + padding[1] + padding_end[1] - kernel[1];
+  const std::int64_t ph = span_h < 0 ? 0 : span_h / stride[0] + 1;  // < 0: the kernel does not fit (no truncation)
+  const std::int64_t pw = span_w < 0 ? 0 : span_w / stride[1] + 1;
   if (h < 1 || w < 1 || ph < 1 || pw < 1) {
     throw std::invalid_argument("pool: kernel (" + std::to_string(kernel[0]) + ", " + std::to_string(kernel[1]) +
                                 ") does not fit a " + std::to_string(h) + "x" + std::to_string(w) + " input");
@@ -497,8 +507,9 @@ void pool_task(void* ctx, std::int64_t task, int /*thread*/) {
 
 void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,
              std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
-             std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads) {
-  const auto shape = fpool2d_output_shape(h, w, kernel, stride, padding);
+             std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
+             std::array<std::int64_t, 2> padding_end) {
+  const auto shape = fpool2d_output_shape(h, w, kernel, stride, padding, padding_end);
   if (n <= 0 || c <= 0) return;
   // ~2 floats per ns on one core.
   const double micros = static_cast<double>(n * shape[0] * shape[1] * c * kernel[0] * kernel[1]) / 2000.0;

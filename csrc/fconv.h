@@ -108,6 +108,7 @@ struct FconvStage {
 struct FconvPool {
   bool on = false;
   std::array<std::int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0};
+  std::array<std::int64_t, 2> padding_end{-1, -1};  // bottom/right; -1: = padding
 };
 
 // Seconds summed over threads: padded rows, micro-kernels (with the output stage where it
@@ -165,12 +166,16 @@ class FloatConv2d {
 // count_include_pad) of float32 NHWC x: n x h x w x c -> out: n x PH x PW x c, floor mode,
 // padded positions never win the max. The average sums the window's taps in order
 // (row-major), then multiplies by the float32 1 / (kh kw). Threaded over output rows.
+// padding is (top, left); padding_end (bottom, right), {-1, -1} for the same as padding;
+// each at most kernel / 2, so every window has a pixel inside the image.
 std::array<std::int64_t, 2> fpool2d_output_shape(std::int64_t h, std::int64_t w, std::array<std::int64_t, 2> kernel,
                                                  std::array<std::int64_t, 2> stride,
-                                                 std::array<std::int64_t, 2> padding);
+                                                 std::array<std::int64_t, 2> padding,
+                                                 std::array<std::int64_t, 2> padding_end = {-1, -1});
 void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,
              std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
-             std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads);
+             std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
+             std::array<std::int64_t, 2> padding_end = {-1, -1});
 
 // The specification of y (no pool, no stage): plain loops, one thread, std::fma.
 // w: O x KH x KW x Cg; y: n x OH x OW x O.

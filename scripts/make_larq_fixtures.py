@@ -28,7 +28,15 @@ order mistake shows. The fixtures:
   an even kernel, dilation, "valid"); depthwise and separable convs and "same" pooling
   (``depthwise``);
 - ``architectures.json.gz``: every full-size Larq-zoo model's Keras configuration (224 x 224,
-  1000 classes; no weights) with its Keras parameter count.
+  1000 classes; no weights) with its Keras parameter count;
+- added later, each with its own seed so the files above stay byte for byte as committed
+  (``--only NAME`` writes just that one): ``zoo_real_to_binary``, Larq zoo's Real-to-Binary Net
+  (``RealToBinNetBNNFactory``, the class ``RealToBinaryNet`` builds) at 32 x 32 with its stem's
+  64 filters made 8 (the stem width is a literal in Larq zoo's code; every later width follows
+  from it, and 8 is the least its C/8 gates allow), the other layers unchanged. Its weights are
+  float16 values and its binary kernels ±0.5 (only their signs matter), so the
+  file, saved by Keras and then rewritten with HDF5's shuffle + gzip filters (which h5py and
+  Keras read transparently), stays under 300 KB.
 """
 
 from __future__ import annotations
@@ -216,6 +224,95 @@ def depthwise_model() -> tf.keras.Model:
     return tf.keras.Model(x, y, name="depthwise")
 
 
+LATER_SEEDS = {"zoo_real_to_binary": 2027}
+
+
+@contextlib.contextmanager
+def stem_filters(filters: int):
+    """While building: the 7 x 7 ``Conv2D`` (Larq zoo's Real-to-Binary stem, 64 filters) gets ``filters``."""
+    original = layers.Conv2D
+
+    def make(width, *args, **kwargs):
+        size = kwargs.get("kernel_size", args[0] if args else None)
+        return original(filters if size in (7, (7, 7)) else width, *args, **kwargs)
+
+    layers.Conv2D = make
+    try:
+        yield
+    finally:
+        layers.Conv2D = original
+
+
+def real_to_binary_model() -> tf.keras.Model:
+    from larq_zoo.literature.real_to_bin_nets import RealToBinNetBNNFactory
+
+    with stem_filters(8):
+        return RealToBinNetBNNFactory(input_shape=(32, 32, 3), weights=None, num_classes=10).build()
+
+
+def compact(model: tf.keras.Model, rng: np.random.Generator) -> None:
+    """float16-exact weights; the kernels of QuantConv2D layers with a sign kernel quantizer ±0.5 (random signs)."""
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        binary = isinstance(layer, lq.layers.QuantConv2D) and layer.get_config().get("kernel_quantizer") is not None
+        new = []
+        for w in weights:
+            if binary and w.ndim == 4:
+                w = rng.choice([-0.5, 0.5], w.shape)
+            new.append(w.astype(np.float16).astype(np.float32))
+        layer.set_weights(new)
+
+
+def repack(path: Path) -> None:
+    """Rewrite an HDF5 file with its datasets of ≥ 64 values shuffle + gzip compressed (the same groups,
+    attributes, values; the model_config JSON without spaces)."""
+    import h5py
+
+    tmp = path.with_suffix(".tmp.h5")
+    with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver="latest") as dst:  # compact groups: no B-tree per layer
+        def copy(group, into):
+            for key, value in group.attrs.items():
+                if key == "model_config":  # the same JSON without its spaces
+                    value = json.dumps(json.loads(value), separators=(",", ":"))
+                into.attrs[key] = value
+            for name, item in group.items():
+                if isinstance(item, h5py.Group):
+                    copy(item, into.create_group(name))
+                else:
+                    data = item[()]
+                    big = data.size >= 64  # a chunk index costs more than it saves on the smallest vectors
+                    opts = {"compression": "gzip", "compression_opts": 9, "shuffle": True} if big else {}
+                    ds = into.create_dataset(name, data=data, **opts)
+                    for key, value in item.attrs.items():
+                        ds.attrs[key] = value
+        copy(src, dst)
+    tmp.replace(path)
+
+
+def later_fixtures(names: list[str], out: Path) -> None:
+    """The fixtures added after the first set (``LATER_SEEDS``), each from its own seed."""
+    for name in names:
+        rng = np.random.default_rng(LATER_SEEDS[name])
+        tf.random.set_seed(LATER_SEEDS[name])
+        model = real_to_binary_model()
+        randomize(model, rng)
+        compact(model, rng)
+        x = rng.normal(0, 1, (2, *model.input_shape[1:])).astype(np.float16).astype(np.float32)
+        save(model, name, x, out)
+        repack(out / f"{name}.h5")
+        data = dict(np.load(out / f"{name}.npz"))
+        last = model.layers[-1]
+        if isinstance(last, layers.Softmax):  # Larq zoo's Real-to-Binary head ends in a Softmax layer
+            data["logits"] = tf.keras.Model(model.inputs, last.input)(x, training=False).numpy()
+        np.savez_compressed(out / f"{name}.npz", **data)
+        reloaded = tf.keras.models.load_model(out / f"{name}.h5", compile=False)
+        assert np.array_equal(reloaded(x, training=False).numpy(), data["y"]), name
+        size = (out / f"{name}.h5").stat().st_size
+        print(f"{name:22s} repacked: {size / 1024:7.1f} KiB .h5")
+
+
 def architectures(out: Path) -> None:
     """``architectures.json.gz``: the full-size Larq-zoo models' Keras configurations (no weights) and
     their Keras parameter counts, for the test that they convert at Larq zoo's exact sizes."""
@@ -244,9 +341,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "larq"))
     parser.add_argument("--architectures-only", action="store_true", help="write only architectures.json.gz")
+    parser.add_argument("--only", nargs="+", choices=sorted(LATER_SEEDS),
+                        help="write only these later fixtures (each from its own seed)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        later_fixtures(args.only, out)
+        return
     architectures(out)
     if args.architectures_only:
         return
@@ -264,6 +366,7 @@ def main() -> None:
         if x is None:
             x = rng.normal(0, 1, (8, *model.input_shape[1:])).astype(np.float16).astype(np.float32)
         save(model, name, x, out)
+    later_fixtures(sorted(LATER_SEEDS), out)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Shared by the export tests: random BatchNorm statistics, and runtime == PyTorch checks."""
+"""Shared by the export tests: random BatchNorm statistics, runtime == PyTorch checks, and edited
+graphs the runtime must refuse."""
 
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -12,6 +17,8 @@ import onebit.runtime as rt
 from onebit.export import ExportReport, export
 from onebit.nn import RPReLU, RSign
 from onebit.nn.quantizers import Quantizer
+from onebit.runtime.container import read_container, write_container
+from onebit.errors import ModelFileError
 
 
 def randomize_bn(model: nn.Module, seed: int = 0, positive: bool = False) -> nn.Module:
@@ -100,3 +107,19 @@ def check_export(model: nn.Module, x: torch.Tensor, path, reference: str = "floa
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
     return report
 
+
+
+def refuses(model_file: Path, path: Path) -> Callable[[Callable[[dict[str, Any]], None], str], None]:
+    """``rewrite(mutate, match)``: ``model_file``'s graph edited by ``mutate``, written to ``path``, must be
+    refused at load with a :class:`ModelFileError` matching ``match``."""
+    tensors, meta = read_container(model_file)
+    graph = json.loads(meta["onebit"])
+
+    def rewrite(mutate: Callable[[dict[str, Any]], None], match: str) -> None:
+        g = json.loads(json.dumps(graph))
+        mutate(g)
+        write_container(path, tensors, {"onebit": json.dumps(g)})
+        with pytest.raises(ModelFileError, match=match):
+            rt.load(path)
+
+    return rewrite

@@ -443,7 +443,7 @@ def test_fused_pool_errors():
     cases = [
         (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0)), "pool and and_mask must be given together"),
         (lambda: conv.run_threshold(x, t, f, and_mask=m), "pool and and_mask must be given together"),
-        (lambda: conv.run_threshold(x, t, f, pool=(2, 2), and_mask=m), r"\(kernel, stride, padding\)"),
+        (lambda: conv.run_threshold(x, t, f, pool=(2, 2), and_mask=m), r"\(kernel, stride, padding\[, padding_end\]\)"),
         (lambda: conv.run_threshold(x, t, f, pool=(2, "a", 0), and_mask=m), "pool stride"),
         (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0), and_mask=np.zeros(2, np.uint64)), "1 words"),
         (lambda: conv.run_threshold(x, t, f, pool=(2, 2, 0), and_mask=m.astype(np.int64)), "uint64"),

@@ -33,10 +33,9 @@ from onebit.convert import KerasFile, build_graph, from_larq, load_converted  # 
 FIXTURES = Path(__file__).parent / "fixtures" / "larq"
 ALL = sorted(p.stem for p in FIXTURES.glob("*.h5"))
 CONVERTIBLE = [n for n in ALL if n != "zoo_dorefanet"]
-# The engine runs 1-bit input quantizers (sign) and 1- or 32-bit weights; these fixtures hold
-# others on purpose (ste_tern, dorefa, heaviside) or layers the exporter does not take
-# (BinaryAlexNet's Keras-order reshape of an image, a -inf pad before a max-pool).
-NOT_EXPORTABLE = {"quantizers", "zoo_binary_alexnet", "depthwise", "zoo_birealnet", "zoo_binary_densenet28"}
+# The engine runs 1-bit input quantizers (sign) and 1- or 32-bit weights; this fixture holds
+# others on purpose (ste_tern, dorefa, heaviside).
+NOT_EXPORTABLE = {"quantizers"}
 # paddings: exported by test_cli_convert_writes_checkpoint_and_engine_file.
 EXPORTED = [n for n in CONVERTIBLE if n not in NOT_EXPORTABLE and n != "paddings"]
 
@@ -53,7 +52,7 @@ def _load(name: str) -> tuple[torch.nn.Module, torch.Tensor, np.ndarray]:
 
 def test_fixtures_cover_every_family_and_case():
     expected = {"quantizers", "paddings", "depthwise", "zoo_quicknet", "zoo_birealnet", "zoo_binary_densenet28", "zoo_resnet_e18", "zoo_binary_alexnet", "zoo_xnornet",
-                "zoo_dorefanet"}
+                "zoo_dorefanet", "zoo_real_to_binary"}
     assert expected <= set(ALL)
 
 
@@ -72,20 +71,12 @@ def test_converted_model_exports_and_runs_on_the_engine(name, tmp_path):
     check_export(model, x, tmp_path / f"{name}.onebit")
 
 
-@pytest.mark.parametrize("name,zoo_name", [("zoo_quicknet", "quicknet"), ("zoo_resnet_e18", "binary_resnet_e18")])
-def test_larq_zoo_files_become_the_registered_zoo_models(name, zoo_name):
-    """Larq zoo's QuickNet and BinaryResNetE18 files (width 4) map onto create_model(..., width=4): their
-    checkpoints are zoo checkpoints, and they equal Larq (test_converted_model_equals_larq)."""
-    model = from_larq(FIXTURES / f"{name}.h5")
-    assert model.onebit_config == {"name": zoo_name, "args": {"num_classes": 10, "in_shape": [3, 32, 32], "width": 4}}
-    assert type(from_larq(FIXTURES / f"{name}.h5", zoo=False)).__name__ == "KerasGraph"
-    assert type(from_larq(FIXTURES / "zoo_birealnet.h5")).__name__ == "KerasGraph"
+# Larq-zoo files becoming onebit's registered zoo models: tests/test_convert_zoo.py.
 
 
 ARCHITECTURES = json.loads(gzip.decompress((FIXTURES / "architectures.json.gz").read_bytes()))
 # Larq-zoo families that onebit cannot represent, and the layer or quantizer the error names.
-NOT_CONVERTIBLE = {"dorefanet": "magnitude_aware_sign_unclipped", "real_to_binary_net": r"\(Lambda\)",
-                   "meliusnet22": r"\(Lambda\)"}
+NOT_CONVERTIBLE = {"dorefanet": "magnitude_aware_sign_unclipped", "meliusnet22": r"\(Lambda\)"}
 
 
 def _keras_count(model: torch.nn.Module) -> int:

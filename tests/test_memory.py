@@ -77,12 +77,13 @@ def test_single_memory_retrieved_from_every_neuron():
         assert np.array_equal(r.states[0], -x[0])
 
 
-def _forward_substitution(w: np.ndarray, order: np.ndarray, value: float) -> np.ndarray:
+def _forward_substitution(w: np.ndarray, order: np.ndarray, value: float, tie: float = 1.0) -> np.ndarray:
     f = np.zeros(len(order))
     f[order[0]] = value
     for a in range(1, len(order)):
         u, prev = order[a], order[:a]
-        f[u] = 1.0 if w[u, prev] @ f[prev] >= 0 else -1.0
+        field = w[u, prev] @ f[prev]
+        f[u] = 1.0 if field > 0 else -1.0 if field < 0 else tie
     return f
 
 
@@ -96,6 +97,32 @@ def test_iteration_reaches_the_forward_substitution_within_n_steps():
         assert r.iterations <= n
         for row, v in zip(r.states, (1.0, -1.0)):
             assert np.array_equal(row, _forward_substitution(w, spreading_order(p, i), v))
+
+
+def test_silent_ties_by_hand():
+    # T = [[0,0,0],[0,0,-2],[0,-2,0]]: from neuron 0 = +1 the field of neuron 1 is T[1,0] = 0.
+    t = hebbian(X2)
+    # sgn(0) = +1: neuron 1 turns +1, neuron 2 gets −2 → −1: the second memory (1, 1, −1)
+    assert retrieve(t, 0, [1.0]).states.tolist() == [[1, 1, -1]]
+    # silent: neuron 1 stays 0, neuron 2's field is then 0 too: nothing retrieved
+    assert retrieve(t, 0, [1.0], ties="silent").states.tolist() == [[1, 0, 0]]
+    assert active_sites(t, X2).tolist() == [[False, True, True], [True, True, True]]
+    assert not active_sites(t, X2, ties="silent").any()
+
+
+def test_silent_ties_iteration_is_the_three_valued_forward_substitution():
+    rng = np.random.default_rng(9)
+    x = random_patterns(4, 21, rng=rng)  # even k: the integer Hebbian fields hit 0 often
+    t = hebbian(x)
+    p = line_proximity(21)
+    silent = 0
+    for i in range(21):
+        r = retrieve(t, i, [1.0, -1.0], p, ties="silent")
+        assert r.iterations <= 22
+        for row, v in zip(r.states, (1.0, -1.0)):
+            assert np.array_equal(row, _forward_substitution(t, spreading_order(p, i), v, tie=0.0))
+        silent += int((r.states == 0).sum())
+    assert silent > 0  # the rule was exercised
 
 
 def test_active_sites_counts():
@@ -212,6 +239,8 @@ def test_multilevel_single_memory_retrieved_from_its_nonzero_neurons():
     (lambda: retrieve(np.zeros((3, 3)), 0, [1], engine="gpu"), "unknown retrieval engine 'gpu'"),
     (lambda: retrieve(np.full((3, 3), 0.5), 0, [1], engine="float-input"), "integer-valued weights"),
     (lambda: retrieve(np.zeros((3, 3)), 0, [1], engine="xnor", levels=3), "runs ±1 neurons only"),
+    (lambda: retrieve(np.zeros((3, 3)), 0, [1], ties="zero"), "unknown ties 'zero'"),
+    (lambda: active_sites(np.zeros((3, 3)), X2, engine="xnor", ties="silent"), "ties='silent' needs engine='numpy'"),
     (lambda: quantize_levels(np.zeros(2), 1), "levels must be an integer in [2, 256]"),
     (lambda: quantize_weights(np.zeros((2, 3))), "square (N, N)"),
 ])
@@ -234,6 +263,19 @@ def test_memory_imports_without_torch():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_experiment_helpers_by_hand():
+    from onebit.experiments.lingashetty2010 import delta_until_sign_fixed, index_proximity, paired_gap
+
+    assert spreading_order(index_proximity(5), 3).tolist() == [3, 4, 0, 1, 2]
+    x = random_patterns(5, 16, rng=np.random.default_rng(6))
+    w = delta_until_sign_fixed(x)
+    assert np.array_equal(np.where(x @ w.T >= 0, 1.0, -1.0), x)  # every memory a fixed point of sgn(W x)
+    assert not delta_rule(x).weights.tolist() == w.tolist()  # stopped before convergence
+    # gaps (3−1, 2−2, 4−1) = (2, 0, 3): mean 5/3, sd √(7/3), half-width 1.96·sd/√3
+    g, half, n = paired_gap([(0, 3), (0, 2), (1, 4)], [(0, 1), (0, 2), (1, 1)])
+    assert n == 3 and g == pytest.approx(5 / 3) and half == pytest.approx(1.96 * np.sqrt(7 / 3) / np.sqrt(3))
+
+
 def test_quick_experiment(tmp_path):
     from onebit.experiments import list_experiments, run_experiment
 
@@ -244,5 +286,7 @@ def test_quick_experiment(tmp_path):
     exact = next(c for c in results["claims"] if c["claim"].startswith("packed engine retrievals"))
     assert exact["holds"] is True
     assert all(c["holds"] is None for c in results["claims"] if "delta rule retrieves" in c["claim"])
+    readings = results["tables"]["readings of the method, N=32"]["rows"]
+    assert len(readings) == 6 and readings[0][0].startswith("main")
     assert (tmp_path / "q" / "lingashetty2010_capacity.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "q" / "results.json").read_text())["experiment"] == "lingashetty2010_delta_rule"

@@ -245,6 +245,8 @@ def test_bad_input_gets_one_clear_line(tmp_path):
         structuring_element("square")
     with pytest.raises(ConfigError, match="binary images"):
         train_bimonn(np.full((2, 9, 9), 2), np.zeros((2, 9, 9)), "dilation", 3, steps=1)
+    with pytest.raises(ConfigError, match="check_every must be a positive integer"):
+        train_bimonn(np.zeros((2, 9, 9)), np.zeros((2, 9, 9)), "dilation", 3, steps=1, check_every=0)
 
 
 def test_training_recovers_a_3x3_dilation_and_binarizes_exactly(tmp_path):
@@ -255,10 +257,13 @@ def test_training_recovers_a_3x3_dilation_and_binarizes_exactly(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same float sums on any machine
     try:
-        result = train_bimonn(x, y, "dilation", 3, steps=600, batch_size=16, seed=0)
+        result = train_bimonn(x, y, "dilation", 3, steps=600, batch_size=16, seed=0, stop_when_exact=True)
     finally:
         torch.set_num_threads(threads)
     model: BiMoNN = result.model
+    # the early stop fired: every BiSE/LUI activated (exact before projection), binarized net exact on the batch
+    assert result.stopped_at is not None and result.steps == result.stopped_at
+    assert all(a.all() for a in model.is_activated())
     net = model.binarized()
     layer = net.layers[0]
     assert layer.operations == [["dilation"]] and (layer.selems[0, 0] == S).all()
@@ -295,3 +300,29 @@ def test_recovery_reads_complements_through_de_morgan():
     assert _recovered(dual, "closing", S) and _recovered(net(("dilation", False), ("erosion", False)), "closing", S)
     assert not _recovered(net(("dilation", True), ("dilation", False)), "closing", S)
     assert not _recovered(net(("erosion", False), ("dilation", False)), "closing", S)
+
+
+def test_reference_dice_is_per_column_and_weight_sharpness_round_trips():
+    """The reference's MaskedDiceLoss sums over axis 1 of (N, H, W): one Dice per image column;
+    BiSE weights are softplus(P_w·θ) with a learned P_w, and set_normalized honours it."""
+    from onebit.morphology.training import _loss
+
+    pred = torch.tensor([[[[0.9, 0.2], [0.8, 0.0]]], [[[0.1, 0.5], [0.3, 0.7]]]])  # (2, 1, 2, 2)
+    target = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]], [[[0.0, 1.0], [0.0, 1.0]]]])
+    columns = []
+    for n in range(2):
+        for j in range(2):
+            p, t = pred[n, 0, :, j], target[n, 0, :, j]
+            columns.append(1 - 2 * (p * t).sum() / ((t ** 2).sum() + (p ** 2).sum() + 1e-6))
+    assert torch.allclose(_loss("dice", pred, target), torch.stack(columns).mean())
+    per_image = torch.stack([1 - 2 * (pred[n] * target[n]).sum() / ((target[n] ** 2).sum() + (pred[n] ** 2).sum() + 1e-6)
+                             for n in range(2)]).mean()
+    assert torch.allclose(_loss("dice_image", pred, target), per_image)
+
+    bise = BiSE(3)
+    with torch.no_grad():
+        bise.weight_P.fill_(2.5)
+    w = np.linspace(0.05, 1.2, 9).reshape(1, 1, 3, 3)
+    bise.set_normalized(w, np.array([-1.3]))
+    assert np.allclose(bise.weight.detach().numpy(), w, atol=1e-5) and np.isclose(float(bise.bias.detach()), -1.3)
+    assert {n for n, _ in bise.named_parameters()} == {"weight_raw", "weight_P", "bias_raw", "activation_P"}

@@ -251,17 +251,28 @@ def _digits_config(**kw):
     return SearchConfig(**{**args, **kw})
 
 
-def test_process_pool_gives_the_serial_results(tmp_path):
-    serial = run_search(_digits_config(), tmp_path / "serial")
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """The serial search of ``_digits_config()``, which every backend must reproduce (one torch thread)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield run_search(_digits_config(), tmp_path_factory.mktemp("search") / "serial")
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_process_pool_gives_the_serial_results(serial, tmp_path):
     pooled = run_search(_digits_config(), tmp_path / "pool", workers=2)
     assert strip_times(serial) == strip_times(pooled)
     assert pooled["run"]["workers"] == 2 and pooled["evolution"]["evaluations"] == 3 + 1 * 2
     assert len({c["proxy_accuracy"] for c in serial["evolution"]["candidates"]}) > 1  # real, varied trainings
 
 
-def test_ray_backend_gives_the_serial_results(tmp_path):
+def test_ray_backend_gives_the_serial_results(serial, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'onebit[search]'")
-    serial = run_search(_digits_config(), tmp_path / "serial")
     on_ray = run_search(_digits_config(), tmp_path / "ray", workers=2, backend="ray")
     assert strip_times(serial) == strip_times(on_ray) and on_ray["run"]["backend"] == "ray"
 
@@ -288,7 +299,7 @@ def test_a_search_folder_is_not_overwritten_and_resume_checks_the_settings(tmp_p
 
 
 SEARCH_ARGS = ["--model", "binarynet_cnn", "-M", "channels=[8,16,32]", "-M", "hidden=32", "--data", "digits",
-               "--population", "3", "--generations", "3", "--proxy-epochs", "1", "--epochs", "1"]
+               "--population", "3", "--generations", "2", "--proxy-epochs", "1", "--epochs", "1"]
 
 
 def _scored(folder) -> int:
@@ -299,7 +310,8 @@ def _scored(folder) -> int:
 
 
 def test_a_killed_search_resumes_to_the_uninterrupted_search_json(tmp_path):
-    """SIGKILL at random moments (mid-generation, mid-write); --resume ends with the same search.json."""
+    """SIGKILL at random moments (mid-generation, mid-write), the second time while resuming from the first;
+    --resume ends with the same search.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
     proc = subprocess.run([sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--no-report", "--out", str(reference)],
@@ -308,23 +320,27 @@ def test_a_killed_search_resumes_to_the_uninterrupted_search_json(tmp_path):
     want = strip_times(json.loads((reference / "search.json").read_text()))
     total = _scored(reference)
     rng = random.Random(0)
-    for trial in range(2):
-        run = tmp_path / f"killed{trial}"
-        child = subprocess.Popen([sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--no-report", "--out", str(run)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        target, deadline = rng.randint(1, total - 2), time.monotonic() + 120
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "onebit.cli", "search", *SEARCH_ARGS, "--no-report", "--out", str(run)]
+    killed_after = []
+    for target in (rng.randint(1, total // 2 - 1), rng.randint(total // 2, total - 2)):
+        target = max([target, *(k + 1 for k in killed_after)])  # the resumed search scores one genome first
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 120
         while _scored(run) < target and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.2))
         child.send_signal(signal.SIGKILL)
         child.wait()
-        assert 0 < _scored(run) < total, "the kill did not land mid-search"
-        resumed = subprocess.run([sys.executable, "-m", "onebit.cli", "search", "--resume", str(run), "--no-report"],
-                                 capture_output=True, text=True, timeout=300, env=env)
-        assert resumed.returncode == 0, resumed.stderr
-        got = json.loads((run / "search.json").read_text())
-        assert strip_times(got) == want, f"trial {trial}"
-        assert got["run"]["resumed"] and (run / "winner" / "model.onebit").is_file()
+        killed_after.append(_scored(run))
+        assert 0 < killed_after[-1] < total, f"the kill did not land mid-search: {killed_after}"
+        command = [sys.executable, "-m", "onebit.cli", "search", "--resume", str(run), "--no-report"]
+    assert killed_after[0] < killed_after[1], killed_after
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    got = json.loads((run / "search.json").read_text())
+    assert strip_times(got) == want, f"killed after {killed_after} scored genomes"
+    assert got["run"]["resumed"] and (run / "winner" / "model.onebit").is_file()
 
 
 def test_proxy_fitness_never_sees_the_test_split():

@@ -401,7 +401,7 @@ def test_text_classifier_refuses_a_model_without_featurizer(tmp_path):
     with pytest.raises(ModelFileError, match="records no text featurizer"):
         TextClassifier(tmp_path / "plain.onebit")
     export(model, tmp_path / "wrong.onebit", torch.randn(4, 64), info={"featurizer": TextFeaturizer(dim=99).to_dict()})
-    with pytest.raises(ModelFileError, match=r"takes inputs of shape \(64,\), its featurizer makes rows of 99"):
+    with pytest.raises(ModelFileError, match=r"takes inputs of shape \(64,\), its featurizer makes rows of shape \(99,\)"):
         TextClassifier(tmp_path / "wrong.onebit")
     export(model, tmp_path / "bad.onebit", torch.randn(4, 64), info={"featurizer": {"format": "nope"}})
     with pytest.raises(ModelFileError, match="text featurizer record is damaged"):
@@ -417,12 +417,17 @@ def test_text_classifier_runs_without_torch(tmp_path):
     path = tmp_path / "text.onebit"
     export_text_model(model, path, TextFeaturizer.from_dict(data.featurizer), split.train_texts[:8],
                       class_names=data.class_names)
+    assert_same_names_without_torch(path, SENTENCES)
+
+
+def assert_same_names_without_torch(path: Path, texts: list[str]) -> None:
+    """The file's classifier, in a process where torch cannot be imported, names ``texts`` as here."""
     from onebit.text import TextClassifier
 
-    expected = TextClassifier(path, num_threads=1).predict_names(SENTENCES)
+    expected = TextClassifier(path, num_threads=1).predict_names(texts)
     code = BLOCK_TORCH + textwrap.dedent(f"""
         from onebit.text import TextClassifier
-        names = TextClassifier({str(path)!r}, num_threads=1).predict_names({SENTENCES!r})
+        names = TextClassifier({str(path)!r}, num_threads=1).predict_names({texts!r})
         assert "torch" not in sys.modules
         print(names)
     """)

@@ -25,3 +25,9 @@ def test_quick_experiment_runs_end_to_end(tmp_path):
     assert (tmp_path / "run" / "text_sentiment.png").read_bytes()[:4] == b"\x89PNG"
     classifier = TextClassifier(tmp_path / "run" / "models" / "tweets-seed0.onebit")
     assert classifier.class_names == ("negative", "positive")
+    cnn = claims["The exported binary text CNNs (embedding as packed signs) predict what PyTorch predicts"]
+    assert cnn["holds"] is True
+    assert all(0 <= r[12] <= 100 and len(r[14]) == 1 for r in rows)  # the text CNN row, one seed
+    cnn_classifier = TextClassifier(tmp_path / "run" / "models" / "cnn-tweets-seed0.onebit")
+    assert cnn_classifier.featurizer.sequence_length == 48
+    assert "cnn_latency" in results["tables"]

@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from onebit.errors import ConfigError, ExportError
-from onebit.export import export
+from onebit.errors import ConfigError
 from onebit.models import create_model
 from tests.exporting import check_export, randomize_bn
 
@@ -46,10 +45,11 @@ def test_binary_resnet_e18_sizes_that_do_not_halve_are_refused():
         create_model("binary_resnet_e18", num_classes=10, in_shape=(3, 56, 56), width=8)
 
 
-def test_real_to_binary_gates_run_in_pytorch_and_the_exporter_names_them(tmp_path):
+def test_real_to_binary_net_has_16_gated_half_blocks_and_refuses_sizes_that_do_not_halve():
+    """Its export to the engine (the gates as sigmoid and channel_mul nodes): tests/test_real_to_binary_export.py."""
     model = create_model("real_to_binary_net", num_classes=10, in_shape=(3, 32, 32), width=8).eval()
     assert sum(type(m).__name__ == "RealToBinaryHalfBlock" for m in model.modules()) == 16
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    with pytest.raises(ExportError):
-        export(model, tmp_path / "r2b.onebit", torch.randn(2, 3, 32, 32))
+    with pytest.raises(ConfigError, match="divisible by 8"):  # 48 → 12 → 6 → 3: the shortcut's 1 would broadcast to 2
+        create_model("real_to_binary_net", num_classes=10, in_shape=(3, 48, 48), width=8)

@@ -167,6 +167,9 @@ def export_random_model(
             m.running_var.uniform_(10, 100, generator=generator)
     shape = tuple(model.onebit_config["args"]["in_shape"])
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, *shape)).astype(np.float32))
+    vocab = getattr(next(iter(model.children()), None), "num_embeddings", None)
+    if vocab is not None:  # a text CNN (a TokenEmbedding first) takes token ids
+        x = torch.from_numpy(np.random.default_rng(seed).integers(0, vocab, (1, *shape)).astype(np.float32))
     return export(model.eval(), path, x)
 
 
@@ -206,6 +209,9 @@ def bench_model(
     _refuse_checkpoint(Path(path))
     model = load(path, num_threads=threads[0])
     x = np.random.default_rng(0).standard_normal((batch_size, *model.in_shape)).astype(np.float32)
+    lookup = next((n for n in model.graph["nodes"] if n["op"] == "embedding"), None)
+    if lookup is not None:  # a text CNN takes token ids: whole numbers below its vocabulary size
+        x = np.random.default_rng(0).integers(0, lookup["vocab"], x.shape).astype(np.float32)
     twin = _torch_twin(model.graph)
 
     def onebit_at(t: int, calls: int) -> list[float]:

@@ -572,7 +572,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from onebit.train import prune_run, record_metrics
 
     say = _sayer(args) if dist_run is None or dist_run.is_main else (lambda line: None)
-    data = load_dataset(args.data, seed=args.seed, split=args.split)
+    data = load_dataset(args.data, seed=args.seed, split=args.split, model=name)
     n_val = data.validation_size(args.val_fraction)
     say(f"onebit train: model {name} {_format_args(kwargs)} on {data.name} ({data.source})")
     say(f"  {len(data.x_train) - n_val:,} training + {n_val:,} validation ({args.val_fraction:g} of the training "
@@ -743,7 +743,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.data is not None:
         from onebit.data import load_dataset
 
-        data = load_dataset(args.data)
+        data = load_dataset(args.data, model=name)
         in_shape, num_classes = data.in_shape, data.num_classes
     in_shape = args.in_shape or in_shape
     num_classes = args.num_classes or num_classes
@@ -775,7 +775,7 @@ def _checkpoint_and_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any],
         raise ConfigError(f"{args.checkpoint} records no data set; pass --data")
     split = args.split if args.split is not None or args.data is not None else recorded.get("split")
     check_dataset_spec(spec)
-    data = load_dataset(spec, split=split)
+    data = load_dataset(spec, split=split, model=meta["model"]["name"])
     expected = tuple(meta["model"]["args"].get("in_shape", ()))
     if expected and tuple(data.in_shape) != expected:
         raise ConfigError(f"data set {spec!r} has input shape {data.in_shape}, the checkpoint's model expects {expected}")

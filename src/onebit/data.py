@@ -265,7 +265,8 @@ def list_datasets() -> list[str]:
 
 
 def load_dataset(
-    spec: str | os.PathLike[str], *, seed: int = 0, split: tuple[int, int] | str | None = None
+    spec: str | os.PathLike[str], *, seed: int = 0, split: tuple[int, int] | str | None = None,
+    model: str | None = None,
 ) -> Dataset:
     """Load a built-in data set by name, or the data set in a folder.
 
@@ -280,6 +281,9 @@ def load_dataset(
     is how a folder that holds one part only is used, such as MNIST's test files alone
     (``load_dataset("mnist-t10k", split=(8000, 2000))``); without ``split`` such a folder
     is refused with a message that says so.
+
+    ``model``: the zoo model the rows will feed; a folder of text is featurized for it
+    (token ids for a text CNN, :func:`onebit.text.datasets.featurizer_for`). Other data ignore it.
     """
     _check_seed(seed)
     name = check_dataset_spec(spec)
@@ -289,7 +293,7 @@ def load_dataset(
         if wanted is not None:
             dataset = _resplit(dataset, wanted)
     else:
-        dataset = _load_folder(Path(spec).expanduser(), wanted)
+        dataset = _load_folder(Path(spec).expanduser(), wanted, model)
     assert dataset.name == name, (dataset.name, name)
     order = np.random.default_rng(seed).permutation(len(dataset.y_train))
     return dataclasses.replace(dataset, x_train=dataset.x_train[order], y_train=dataset.y_train[order])
@@ -474,14 +478,14 @@ _CHOICES = [*_BUILT_IN, "a folder in MNIST layout", "a cifar-10-batches-py folde
             "a folder of text (the VADER sentences, or label<TAB>text lines)"]
 
 
-def _load_folder(folder: Path, split: tuple[int, int] | None) -> Dataset:
+def _load_folder(folder: Path, split: tuple[int, int] | None, model: str | None = None) -> Dataset:
     """Load whichever supported layout ``folder`` holds (:func:`check_dataset_spec` found one)."""
     if any(_find_mnist_file(folder, spellings) for spellings in _MNIST_FILES.values()):
         return _load_mnist_folder(folder, split)
     if _find_cifar_folder(folder) is None and _text_folder_kind(folder) is not None:
-        from onebit.text.datasets import load_text_folder  # the text capability owns its folder layouts
+        from onebit.text.datasets import featurizer_for, load_text_folder  # the text capability owns its layouts
 
-        return load_text_folder(folder, split)
+        return load_text_folder(folder, split, featurizer_for(model))
     dataset = _load_cifar_folder(_find_cifar_folder(folder))
     return dataset if split is None else _resplit(dataset, split)
 

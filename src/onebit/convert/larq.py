@@ -22,6 +22,8 @@ naming the layer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 from dataclasses import dataclass
@@ -61,7 +63,30 @@ _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "hard_t
 _SUPPORTED = ("InputLayer, QuantConv2D, QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense, Conv2D, "
               "DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, Activation, ReLU, PReLU, Softmax, "
               "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, "
-              "Add, Multiply, Concatenate, TFOpLambda (add, multiply)")
+              "Add, Multiply, Concatenate, TFOpLambda (add, multiply), Lambda (the identity lambda x: x)")
+# CPython's bytecode of ``lambda x: x`` (LOAD_FAST 0, RETURN_VALUE; 3.11 and 3.12 start with RESUME 0).
+_IDENTITY_CODE = (b"|\x00S\x00", b"\x97\x00|\x00S\x00")
+
+
+def _is_identity_lambda(cfg: dict[str, Any]) -> bool:
+    """Whether a Keras ``Lambda`` layer's function is ``lambda x: x`` (Larq zoo's Real-to-Binary Net names its
+    block outputs with one), read from the marshalled code's header and bytecode without loading it."""
+    fn = cfg.get("function")
+    if cfg.get("function_type") != "lambda" or cfg.get("arguments") or not isinstance(fn, list | tuple) or not fn:
+        return False
+    try:
+        raw = base64.b64decode(str(fn[0]), validate=False)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < 5 or raw[0] & 0x7F != ord("c") or int.from_bytes(raw[1:5], "little") < 1:  # a code object, ≥ 1 arg
+        return False
+    for fields in (5, 6):  # int32 fields before co_code: 5 in CPython ≥ 3.11, 6 (with nlocals) in 3.8-3.10
+        at = 1 + 4 * fields
+        if len(raw) >= at + 5 and raw[at] & 0x7F == ord("s"):
+            n = int.from_bytes(raw[at + 1:at + 5], "little")
+            if raw[at + 5:at + 5 + n] in _IDENTITY_CODE:
+                return True
+    return False
 
 
 class KerasGraph(nn.Module):
@@ -256,6 +281,11 @@ class _Builder:
         x = inputs[0]
         if cfg.get("data_format", "channels_last") != "channels_last":
             raise ModelFileError(f"{where}: only data_format='channels_last' is supported")
+        if cls == "Lambda":
+            if not _is_identity_lambda(cfg):
+                raise ModelFileError(f"{where}: a Lambda layer's Python code is not supported (only the identity "
+                                     "lambda x: x, as Larq zoo's Real-to-Binary Net uses)")
+            return x
         if cls in ("QuantConv2D", "Conv2D", "QuantDepthwiseConv2D", "DepthwiseConv2D",
                    "QuantSeparableConv2D", "SeparableConv2D"):
             return self.conv(cls, name, cfg, x, where)

@@ -423,6 +423,10 @@ class _Writer:
                            f"{oh}, {ow}, {pool_fields}, {int(sv.chw)}}};")
         src, out = layer.inputs[0], layer.output
         if sv.bits:
+            if node["groups"] > 1 and node["cin"] // node["groups"] % 64:
+                raise ExportError(f"{self.where}: node {i} ({node['name']!r}) is a binary conv of "
+                                  f"{node['cin'] // node['groups']} channels per group, which the C export does not "
+                                  "support: its groups must be whole 64-bit words (a depthwise binary conv is not)")
             wbits = self._const(i, node, "weight", "bits")
             scratch = f"(int32_t *)(ob_arena.bytes + {self.values[f'scratch of node {i}'].offset})"
             if node["out"] == "bits":

@@ -15,7 +15,8 @@ layer or the same network in float) and seed (5): JBNN (λ = 0), JBNN with the p
 term (relations from the training labels' co-occurrence; λ ∈ ``PRIOR_WEIGHTS`` each trained and
 reported, "JBNN+prior" being the λ with the best micro-F1 on the validation rows), BR (same
 architecture with one output, one per label, same training), TDNN (same architecture,
-softmax + soft-target cross-entropy, τ tuned for micro-F1 on the validation rows). All train
+softmax + soft-target cross-entropy, τ tuned for micro-F1 on the validation rows; TDNN-tf: the same
+network decided by a threshold function fitted on its training rows, as BP-MLL does). All train
 on the same rows (the training split minus a seeded 15 % validation split that only TDNN uses)
 for the same epochs; training time is measured per method (one torch thread). Two references
 without a network: BR with scikit-learn's logistic regression (C chosen on the validation rows),
@@ -45,7 +46,10 @@ log = logging.getLogger(__name__)
 PAPER = ("He & Xia 2018, Joint Binary Neural Network for Multi-label Learning with Applications to Emotion "
          "Classification (NLPCC 2018, arXiv:1802.00891)")
 DATASETS = ("yeast", "nrc_emotions")
-METHODS = ("JBNN", "JBNN+prior", "BR", "TDNN")
+# TDNN-tf: the TDNN network decided by a threshold function t(x) = wᵀc(x) + b (Elisseeff & Weston 2001,
+# BP-MLL; onebit.multilabel.baselines), the paper's "threshold function mechanism"; TDNN: a global τ tuned
+# for micro-F1 on the validation rows (what issue 16 asked for). Same trained network, two decision rules.
+METHODS = ("JBNN", "JBNN+prior", "BR", "TDNN", "TDNN-tf")
 PRIOR_WEIGHTS = (0.1, 0.3, 1.0)  # λ of the prior-relation term: each is trained and reported; one is chosen
 MIN_RELATION = 0.1
 VAL_FRACTION = 0.15
@@ -147,6 +151,7 @@ def _job(name: str, binary: bool, seed: int, quick: bool, out_dir: str) -> dict[
     tdnn = ThresholdedSoftmax(multilabel_mlp(features, labels, **arch))
     tdnn.fit(train.x_train, train.y_train, x_val, y_val, seed=seed, **cfg)
     record("TDNN", tdnn.predict(train.x_test), tdnn.probabilities(train.x_test), tdnn)
+    record("TDNN-tf", tdnn.predict_function(train.x_test), tdnn.probabilities(train.x_test), tdnn)
     results["tdnn_threshold"] = tdnn.threshold
     if binary and seed == 0:
         results["engine"] = _engine_check(jbnn, train, Path(out_dir) / f"jbnn-binary-{name}.onebit")
@@ -285,10 +290,13 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
             claims.append(Claim(
                 f"{name}, {enc}: JBNN trains in ≤ 1/4 of BR's time", round(t / br_t, 4), 0.25, "× BR's time",
                 decided and bool(t <= br_t / 4), f"training CPU time: JBNN {t:.2f} s; BR {br_t:.2f} s (mean per seed)"))
-            f1, td_f1 = s("JBNN", "micro_f1"), s("TDNN", "micro_f1")
+            f1, td_f1, tf_f1 = s("JBNN", "micro_f1"), s("TDNN", "micro_f1"), s("TDNN-tf", "micro_f1")
             claims.append(Claim(
-                f"{name}, {enc}: JBNN micro-F1 ≥ TDNN's", round(f1[0], 4), None, "",
-                decided and bool(f1[0] >= td_f1[0]), f"JBNN {_fmt(f1)}; TDNN {_fmt(td_f1)}"))
+                f"{name}, {enc}: JBNN micro-F1 ≥ TDNN's (τ tuned for micro-F1 on validation)", round(f1[0], 4), None,
+                "", decided and bool(f1[0] >= td_f1[0]), f"JBNN {_fmt(f1)}; TDNN {_fmt(td_f1)}"))
+            claims.append(Claim(
+                f"{name}, {enc}: JBNN micro-F1 ≥ TDNN's (threshold function, the paper's mechanism)", round(f1[0], 4),
+                None, "", decided and bool(f1[0] >= tf_f1[0]), f"JBNN {_fmt(f1)}; TDNN-tf {_fmt(tf_f1)}"))
             p_hl, p_f1 = s("JBNN+prior", "hamming_loss"), s("JBNN+prior", "micro_f1")
             claims.append(Claim(
                 f"{name}, {enc}: the prior term (λ chosen on validation) does not hurt (within 1 sd of JBNN)",

@@ -6,15 +6,21 @@ Reproduced with :mod:`onebit.memory` (the functions a user calls). Per trial: ``
 patterns of ``N`` neurons, stored as the Hebbian ``T`` and as the delta rule's ``W`` (η = 0.5/N,
 until ``max ‖x − W x‖_∞ < 10⁻⁶``, ≤ 200 epochs); each neuron clamped to each memory's value
 there, the B-matrix iteration in the spreading order of the proximity matrix (neurons on a
-line, ``P = |i − j|``; the same with neurons at random points of the unit square in a second
-table); a memory counts as retrieved when it has at least one active site. Per seed: the mean
-over its trials; reported: mean ± sd over seeds.
+line, ``P = |i − j|``), sgn(0) = +1; a memory counts as retrieved when it has at least one
+active site. Per seed: the mean over its trials; reported: mean ± sd over seeds, and the
+Hebbian-to-delta gap paired per trial with its 95 % CI over all trials.
 
-Engine: the same counts through onebit's packed kernels, each retrieval checked state by state
-and step by step against the numpy reference of the matrix it runs: the Hebbian ``T`` and the
-8-bit quantized delta ``W`` in the float-input kernel (exact), ``sgn(T)`` and ``sgn(W)`` in
-the XNOR-popcount kernel. Capacity curves for ``N`` ∈ {16, 32, 64, 128}; the multi-level
-neuron (``L`` = 2, 3, 4 levels, :mod:`onebit.memory.multilevel`) at ``N = 32``.
+The papers' text was not available, so the choices it would settle are measured side by side on
+the same patterns (:data:`READINGS`): neurons at random 2-D points, a zero field leaving the
+neuron silent (sgn(0) = 0), the plain index order, the delta ``W``'s other triangle, the delta
+rule stopped as soon as every memory is a fixed point of ``sgn(W x)``.
+
+Engine: the same counts through onebit's packed kernels (the first ``engine_trials`` trials),
+each retrieval checked state by state and step by step against the numpy reference of the
+matrix it runs: the Hebbian ``T`` and the 8-bit quantized delta ``W`` in the float-input kernel
+(exact), ``sgn(T)`` and ``sgn(W)`` in the XNOR-popcount kernel. Capacity curves for ``N`` ∈
+{16, 32, 64, 128}; the multi-level neuron (``L`` = 2, 3, 4 levels,
+:mod:`onebit.memory.multilevel`) at ``N = 32``.
 
 ``--quick``: 1 seed, 2 trials, k ∈ {1, 5}, a smoke run.
 """
@@ -50,14 +56,28 @@ class Settings:
     curve_trials: tuple[int, ...]
     levels: tuple[int, ...]
     level_trials: int
+    engine_trials: int
+    gap_trials: int
     quant_bits: int = 8
     ablation_epochs: tuple[int, ...] = ()
 
 
-FULL = Settings(n=32, ks=(1, 3, 5, 7, 9), trials=40, curve_ns=(16, 32, 64, 128), curve_ks=(1, 2, 3, 5, 7, 9, 12, 16),
-                curve_trials=(40, 40, 16, 6), levels=(2, 3, 4), level_trials=20, ablation_epochs=(1, 2, 5, 200))
+FULL = Settings(n=32, ks=(1, 3, 5, 7, 9), trials=70, curve_ns=(16, 32, 64, 128), curve_ks=(1, 2, 3, 5, 7, 9, 12, 16),
+                curve_trials=(40, 40, 16, 6), levels=(2, 3, 4), level_trials=20, engine_trials=20, gap_trials=400,
+                ablation_epochs=(1, 2, 5, 200))
 QUICK = Settings(n=32, ks=(1, 5), trials=2, curve_ns=(16,), curve_ks=(1, 5), curve_trials=(2,), levels=(2, 3),
-                 level_trials=1)
+                 level_trials=1, engine_trials=1, gap_trials=2)
+
+# Readings of the method that the papers' unavailable text would settle, measured beside the main one on
+# the same patterns: (name, proximity: "line" / "points" / "index", ties: retrieval's zero-field rule).
+READINGS = (
+    ("main: line, sgn(0)=+1, delta converged", "line", "plus"),
+    ("neurons at random 2-D points", "points", "plus"),
+    ("zero field leaves the neuron silent (sgn(0)=0)", "line", "silent"),
+    ("index order i, i+1, …, N−1, 0, … (no proximity)", "index", "plus"),
+    ("delta's B from Wᵀ (other triangle)", "line", "plus"),
+    ("delta stopped once sgn(W x) = x for every memory", "line", "plus"),
+)
 
 
 def _store(x: np.ndarray, levels: int = 2) -> dict[str, tuple[np.ndarray, float]]:
@@ -66,6 +86,25 @@ def _store(x: np.ndarray, levels: int = 2) -> dict[str, tuple[np.ndarray, float]
 
     energy = float((x * x).sum(axis=1).mean())
     return {"hebbian": (hebbian(x, levels), 1.0), "delta": (delta_rule(x, levels=levels).weights, energy)}
+
+
+def index_proximity(n: int) -> np.ndarray:
+    """``P[i, j] = (j − i) mod n``: from neuron i the activity runs i, i+1, …, n−1, 0, …, i−1 (Kak's
+    B-matrix in the neurons' own index order, rotated to start at the clamped neuron)."""
+    idx = np.arange(n)
+    return ((idx[None, :] - idx[:, None]) % n).astype(np.float64)
+
+
+def delta_until_sign_fixed(x: np.ndarray, max_epochs: int = 200) -> np.ndarray:
+    """The delta rule (default η) stopped after the first epoch where ``sgn(W x_m) = x_m`` for every memory."""
+    from onebit.memory import delta_rule
+
+    w = np.zeros((x.shape[1], x.shape[1]))
+    for _ in range(max_epochs):
+        w = delta_rule(x, epochs=1, init=w).weights
+        if np.array_equal(np.where(x @ w.T >= 0, 1.0, -1.0), x):
+            break
+    return w
 
 
 def _checked_sites(w_engine: np.ndarray, w_ref: np.ndarray, x: np.ndarray, p: np.ndarray,
@@ -90,41 +129,83 @@ def _summary(sites: np.ndarray) -> tuple[int, int, float]:
 
 
 def _main(settings: Settings, seeds: int) -> dict[str, Any]:
-    """N = settings.n: both rules on both proximities, and the engine variants (line proximity)."""
-    from onebit.memory import (active_sites, binarize_weights, line_proximity, point_proximity, quantize_weights,
-                               random_patterns)
+    """N = settings.n: both rules under every reading of :data:`READINGS`, per trial (paired: the same
+    patterns for all), and the engine variants (line proximity) on the first ``engine_trials`` trials."""
+    from onebit.memory import active_sites, binarize_weights, line_proximity, point_proximity, quantize_weights, \
+        random_patterns
 
     n = settings.n
-    line = line_proximity(n)
-    out: dict[str, Any] = {"per_seed": {}, "single_all_sites": True, "exact": [0, 0]}
+    fixed = {"line": line_proximity(n), "index": index_proximity(n)}
+    # trials[(name, k)]: per trial (seed, memories retrieved, active neurons, sites per memory)
+    out: dict[str, Any] = {"trials": {}, "single_all_sites": True, "exact": [0, 0]}
+
+    def record(name: str, k: int, seed: int, sites: np.ndarray) -> None:
+        out["trials"].setdefault((name, k), []).append((seed, *_summary(sites)))
+
     for seed in range(seeds):
         rng = np.random.default_rng(10_000 + seed)
         for k in settings.ks:
-            acc: dict[str, list[tuple[int, int, float]]] = {}
-            for _ in range(settings.trials):
+            for trial in range(settings.trials):
                 x = random_patterns(k, n, rng=rng)
-                points = point_proximity(rng.random((n, 2)))
+                prox = {**fixed, "points": point_proximity(rng.random((n, 2)))}
                 mats = _store(x)
                 for rule, (w, _) in mats.items():
-                    s = active_sites(w, x, line)
-                    acc.setdefault(rule, []).append(_summary(s))
-                    acc.setdefault(f"{rule} (2-D points)", []).append(_summary(active_sites(w, x, points)))
-                    if rule == "hebbian" and k == 1 and not s.all():
-                        out["single_all_sites"] = False
+                    for reading, proximity, ties in READINGS:
+                        if reading.startswith("delta's B from"):
+                            w_r = w.T if rule == "delta" else w
+                        elif reading.startswith("delta stopped"):
+                            w_r = delta_until_sign_fixed(x) if rule == "delta" else w
+                        else:
+                            w_r = w
+                        s = active_sites(w_r, x, prox[proximity], ties=ties)
+                        record(rule if reading.startswith("main") else f"{rule} | {reading}", k, seed, s)
+                        if reading.startswith("main") and rule == "hebbian" and k == 1 and not s.all():
+                            out["single_all_sites"] = False
+                if trial >= settings.engine_trials:
+                    continue
                 q, _ = quantize_weights(mats["delta"][0], settings.quant_bits)
                 runs = {"hebbian float-input": (mats["hebbian"][0], mats["hebbian"][0], "float-input"),
                         "delta 8-bit float-input": (q, q, "float-input"),
                         "hebbian xnor": (mats["hebbian"][0], binarize_weights(mats["hebbian"][0]), "xnor"),
                         "delta xnor": (mats["delta"][0], binarize_weights(mats["delta"][0]), "xnor")}
                 for name, (w_engine, w_ref, engine) in runs.items():
-                    s, count, differ = _checked_sites(w_engine, w_ref, x, line, engine)
+                    s, count, differ = _checked_sites(w_engine, w_ref, x, fixed["line"], engine)
                     out["exact"][0] += count
                     out["exact"][1] += differ
-                    acc.setdefault(name, []).append(_summary(s))
-            for name, rows in acc.items():
-                out["per_seed"].setdefault((name, k), []).append(tuple(np.mean(rows, axis=0)))
+                    record(name, k, seed, s)
+                    if name.endswith("float-input"):  # the same trials on the numpy path, for the cost column
+                        ref = name.split()[0]
+                        record(f"{ref} (engine trials)", k, seed, active_sites(mats[ref][0], x, fixed["line"]))
         log.info("seed %d: N=%d done", seed, n)
+    out["per_seed"] = {key: [tuple(np.mean([r[1:] for r in rows if r[0] == sd], axis=0)) for sd in range(seeds)]
+                       for key, rows in out["trials"].items()}
     return out
+
+
+def paired_gap(delta: list[tuple], hebbian: list[tuple]) -> tuple[float, float, int]:
+    """Per-trial ``delta − Hebbian`` memories retrieved (the same patterns): (mean, 95 % CI half-width
+    1.96 sd/√n, n)."""
+    g = np.array([d[1] for d in delta], dtype=np.float64) - np.array([h[1] for h in hebbian], dtype=np.float64)
+    half = 1.96 * float(g.std(ddof=1)) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
+    return float(g.mean()), half, len(g)
+
+
+def _gap_sample(settings: Settings, seeds: int) -> dict[int, list[tuple[int, int, int]]]:
+    """The claims' sample: for k ∈ {3, 5, 7, 9} ∩ settings.ks, ``gap_trials`` fresh trials per seed of the
+    main reading only; per trial (seed, Hebbian memories retrieved, delta memories retrieved)."""
+    from onebit.memory import active_sites, line_proximity, memories_retrieved, random_patterns
+
+    line = line_proximity(settings.n)
+    got: dict[int, list[tuple[int, int, int]]] = {}
+    for seed in range(seeds):
+        rng = np.random.default_rng(50_000 + seed)
+        for k in [k for k in settings.ks if k in (3, 5, 7, 9)]:
+            for _ in range(settings.gap_trials):
+                x = random_patterns(k, settings.n, rng=rng)
+                heb, delta = (memories_retrieved(active_sites(w, x, line)) for w, _ in _store(x).values())
+                got.setdefault(k, []).append((seed, heb, delta))
+    log.info("claims sample done")
+    return got
 
 
 def _curves(settings: Settings, seeds: int) -> dict[tuple[str, int, int], list[float]]:
@@ -232,6 +313,7 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     """Memories retrieved from single neurons: Hebbian vs delta rule, on numpy and onebit's packed kernels."""
     settings = QUICK if quick else FULL
     main = _main(settings, seeds)
+    sample = _gap_sample(settings, seeds)
     curves = _curves(settings, seeds)
     levels = _multilevel(settings, seeds)
     ablation = _epochs_ablation(settings, seeds)
@@ -240,10 +322,22 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
     def retrieved(name: str, k: int) -> list[float]:
         return [r[0] for r in main["per_seed"][(name, k)]]
 
+    def gap(reading: str, k: int) -> tuple[float, float, int]:
+        name = "" if reading.startswith("main") else f" | {reading}"
+        return paired_gap(main["trials"][(f"delta{name}", k)], main["trials"][(f"hebbian{name}", k)])
+
     decide = (lambda ok: None) if quick else (lambda ok: bool(ok))
     n = settings.n
+    pooled = seeds * settings.trials
     compared = [k for k in settings.ks if k in (3, 5, 7, 9)]
-    means = {k: (mean_std(retrieved("hebbian", k))[0], mean_std(retrieved("delta", k))[0]) for k in compared}
+
+    def sample_seeds(k: int, column: int) -> list[float]:
+        return [float(np.mean([r[column] for r in sample[k] if r[0] == sd])) for sd in range(seeds)]
+
+    def sample_gap(k: int) -> tuple[float, float, int]:
+        return paired_gap([(0, r[2]) for r in sample[k]], [(0, r[1]) for r in sample[k]])
+
+    big = seeds * settings.gap_trials
     curve_single = all(curves[("hebbian", m, 1)] == [1.0] * seeds for m in settings.curve_ns if 1 in settings.curve_ks)
     total, differ = main["exact"]
     claims = [
@@ -253,32 +347,46 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
               f"N={n}, {settings.trials} trials × {seeds} seed(s), and N ∈ {list(settings.curve_ns)} in the curves"),
     ]
     for k in compared:
-        h, d = means[k]
+        g, half, count = sample_gap(k)
         claims.append(Claim(
             f"k={k}, N={n}: the delta rule retrieves at least as many memories as the Hebbian rule",
-            f"delta {_ms(retrieved('delta', k))} vs Hebbian {_ms(retrieved('hebbian', k))}", None, "memories",
-            decide(d >= h), f"mean ± sd over {seeds} seed(s) of the mean over {settings.trials} trials; the paper's "
-            "table could not be read (its text was not available), so no paper figure is quoted"))
+            f"delta {_ms(sample_seeds(k, 2))} vs Hebbian {_ms(sample_seeds(k, 1))}; gap {g:+.2f} ± {half:.2f}",
+            None, "memories", decide(g >= 0.0),
+            f"main reading; mean ± sd over {seeds} seed(s) of the mean over {settings.gap_trials} trials, and the "
+            f"paired per-trial gap delta − Hebbian, mean ± 95 % CI over {count} trials (patterns of their own); the "
+            "paper's text was not available, so no paper figure is quoted"))
     if 5 in compared:
-        h, d = means[5]
+        g, half, count = sample_gap(5)
         claims.append(Claim(f"k=5, N={n}: the delta rule retrieves ≥ 1 memory more than the Hebbian rule",
-                            f"{d - h:+.2f}", None, "memories", decide(d - h >= 1.0),
-                            "the issue's acceptance bar; gap of the means over seeds"))
+                            f"{g:+.2f} ± {half:.2f}", None, "memories", decide(g >= 1.0),
+                            f"the issue's acceptance bar, on the mean gap; paired per-trial gap, mean ± 95 % CI over "
+                            f"{count} trials ({seeds} seed(s) × {settings.gap_trials}); the table 'readings of the "
+                            "method' gives it under the other readings"))
     claims.append(Claim(
         "packed engine retrievals equal the numpy reference of the matrix they run (states and step counts)",
         f"{total - differ:,} of {total:,} retrievals identical", None, "", total > 0 and differ == 0,
         "Hebbian T and 8-bit delta W in the float-input kernel; sgn(T), sgn(W) in the XNOR-popcount kernel"))
     for name, ref in (("delta 8-bit float-input", "delta"), ("delta xnor", "delta"), ("hebbian xnor", "hebbian")):
-        cost = [mean_std(retrieved(ref, k))[0] - mean_std(retrieved(name, k))[0] for k in compared]
+        cost = [-paired_gap(main["trials"][(name, k)], main["trials"][(f"{ref} (engine trials)", k)])[0]
+                for k in compared]
         claims.append(Claim(f"capacity cost of the engine path '{name}' against the real-valued {ref} matrix",
                             ", ".join(f"k={k}: {c:+.2f}" for k, c in zip(compared, cost)), None, "memories lost",
-                            None, "positive = fewer memories retrieved on the engine path"))
+                            None, f"positive = fewer memories retrieved on the engine path; on the first "
+                            f"{settings.engine_trials} trials of each seed"))
 
     rows = []
     for k in settings.ks:
-        for name in ("hebbian", "delta", "hebbian (2-D points)", "delta (2-D points)", *ENGINE_VARIANTS):
+        for name in ("hebbian", "delta", "hebbian | neurons at random 2-D points",
+                     "delta | neurons at random 2-D points", *ENGINE_VARIANTS):
             r = main["per_seed"][(name, k)]
             rows.append([k, name, _ms([v[0] for v in r]), _ms([v[1] for v in r], 1), _ms([v[2] for v in r], 2)])
+    reading_rows = []
+    for reading, _, _ in READINGS:
+        name = "" if reading.startswith("main") else f" | {reading}"
+        for k in compared:
+            g, half, count = gap(reading, k)
+            reading_rows.append([reading, k, _ms(retrieved(f"hebbian{name}", k)), _ms(retrieved(f"delta{name}", k)),
+                                 f"{g:+.2f} ± {half:.2f}"])
     curve_rows = [[rule, m, k, _ms(curves[(rule, m, k)])] for m in settings.curve_ns for k in settings.curve_ks
                   for rule in ("hebbian", "delta")]
     level_rows = [[lv, k, rule, _ms([v[0] for v in levels[(rule, lv, k)]]), _ms([v[1] for v in levels[(rule, lv, k)]], 1)]
@@ -305,8 +413,20 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
         "tables": {**tables,
             f"memories retrieved and active sites, N={n}": table(
                 ["k", "rule / path", "memories retrieved", "active neurons", "active sites per memory"], rows,
-                f"mean ± sd over {seeds} seed(s) of the mean over {settings.trials} trials; line proximity unless "
-                "'2-D points'; active neurons: neurons from which some memory is retrieved"),
+                f"mean ± sd over {seeds} seed(s) of the mean over {settings.trials} trials (engine paths: the first "
+                f"{settings.engine_trials}); line proximity unless '2-D points'; active neurons: neurons from which "
+                "some memory is retrieved"),
+            f"claims sample, N={n}": table(
+                ["k", "Hebbian", "delta", "gap delta − Hebbian", "trials where delta < Hebbian"],
+                [[k, _ms(sample_seeds(k, 1)), _ms(sample_seeds(k, 2)), "{:+.2f} ± {:.2f}".format(*sample_gap(k)[:2]),
+                  sum(r[2] < r[1] for r in sample[k])] for k in compared],
+                f"main reading, {big} trials per k ({seeds} seed(s) × {settings.gap_trials}), patterns of their own: "
+                "memories retrieved, mean ± sd over seeds; gap paired per trial, mean ± 95 % CI"),
+            f"readings of the method, N={n}": table(
+                ["reading", "k", "Hebbian", "delta", "gap delta − Hebbian"], reading_rows,
+                f"memories retrieved, mean ± sd over {seeds} seed(s) of {settings.trials} trials; gap: paired per "
+                f"trial, mean ± 95 % CI over {pooled} trials; all readings on the same patterns. Each row changes "
+                "one thing from the main reading"),
             "capacity curves (line proximity)": table(["rule", "N", "k", "memories retrieved"], curve_rows,
                                                       f"trials per seed: {dict(zip(settings.curve_ns, settings.curve_trials))}"),
             f"multi-level neurons, N={n}": table(["levels L", "k", "rule", "memories retrieved", "active neurons"],
@@ -314,6 +434,7 @@ def run(out_dir: Path, quick: bool, seeds: int) -> dict[str, Any]:
         },
         "plots": ["lingashetty2010_capacity.png"],
         "settings": {**asdict(settings), "delta_rule": "eta 0.5/N, tol 1e-6, ≤ 200 epochs, from W = 0",
+                     "readings": [r[0] for r in READINGS],
                      "proximity": "line |i − j| (ties: lower index first); second table: random points in [0,1]²",
                      "patterns": "uniform random ±1 (synthetic: the claim is about random patterns)"},
         "notes": [

@@ -18,7 +18,7 @@ evaluation count; its genome is not uniform; uniform ×4 closes at least half of
 float-to-binary gap at ×1 (the paper's premise); the latency-budget search finds a net
 faster on the engine than the MAC-budget search at equal accuracy.
 
-``--quick``: one seed, 1,000 training sequences, population 4, 2 generations, 1 proxy
+``--quick``: one seed, 1,000 training sequences, population 3, 2 generations, 1 proxy
 epoch and 1 retraining epoch: a smoke run of every step (under a minute), not a result.
 """
 
@@ -42,7 +42,7 @@ PAPER = ("Shen, Han, Xu and Wang 2019, Searching for Accurate Binary Neural Arch
 # search of 2 proxy epochs each, and 15 retraining epochs (the recipe's 40 would triple the run).
 FULL = {"population": 6, "generations": 4, "elite": 2, "proxy_epochs": 2, "final_epochs": 15, "workers": 2,
         "train_rows": None, "latency_batch": 1, "latency_threads": 1, "latency_repeats": 300}
-QUICK = {"population": 4, "generations": 2, "elite": 1, "proxy_epochs": 1, "final_epochs": 1, "workers": 1,
+QUICK = {"population": 3, "generations": 2, "elite": 1, "proxy_epochs": 1, "final_epochs": 1, "workers": 1,
          "train_rows": 1000, "latency_batch": 1, "latency_threads": 1, "latency_repeats": 30}
 
 

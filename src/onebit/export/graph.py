@@ -15,7 +15,16 @@ appear as graph nodes. The walk maps each traced node to a runtime value:
 - a BatchNorm on a float value whose users all binarize it becomes one ``sign`` node with
   a per-channel shift when its scale is positive (``a·x + b ≥ 0 ⇔ x ≥ −b/a``);
 - on float values: ``add``, ``concat`` (channels), ``affine`` (a BatchNorm alone),
-  ``act`` (ReLU, Hardtanh, PReLU/RPReLU), ``avgpool2d``, ``maxpool2d``, ``flatten``.
+  ``act`` (ReLU, Hardtanh, PReLU/RPReLU), ``avgpool2d``, ``maxpool2d``, ``flatten``;
+- a ``ConstantPad2d`` whose value never wins a max (−∞: TensorFlow's "same" max-pool as
+  :mod:`onebit.convert` writes it; ≤ −1 on bits, ≤ 0 after a ReLU) folds into the
+  ``maxpool2d`` node after it: its pool's ``padding`` (top, left) and ``padding_end``
+  (bottom, right);
+- a data-dependent channel gate (Real-to-Binary Net, squeeze-and-excitation):
+  ``x.mean((2, 3))`` becomes a global ``avgpool2d`` + ``flatten``, the Linear layers and
+  ``torch.relu`` after it ordinary float ``dense`` nodes, ``torch.sigmoid`` a ``sigmoid``
+  node, and ``y * g[:, :, None, None]`` a ``channel_mul`` node (y an image, g (N, C); or g
+  through ``nn.Unflatten(1, (C, 1, 1))``, a converted Keras gate's Reshape).
 
 Image values are NHWC in the runtime (a 1-D signal (C, L) is the image (1, L, C), its
 convolutions and pools 1 × k): the first convolution is preceded by a ``to_nhwc`` node,
@@ -40,6 +49,7 @@ from torch import nn
 from onebit.errors import ExportError
 from onebit.export.fold import bn_affine, relu_bn_sign, thresholds
 from onebit.nn.blocks import RPReLU, RSign
+from onebit.nn.embedding import TokenEmbedding
 from onebit.nn.layers import QuantConv2d, QuantLayer
 from onebit.nn.quantizers import Quantizer
 from onebit.runtime.bitpack import pack_bits
@@ -48,8 +58,9 @@ from onebit.runtime.bitpack import pack_bits
 SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "rsign")
 _NO_OPS = (nn.Dropout, nn.Identity)
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
-_SUPPORTED = ("QuantLinear, Linear, QuantConv1d/2d, Conv1d/2d, BatchNorm1d/2d, MaxPool1d/2d, AvgPool2d, "
-              "AdaptiveAvgPool2d(1), ZeroPad2d before a float conv, Hardtanh, ReLU, PReLU, RPReLU, Flatten, Dropout, Identity, +, torch.cat")
+_SUPPORTED = ("TokenEmbedding, QuantLinear, Linear, QuantConv1d/2d, Conv1d/2d, BatchNorm1d/2d, MaxPool1d/2d, AvgPool2d, "
+              "AdaptiveAvgPool2d(1), ZeroPad2d before a float conv, Hardtanh, ReLU, PReLU, RPReLU, Flatten, Dropout, Identity, +, torch.cat, "
+              "x.mean((2, 3)), torch.relu, torch.sigmoid/Sigmoid, image * gate[:, :, None, None] (or Unflatten(1, (C, 1, 1)))")
 
 
 @dataclass
@@ -100,11 +111,13 @@ class _Value:
     pending: _Pending | None = None
     realized: dict[bool, "_Value"] = field(default_factory=dict)  # by bits: emitted forms of a pending value
     zero_pad: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) a ZeroPad2d left to its conv
+    max_pad: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) a −∞ pad left to its max-pool
+    per_channel: bool = False  # a (C,) vector indexed v[:, :, None, None]: it multiplies an image per channel
 
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
-        return isinstance(m, (QuantLayer, Quantizer, RPReLU)) or super().is_leaf_module(m, qualified_name)
+        return isinstance(m, (QuantLayer, Quantizer, RPReLU, TokenEmbedding)) or super().is_leaf_module(m, qualified_name)
 
 
 def _pair(v: Any) -> list[int]:
@@ -124,7 +137,23 @@ def _pool_attrs(name: str, m: nn.Module) -> dict[str, Any]:
 def _pooled(shape: tuple[int, ...], pool: dict[str, Any]) -> tuple[int, ...]:
     h, w, c = shape
     (kh, kw), (sh, sw), (ph, pw) = pool["kernel"], pool["stride"], pool["padding"]
-    return ((h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1, c)
+    pb, pr = pool.get("padding_end", (ph, pw))
+    return ((h + ph + pb - kh) // sh + 1, (w + pw + pr - kw) // sw + 1, c)
+
+
+def _with_max_pad(name: str, pool: dict[str, Any], pad: tuple[int, int, int, int]) -> dict[str, Any]:
+    """``pool`` with a pad that never wins the max (``ConstantPad2d(−∞)`` before it, TensorFlow's
+    "same") added to its own padding; ``padding_end`` (bottom, right) where the sides differ."""
+    top, bottom, left, right = pad
+    (ph, pw), (kh, kw) = pool["padding"], pool["kernel"]
+    begin, end = [ph + top, pw + left], [ph + bottom, pw + right]
+    if max(begin[0], end[0]) * 2 > kh or max(begin[1], end[1]) * 2 > kw:
+        raise ExportError(f"layer {name!r}: max-pool padding {begin} before, {end} after is more than half "
+                          f"its kernel {[kh, kw]}; a window would hold only padding")
+    out = {**pool, "padding": begin}
+    if end != begin:
+        out["padding_end"] = end
+    return out
 
 
 def _binary_weight(name: str, layer: nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
@@ -185,6 +214,8 @@ class _Walk:
             p = v.pending
             if not v.realized:
                 binary = bool(p.tail.users) and all(self._binarizes(u) for u in p.tail.users)
+                # Packed bits flatten in whole words: a conv of other widths flattens floats, signed after.
+                binary = binary and not (p.flatten and p.op == "conv2d" and p.n % 64)
                 v.realized[binary] = self._finish(p, binary)
             if bits is None:
                 return next(iter(v.realized.values()))
@@ -371,6 +402,8 @@ class _Walk:
             return x
         if isinstance(m, _WEIGHTED):
             return self.weighted(node, name, m, x)
+        if isinstance(m, TokenEmbedding):
+            return self.embedding(node, name, m, x)
         if isinstance(m, (nn.ZeroPad2d, nn.ConstantPad2d)):
             return self.zero_pad(node, name, m, x)
         if _is_sign(m):  # a sign on its own: the value becomes packed bits (a feature extractor's output)
@@ -387,6 +420,8 @@ class _Walk:
             if len(x.shape) != 3 or x.nchw:
                 raise ExportError(f"layer {name!r}: max-pool needs the output of a convolution")
             pool = _pool_attrs(name, m)
+            if x.max_pad is not None:
+                pool = _with_max_pad(name, pool, x.max_pad)
             return self.emit("maxpool2d", name, [x], {"pool": pool}, {}, x.bits, _pooled(x.shape, pool))
         if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             return self.avgpool(name, m, x)
@@ -394,7 +429,26 @@ class _Walk:
             return self.batchnorm(node, name, m, x)
         if isinstance(m, (nn.ReLU, nn.Hardtanh, nn.PReLU, RPReLU)):
             return self.activation(name, m, x)
+        if isinstance(m, nn.Sigmoid):
+            return self.emit("sigmoid", name, [x], {}, {}, False, x.shape, nchw=x.nchw, flat_from=x.flat_from)
+        if isinstance(m, nn.Unflatten) and m.dim == 1 and tuple(m.unflattened_size)[1:] == (1, 1):  # Keras's Reshape
+            return self.per_channel(name, x, f"Unflatten(1, {tuple(m.unflattened_size)})",
+                                    x.shape == tuple(m.unflattened_size)[:1])
         raise ExportError(f"layer {name!r} ({type(m).__name__}) is not supported by the exporter; supported: {_SUPPORTED}")
+
+    def embedding(self, node: fx.Node, name: str, m: TokenEmbedding, x: _Value) -> _Value:
+        """Token ids (L,) → rows (1, L, D) (onebit.runtime.embedding): a table of packed signs when every
+        user binarizes the rows (``sign(E)[id] = sign(E[id])``, exact), else the float table."""
+        if x.name != "input" or x.bits or len(x.shape) != 1:
+            raise ExportError(f"layer {name!r}: an embedding must read the model's input, token ids of shape (L,); "
+                              f"its input has shape {x.shape}")
+        table = np.ascontiguousarray(m.table().detach().float().numpy())
+        bits = bool(node.users) and all(self._binarizes(u) for u in node.users)
+        self.report.append(LayerReport(name, "lookup", "table of packed signs (its users binarize it)" if bits
+                                       else "float table"))
+        attrs = {"vocab": m.num_embeddings, "dim": m.dim, "table": "bits" if bits else "float"}
+        return self.emit("embedding", name, [x], attrs, {"table": pack_bits(table) if bits else table}, bits,
+                         (1, x.shape[0], m.dim))
 
     def batchnorm(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
         """A BatchNorm on a float value: ``affine``, or a shifted ``sign`` when all its users binarize it."""
@@ -409,12 +463,35 @@ class _Walk:
         return self.emit("affine", name, [x], {}, {"scale": a.astype(np.float32), "bias": b.astype(np.float32)},
                          False, x.shape, flat_from=x.flat_from)
 
+    def _never_wins(self, node: fx.Node, value: float, x: _Value) -> bool:
+        """Whether a pad of ``value`` can never be the max of a window holding a pixel of the padded
+        value: −∞, or at most the value's lower bound (−1 for packed bits, the floor of a ReLU or
+        Hardtanh that computes it)."""
+        if value == -float("inf") or (x.bits and value <= -1):
+            return True
+        src = node.args[0] if node.args else None
+        m = self.modules.get(src.target) if isinstance(src, fx.Node) and src.op == "call_module" else None
+        if isinstance(m, nn.ReLU):
+            return value <= 0
+        if isinstance(m, nn.Hardtanh):
+            return value <= m.min_val
+        return _is_sign(m) and value <= -1
+
     def zero_pad(self, node: fx.Node, name: str, m: nn.Module, x: _Value) -> _Value:
-        """A ZeroPad2d left for the float convolution(s) it feeds to absorb (see ``_absorb_zero_pad``)."""
+        """A ZeroPad2d left for the float convolution(s) it feeds to absorb (see ``_absorb_zero_pad``),
+        or a pad that never wins the max left for the max-pool(s) it feeds (``max_pad``)."""
         users = [self.modules.get(u.target) if u.op == "call_module" else None for u in node.users]
+        if users and all(isinstance(u, nn.MaxPool2d) for u in users) and self._never_wins(node, float(m.value), x):
+            x = self.realize(x)
+            left, right, top, bottom = (int(v) for v in m.padding)
+            if min(left, right, top, bottom) < 0 or len(x.shape) != 3 or x.nchw:
+                raise ExportError(f"layer {name!r}: needs non-negative padding of a convolution's output, "
+                                  f"got {tuple(m.padding)}")
+            return dataclasses.replace(x, max_pad=(top, bottom, left, right), realized={})
         if float(m.value) != 0.0 or not users or not all(isinstance(u, nn.Conv2d) for u in users):
             raise ExportError(f"layer {name!r}: {type(m).__name__} is supported only with value 0 and directly "
-                              "before float Conv2d layers, into whose padding it folds")
+                              "before float Conv2d layers, into whose padding it folds, or with a value that never "
+                              "wins the max (-inf) directly before MaxPool2d layers")
         x = self.realize(x, False)
         left, right, top, bottom = (int(v) for v in m.padding)
         if min(left, right, top, bottom) < 0 or len(x.shape) != 3:
@@ -451,8 +528,58 @@ class _Walk:
             arrays = {k: getattr(m, k).detach().float().numpy() for k in ("shift_in", "slope", "shift_out")}
         return self.emit("act", name, [x], {"act": "prelu"}, arrays, False, x.shape, flat_from=x.flat_from)
 
+    # ---- channel gates (Real-to-Binary Net): x.mean((2, 3)) → Linear → ReLU → Linear → sigmoid → x' * g[:, :, None, None]
+
+    def mean(self, node: fx.Node, args: list[Any]) -> _Value:
+        """``x.mean((2, 3))`` of an image: a global ``avgpool2d`` and (without keepdim) a ``flatten`` to (C,)."""
+        dim = node.kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keepdim = node.kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+        x = self.realize(args[0], False)
+        dims = sorted(d % 4 for d in dim) if isinstance(dim, (tuple, list)) and all(type(d) is int for d in dim) else dim
+        if len(x.shape) != 3 or x.nchw or dims != [2, 3]:
+            raise ExportError(f"{node.name}: only the mean of a convolution's output over height and width "
+                              f"(x.mean((2, 3))) is supported, got dim={dim!r} of a value of shape {x.shape}")
+        v = self.avgpool(node.name, nn.AdaptiveAvgPool2d(1), x)
+        return v if keepdim else self.flatten(f"{node.name}.flatten", v)
+
+    def per_channel(self, name: str, v: _Value, what: str, ok: bool) -> _Value:
+        """``g[:, :, None, None]`` (or ``Unflatten(1, (C, 1, 1))``) of a (C,) vector: marked to multiply an
+        image per channel. ``ok``: the index or sizes fit."""
+        v = self.realize(v, False)
+        if not ok or len(v.shape) != 1 or v.nchw or (v.flat_from is not None and v.flat_from[:2] != (1, 1)):
+            raise ExportError(f"{name}: {what} is supported only as g[:, :, None, None] or Unflatten(1, (C, 1, 1)) "
+                              f"of an (N, C) vector (a channel gate), got a value of shape {v.shape}"
+                              + (" (a flattened image)" if v.flat_from is not None else ""))
+        return _Value(v.name, False, v.shape, per_channel=True)
+
+    def channel_mul(self, node: fx.Node, args: list[Any]) -> _Value:
+        """``x * g[:, :, None, None]`` (either order): a ``channel_mul`` node of an image and a (C,) vector."""
+        a, b = args[:2]
+        if isinstance(a, _Value) and a.per_channel:
+            a, b = b, a
+        if not (isinstance(a, _Value) and isinstance(b, _Value) and b.per_channel and not a.per_channel):
+            raise ExportError(f"{node.name}: a product is supported only as image * g[:, :, None, None], a per-channel "
+                              "gate (N, C) on a convolution's output")
+        x = self.realize(a, False)
+        if len(x.shape) != 3 or x.nchw or x.shape[2] != b.shape[0]:
+            raise ExportError(f"{node.name}: a gate of {b.shape[0]} channels multiplies a value of shape {x.shape}; "
+                              "it needs a convolution's output with as many channels")
+        return self.emit("channel_mul", node.name, [x, b], {}, {}, False, x.shape)
+
     def function(self, node: fx.Node, args: list[Any]) -> _Value:
         target = node.target
+        method = target if node.op == "call_method" else None
+        if target in (torch.relu, nn.functional.relu) or method == "relu":
+            return self.module(node, node.name, nn.ReLU(), args[0])
+        if target is torch.sigmoid or method == "sigmoid":
+            return self.module(node, node.name, nn.Sigmoid(), args[0])
+        if target is torch.mean or method == "mean":
+            return self.mean(node, args)
+        if target is operator.getitem and isinstance(args[0], _Value):
+            return self.per_channel(node.name, args[0], f"indexing [{args[1]!r}]",
+                                    args[1] in ((slice(None), slice(None), None, None), (Ellipsis, None, None)))
+        if target in (operator.mul, torch.mul) or method == "mul":
+            return self.channel_mul(node, args)
         if target in (operator.add, torch.add) or (node.op == "call_method" and target == "add"):
             a, b = (self.realize(v, False) for v in args[:2])
             if a.shape != b.shape or a.nchw != b.nchw:

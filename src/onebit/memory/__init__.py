@@ -11,6 +11,7 @@ from onebit.memory.engine import binarize_weights
 from onebit.memory.multilevel import level_values, quantize_levels, random_patterns
 from onebit.memory.retrieval import (
     ENGINES,
+    TIES,
     Retrieval,
     active_sites,
     b_matrix,
@@ -22,7 +23,7 @@ from onebit.memory.retrieval import (
 )
 from onebit.memory.storage import DeltaResult, check_patterns, delta_rule, hebbian, quantize_weights
 
-__all__ = ["ENGINES", "DeltaResult", "Retrieval", "active_sites", "b_matrix", "binarize_weights",
+__all__ = ["ENGINES", "TIES", "DeltaResult", "Retrieval", "active_sites", "b_matrix", "binarize_weights",
            "check_patterns", "delta_rule", "hebbian", "level_values", "line_proximity", "memories_retrieved",
            "point_proximity", "quantize_levels", "quantize_weights", "random_patterns", "retrieve",
            "spreading_order"]

@@ -22,6 +22,13 @@ strictly lower triangular, so position ``a`` depends only on positions ``< a``: 
 fixed point started from ``x_i`` equals ``x``; the neurons from which a memory is retrieved
 are its **active sites** (Lingashetty, arXiv:1006.4754 and 1007.0417).
 
+**A zero field** (``ties=``). The fragment is three-valued (0 = not yet active), and a field
+``(B f)_a`` can be exactly 0 (the Hebbian ``T`` is integer). ``"plus"`` (default, onebit's
+sgn(0) = +1): the neuron turns +1. ``"silent"``: it stays 0, the mathematical sign (``sign(0) =
+0`` as in numpy or MATLAB), so a memory whose fixed point keeps a silent neuron is not
+retrieved; silent neurons add nothing to the later fields. The papers' text, which would say
+which one they used, was not available here; numpy engine only (packed states are ±1 bits).
+
 **Multi-level** (``levels = L > 2``): ``f_a ← Q_L(g · (B f)_a / e_a)`` with
 ``e_a = Σ_{b<a} f_b²`` the energy of the active fragment (0 ⇒ field 0) and ``g`` the matrix's
 gain (1 for the Hebbian ``T``; ``mean ‖x‖²`` for the delta rule, whose ``W x ≈ x``): for a
@@ -43,10 +50,11 @@ from onebit.errors import ConfigError, unknown_choice
 from onebit.memory.multilevel import level_values, quantize_levels
 from onebit.memory.storage import check_patterns
 
-__all__ = ["ENGINES", "Retrieval", "active_sites", "b_matrix", "line_proximity", "memories_retrieved",
+__all__ = ["ENGINES", "TIES", "Retrieval", "active_sites", "b_matrix", "line_proximity", "memories_retrieved",
            "point_proximity", "retrieve", "spreading_order"]
 
 ENGINES = ("numpy", "float-input", "xnor")
+TIES = ("plus", "silent")
 Product = Callable[[np.ndarray], np.ndarray]
 
 
@@ -114,17 +122,18 @@ class Retrieval:
 
 
 def iterate(product: Product, values: np.ndarray, n: int, levels: int, gain: float,
-            first: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+            first: np.ndarray | None = None, ties: str = "plus") -> tuple[np.ndarray, int]:
     """Kak's iteration in spreading order: ``f ← step(product(f))`` from the fragment
     ``(values, 0, …, 0)``, position 0 held, until unchanged (at most ``N + 1`` products).
     ``first``: the first field ``B f⁰`` if the caller computes it (an engine whose states are bits
-    cannot hold the fragment's zeros). Returns the states in spreading order and the count."""
+    cannot hold the fragment's zeros); ``ties``: a zero field gives +1 (``"plus"``) or 0
+    (``"silent"``, binary only). Returns the states in spreading order and the count."""
     f = np.zeros((len(values), n))
     f[:, 0] = values
     for it in range(1, n + 2):
         y = first if (it == 1 and first is not None) else product(f)
         if levels == 2:
-            nxt = np.where(y >= 0, 1.0, -1.0)
+            nxt = np.sign(y) if ties == "silent" else np.where(y >= 0, 1.0, -1.0)
         else:
             energy = np.zeros_like(f)  # Σ_{b<a} f_b², from the earlier positions only (exactly)
             energy[:, 1:] = np.cumsum(f * f, axis=1)[:, :-1]
@@ -139,7 +148,8 @@ def iterate(product: Product, values: np.ndarray, n: int, levels: int, gain: flo
 
 
 def retrieve(weights: np.ndarray, clamped: int, values: object, proximity: np.ndarray | None = None, *,
-             engine: str = "numpy", levels: int = 2, gain: float = 1.0, num_threads: int = 0) -> Retrieval:
+             engine: str = "numpy", levels: int = 2, gain: float = 1.0, num_threads: int = 0,
+             ties: str = "plus") -> Retrieval:
     """Retrieve from neuron ``clamped`` held at each of ``values`` (M clamp values; one level each).
 
     Args:
@@ -154,6 +164,8 @@ def retrieve(weights: np.ndarray, clamped: int, values: object, proximity: np.nd
             states in the XNOR-popcount kernel); the packed engines need ``levels = 2``.
         levels: neuron levels (2: ±1); gain: the multi-level field's gain ``g`` (ignored at 2).
         num_threads: the engine's threads (0: its default).
+        ties: a zero field gives +1 (``"plus"``, sgn(0) = +1) or leaves the neuron silent at 0
+            (``"silent"``; numpy engine, ``levels = 2``).
     """
     w = _check_weights(weights)
     n = w.shape[0]
@@ -161,13 +173,18 @@ def retrieve(weights: np.ndarray, clamped: int, values: object, proximity: np.nd
     vals = np.atleast_1d(np.asarray(values, dtype=np.float64))
     if vals.ndim != 1 or not np.isin(vals, level_values(levels)).all():
         raise ConfigError(f"values must be clamp values in {level_values(levels).tolist()}, got {values!r}")
-    _check_engine(engine, levels, gain)
-    return _retrieve(w, order, vals, engine, levels, float(gain), num_threads)
+    _check_engine(engine, levels, gain, ties)
+    return _retrieve(w, order, vals, engine, levels, float(gain), num_threads, ties)
 
 
-def _check_engine(engine: str, levels: int, gain: float) -> None:
+def _check_engine(engine: str, levels: int, gain: float, ties: str = "plus") -> None:
     if engine not in ENGINES:
         raise unknown_choice("retrieval engine", engine, ENGINES)
+    if ties not in TIES:
+        raise unknown_choice("ties", ties, TIES)
+    if ties == "silent" and (engine != "numpy" or levels != 2):
+        raise ConfigError(f"ties='silent' needs engine='numpy' and levels=2 (packed states are ±1 bits), got "
+                          f"engine={engine!r}, levels={levels}")
     if engine != "numpy" and levels != 2:
         raise ConfigError(f"engine {engine!r} runs ±1 neurons only (levels=2); use engine='numpy' for "
                           f"levels={levels}")
@@ -176,12 +193,12 @@ def _check_engine(engine: str, levels: int, gain: float) -> None:
 
 
 def _retrieve(w: np.ndarray, order: np.ndarray, vals: np.ndarray, engine: str, levels: int, gain: float,
-              num_threads: int) -> Retrieval:
+              num_threads: int, ties: str = "plus") -> Retrieval:
     """:func:`retrieve` on checked arguments."""
     n = w.shape[0]
     if engine == "numpy":
         b = b_matrix(w, order)
-        states, iterations = iterate(lambda f: f @ b.T, vals, n, levels, gain)
+        states, iterations = iterate(lambda f: f @ b.T, vals, n, levels, gain, ties=ties)
     else:
         from onebit.memory.engine import packed_iteration
 
@@ -192,22 +209,24 @@ def _retrieve(w: np.ndarray, order: np.ndarray, vals: np.ndarray, engine: str, l
 
 
 def active_sites(weights: np.ndarray, patterns: object, proximity: np.ndarray | None = None, *,
-                 engine: str = "numpy", levels: int = 2, gain: float = 1.0, num_threads: int = 0) -> np.ndarray:
+                 engine: str = "numpy", levels: int = 2, gain: float = 1.0, num_threads: int = 0,
+                 ties: str = "plus") -> np.ndarray:
     """``sites[m, i]``: memory ``m`` is retrieved from neuron ``i`` (clamped to ``x_m[i]``), bool ``(k, N)``.
 
     One :func:`retrieve` per neuron, from each distinct value the memories hold there (they share
-    the neuron's ``B``; memories with the same value there share the fixed point).
+    the neuron's ``B``; memories with the same value there share the fixed point). ``ties``: as in
+    :func:`retrieve`.
     """
     x = check_patterns(patterns, levels)
     w = _check_weights(weights)
     if x.shape[1] != w.shape[0]:
         raise ConfigError(f"patterns have N={x.shape[1]} neurons but weights are {w.shape}")
     p = _check_proximity(proximity, w.shape[0])
-    _check_engine(engine, levels, gain)
+    _check_engine(engine, levels, gain, ties)
     sites = np.zeros(x.shape, dtype=bool)
     for i in range(w.shape[0]):
         starts, which = np.unique(x[:, i], return_inverse=True)  # memories with one value there share a start
-        r = _retrieve(w, spreading_order(p, i), starts, engine, levels, float(gain), num_threads)
+        r = _retrieve(w, spreading_order(p, i), starts, engine, levels, float(gain), num_threads, ties)
         sites[:, i] = (r.states[which] == x).all(axis=1)
     return sites
 

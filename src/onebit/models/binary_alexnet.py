@@ -41,13 +41,18 @@ def _pooled(n: int) -> int:
 def binary_alexnet(
     num_classes: int, in_shape: tuple[int, ...], dense: int = 4096, input_quantizer: QuantizerSpec = "ste_sign",
     weight_quantizer: QuantizerSpec = "ste_sign",
+    channels: list[int] | tuple[int, ...] = (64, 192, 384, 384, 256),
 ) -> nn.Module:
     """BinaryAlexNet: 5 binary convs and 3 binary dense layers, BatchNorm without scale (61,859,192 parameters).
 
-    ``dense``: the width of the two hidden dense layers (Larq zoo's: 4096).
+    ``dense``: the width of the two hidden dense layers (Larq zoo's: 4096). ``channels``: the
+    five convs' widths (Larq zoo's ``inflation_ratio`` r gives (64r, 192r, 384r, 384r, 256)).
     """
     if not isinstance(dense, int) or isinstance(dense, bool) or dense < 1:
         raise ConfigError(f"dense must be a positive integer, got {dense!r}")
+    if (not isinstance(channels, list | tuple) or len(channels) != 5
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in channels)):
+        raise ConfigError(f"channels must be 5 positive integers (one per conv), got {channels!r}")
     if len(in_shape) != 3:
         raise ConfigError(f"BinaryAlexNet needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
     h, w = (-(-n // 4) for n in in_shape[1:])  # the 11x11/4 "same" conv
@@ -55,18 +60,18 @@ def binary_alexnet(
     if min(h, w) < 1:
         raise ConfigError(f"BinaryAlexNet needs inputs of at least 61x61, got {in_shape[1]}x{in_shape[2]}")
     layers: list[nn.Module] = []
-    channels = in_shape[0]
-    for i, (out, kernel, stride, pool) in enumerate(
-            ((64, 11, 4, True), (192, 5, 1, True), (384, 3, 1, False), (384, 3, 1, False), (256, 3, 1, True))):
-        layers.append(QuantConv2d(channels, out, kernel, stride=stride, padding="same", bias=False,
+    cin = in_shape[0]
+    for i, (out, kernel, stride, pool) in enumerate(zip(channels, (11, 5, 3, 3, 3), (4, 1, 1, 1, 1),
+                                                        (True, True, False, False, True))):
+        layers.append(QuantConv2d(cin, out, kernel, stride=stride, padding="same", bias=False,
                                   input_quantizer=None if i == 0 else input_quantizer,
                                   weight_quantizer=weight_quantizer))
         if pool:
             layers.append(nn.MaxPool2d(3, stride=2))
         layers.append(_bn_no_scale(nn.BatchNorm2d, out))
-        channels = out
+        cin = out
     layers.append(nn.Flatten())
-    features = channels * h * w
+    features = cin * h * w
     for out in (dense, dense, num_classes):
         layers += [QuantLinear(features, out, bias=False, input_quantizer=input_quantizer,
                                weight_quantizer=weight_quantizer), _bn_no_scale(nn.BatchNorm1d, out)]

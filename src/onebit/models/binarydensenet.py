@@ -22,7 +22,9 @@ dilation (1, 1, 2, 4), hence no pooling before its last two blocks. Parameter co
 Deliberate differences from the Keras reference: TensorFlow's "same" padding of the strided
 stem conv and max-pool pads 2 before / 3 after (conv) and 0 / 1 (pool); PyTorch's symmetric
 ``padding=3`` / ``padding=1`` gives the same output sizes one pixel shifted, which matters only
-for loading Keras weights. BatchNorm momentum 0.9 in Keras is PyTorch's 0.1 (the default);
+for loading Keras weights: ``padding="keras"`` pads as Keras does (:mod:`onebit.models.same_padding`;
+the dense layers' stride-1 convs pad the same either way), so a Larq-zoo file computes Larq zoo's
+function in it (:mod:`onebit.convert.zoo`). BatchNorm momentum 0.9 in Keras is PyTorch's 0.1 (the default);
 larq's WeightClip(1.3) kernel constraint is a training setting: use
 ``onebit.optim.clip_latent_weights(optimizer, params, 1.3)``.
 """
@@ -36,6 +38,7 @@ from torch import Tensor, nn
 
 from onebit.errors import ConfigError
 from onebit.models.registry import IMAGENET, register_model
+from onebit.models.same_padding import check_padding, max_pool, stem_conv
 from onebit.nn import QuantConv2d, Quantizer, QuantizerSpec, SteSign, get_quantizer
 
 PAPER = "Bethge et al. 2019, BinaryDenseNet: Developing an Architecture for Binary Neural Networks (ICCV-W)"
@@ -80,19 +83,21 @@ def _densenet(
     name: str, blocks: tuple[int, ...], reduction: tuple[float, ...], dilation: tuple[int, ...],
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int, growth_rate: int,
     input_quantizer: QuantizerSpec, weight_quantizer: QuantizerSpec, clip_value: float, pad_value: float,
+    padding: str = "symmetric",
 ) -> nn.Sequential:
     if len(in_shape) != 3:
         raise ConfigError(f"{name} needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
     for arg, v in (("initial_filters", initial_filters), ("growth_rate", growth_rate)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ConfigError(f"{name}: {arg} must be a positive integer, got {v!r}")
+    check_padding(name, padding)
     c, h, w = in_shape
     imagenet_stem = h >= 50  # larq zoo: `if image_input.shape[1] < 50` picks the CIFAR stem
     if imagenet_stem:
         layers: dict[str, nn.Module] = {
-            "stem_conv": nn.Conv2d(c, initial_filters, 7, stride=2, padding=3, bias=False),
+            "stem_conv": stem_conv(c, initial_filters, 7, 2, padding),
             "stem_bn": nn.BatchNorm2d(initial_filters, eps=1e-5), "stem_relu": nn.ReLU(),
-            "stem_pool": nn.MaxPool2d(3, stride=2, padding=1),
+            "stem_pool": max_pool(3, 2, ((h + 1) // 2, (w + 1) // 2), padding)[0],
         }
         sizes = [(s + 1) // 2 for s in ((h + 1) // 2, (w + 1) // 2)]
     else:
@@ -132,11 +137,12 @@ def _densenet(
 def binarydensenet28(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
-    clip_value: float = CLIP_VALUE, pad_value: float = 0.0,
+    clip_value: float = CLIP_VALUE, pad_value: float = 0.0, padding: str = "symmetric",
 ) -> nn.Module:
     """BinaryDenseNet28: dense blocks of 6, 6, 6, 5 binary 3×3 convs; reductions 2.7, 2.7, 2.2."""
     return _densenet("binarydensenet28", (6, 6, 6, 5), (2.7, 2.7, 2.2), (1, 1, 1, 1), num_classes, in_shape,
-                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
+                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value,
+                     padding)
 
 
 @register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
@@ -144,11 +150,12 @@ def binarydensenet28(
 def binarydensenet37(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
-    clip_value: float = CLIP_VALUE, pad_value: float = 0.0,
+    clip_value: float = CLIP_VALUE, pad_value: float = 0.0, padding: str = "symmetric",
 ) -> nn.Module:
     """BinaryDenseNet37: dense blocks of 6, 8, 12, 6 binary 3×3 convs; reductions 3.3, 3.3, 4."""
     return _densenet("binarydensenet37", (6, 8, 12, 6), (3.3, 3.3, 4), (1, 1, 1, 1), num_classes, in_shape,
-                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
+                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value,
+                     padding)
 
 
 @register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
@@ -156,11 +163,12 @@ def binarydensenet37(
 def binarydensenet37_dilated(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
-    clip_value: float = CLIP_VALUE, pad_value: float = 0.0,
+    clip_value: float = CLIP_VALUE, pad_value: float = 0.0, padding: str = "symmetric",
 ) -> nn.Module:
     """BinaryDenseNet37 Dilated: as 37, the last two blocks dilated 2 and 4 instead of pooled (stride 8)."""
     return _densenet("binarydensenet37_dilated", (6, 8, 12, 6), (3.3, 3.3, 4), (1, 1, 2, 4), num_classes, in_shape,
-                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
+                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value,
+                     padding)
 
 
 @register_model(family="BinaryDenseNet", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
@@ -168,8 +176,9 @@ def binarydensenet37_dilated(
 def binarydensenet45(
     num_classes: int, in_shape: tuple[int, ...], initial_filters: int = 64, growth_rate: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
-    clip_value: float = CLIP_VALUE, pad_value: float = 0.0,
+    clip_value: float = CLIP_VALUE, pad_value: float = 0.0, padding: str = "symmetric",
 ) -> nn.Module:
     """BinaryDenseNet45: dense blocks of 6, 12, 14, 8 binary 3×3 convs; reductions 2.7, 3.3, 4."""
     return _densenet("binarydensenet45", (6, 12, 14, 8), (2.7, 3.3, 4), (1, 1, 1, 1), num_classes, in_shape,
-                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value)
+                     initial_filters, growth_rate, input_quantizer, weight_quantizer, clip_value, pad_value,
+                     padding)

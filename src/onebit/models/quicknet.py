@@ -23,13 +23,19 @@ latent-weight clip (``WeightClip(1.25)``) belongs to the optimizer: train with
 
 Padding: Keras ``"same"`` pads ``total = max((⌈n/s⌉ − 1)·s + k − n, 0)`` with the odd
 pixel at the bottom/right, where PyTorch pads symmetrically. ``padding="keras"`` (the
-default) reproduces Keras exactly for the input size the model is built for: a symmetric
-pad becomes the conv's own padding, an asymmetric one an ``nn.ZeroPad2d`` before the conv.
-At 224×224 the two stride-2 stem convs need (0, 1) padding (the transitions' depthwise
-convs see odd sizes and pad (1, 1)); the exporter folds each ZeroPad2d into its float
-conv (a kernel one tap larger with zero taps), so the engine runs Keras's padding exactly.
-``padding="symmetric"`` pads k//2 on every side: the same shapes, parameters and cost,
-the input shifted by one pixel in the two stem convs.
+default) makes the three kinds of stride-2 float convs (the stem's conv and depthwise conv,
+the transitions' blur-pool) ``QuantConv2d(padding="same")``, TensorFlow's rule at every input
+size: at 224×224 the two stem convs pad (0, 1) (the transitions' depthwise convs see odd
+sizes and pad (1, 1)); the engine runs the same padding exactly. ``padding="symmetric"``
+pads k//2 on every side: the same shapes, parameters and cost, the input shifted by one
+pixel in the two stem convs.
+
+Checkpoints saved before 2026-12-07 (second session) built Keras's asymmetric padding as an
+``nn.ZeroPad2d`` before the conv, which shifted the later indices of the stem (and of a
+transition whose input was even) by one: at 224×224 ``stem.1`` → ``stem.0``, ``stem.2`` →
+``stem.1``, ``stem.5`` → ``stem.3``, ``stem.6``/``7``/``8`` → ``stem.4``/``5``/``6``.
+``load_state_dict`` reads such checkpoints as they are (a pre-hook renames the keys); the
+outputs are identical.
 """
 
 from __future__ import annotations
@@ -74,16 +80,48 @@ def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _same_conv(cin: int, cout: int, kernel: int, stride: int, hw: tuple[int, int], padding: str,
-               groups: int = 1) -> tuple[list[nn.Module], tuple[int, int]]:
-    """A float conv with Keras ``"same"`` output size ⌈n/s⌉, padded as ``padding`` says; (layers, output size)."""
+               groups: int = 1) -> tuple[nn.Conv2d, tuple[int, int], bool]:
+    """A float conv with Keras ``"same"`` output size ⌈n/s⌉, padded as ``padding`` says; (conv, output size,
+    whether the construction before TF-style "same" put an ``nn.ZeroPad2d`` before it: asymmetric pads)."""
     out_hw = (math.ceil(hw[0] / stride), math.ceil(hw[1] / stride))
     if padding == "symmetric":
-        return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)], out_hw
+        return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), out_hw, False
     (top, bottom), (left, right) = _same_pads(hw[0], kernel, stride), _same_pads(hw[1], kernel, stride)
-    if (top, left) == (bottom, right):
-        return [nn.Conv2d(cin, cout, kernel, stride, (top, left), groups=groups, bias=False)], out_hw
-    return [nn.ZeroPad2d((left, right, top, bottom)),
-            nn.Conv2d(cin, cout, kernel, stride, 0, groups=groups, bias=False)], out_hw
+    conv = QuantConv2d(cin, cout, kernel, stride, padding="same", groups=groups, bias=False)
+    return conv, out_hw, (top, left) != (bottom, right)
+
+
+class _ZeroPadKeys:
+    """``load_state_dict`` pre-hook: read checkpoints saved before QuickNet's Keras padding became
+    ``QuantConv2d(padding="same")``, when an ``nn.ZeroPad2d`` (no state) stood before each conv with
+    asymmetric padding (``padded``: those convs' indices now) and shifted the later indices by one,
+    e.g. at 224 × 224 the stem's ``stem.1``, ``stem.2``, ``stem.5``, ... became ``stem.0``, ``stem.1``,
+    ``stem.3``, ..."""
+
+    def __init__(self, padded: list[int]) -> None:
+        self.padded = list(padded)
+
+    def __call__(self, module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+        old_len = len(module) + len(self.padded)
+        if f"{prefix}{old_len - 1}.running_mean" not in state_dict:  # the last BatchNorm's old key: a new checkpoint
+            return
+        old_to_new, old = {}, 0
+        for i in range(len(module)):
+            old += i in self.padded
+            old_to_new[old], old = i, old + 1
+        moved = {}
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            index, _, rest = key[len(prefix):].partition(".")
+            if index.isdigit() and int(index) in old_to_new:
+                moved[f"{prefix}{old_to_new[int(index)]}.{rest}"] = state_dict.pop(key)
+        state_dict.update(moved)
+
+
+def _keras_sequential(layers: list[nn.Module], padded: list[int]) -> nn.Sequential:
+    seq = nn.Sequential(*layers)
+    if padded:
+        seq.register_load_state_dict_pre_hook(_ZeroPadKeys(padded))
+    return seq
 
 
 def _bn(channels: int, keras_default: bool = False, affine: bool = True) -> nn.BatchNorm2d:
@@ -124,27 +162,27 @@ def _blurpool(conv: nn.Conv2d) -> None:
 
 
 def _stem(cin: int, filters: int, hw: tuple[int, int], padding: str) -> tuple[nn.Sequential, tuple[int, int]]:
-    conv, hw = _same_conv(cin, filters // 4, 3, 2, hw, padding)
-    _keras_init(conv[-1].weight, "he")
-    depthwise, hw = _same_conv(filters // 4, filters // 4, 3, 2, hw, padding, groups=filters // 4)
+    conv, hw, conv_padded = _same_conv(cin, filters // 4, 3, 2, hw, padding)
+    _keras_init(conv.weight, "he")
+    depthwise, hw, depthwise_padded = _same_conv(filters // 4, filters // 4, 3, 2, hw, padding, groups=filters // 4)
     # Keras DepthwiseConv2D's glorot_uniform on its (3, 3, C, 1) kernel: fan_in 9·C, fan_out 9.
     limit = math.sqrt(6.0 / (9 * (filters // 4) + 9))
-    nn.init.uniform_(depthwise[-1].weight, -limit, limit)
+    nn.init.uniform_(depthwise.weight, -limit, limit)
     pointwise = nn.Conv2d(filters // 4, filters, 1, bias=False)
     _keras_init(pointwise.weight, "he")
-    layers = [*conv, _bn(filters // 4, keras_default=True), nn.ReLU(),
-              *depthwise, _bn(filters // 4, keras_default=True, affine=False),
+    layers = [conv, _bn(filters // 4, keras_default=True), nn.ReLU(),
+              depthwise, _bn(filters // 4, keras_default=True, affine=False),
               pointwise, _bn(filters, keras_default=True)]
-    return nn.Sequential(*layers), hw
+    return _keras_sequential(layers, [0] * conv_padded + [3] * depthwise_padded), hw
 
 
 def _transition(cin: int, cout: int, hw: tuple[int, int], padding: str) -> tuple[nn.Sequential, tuple[int, int]]:
     hw = (hw[0] - 1, hw[1] - 1)  # 2×2 max-pool, stride 1, no padding
-    blur, hw = _same_conv(cin, cin, 3, 2, hw, padding, groups=cin)
-    _blurpool(blur[-1])
+    blur, hw, padded = _same_conv(cin, cin, 3, 2, hw, padding, groups=cin)
+    _blurpool(blur)
     pointwise = nn.Conv2d(cin, cout, 1, bias=False)
     _keras_init(pointwise.weight, "glorot")
-    return nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, stride=1), *blur, pointwise, _bn(cout)), hw
+    return _keras_sequential([nn.ReLU(), nn.MaxPool2d(2, stride=1), blur, pointwise, _bn(cout)], [2] * padded), hw
 
 
 def _quicknet(

@@ -10,7 +10,9 @@ is Keras's (momentum 0.9, ε 1e-5). Larq zoo counts 11,699,368 parameters at 224
 and 1000 classes (BatchNorm as 4 vectors). Convs pad as TensorFlow's ``"same"``; the
 stem's max-pool pads 1 on each side (PyTorch's; Keras's "same" pads 0 before and 1 after
 at even sizes), so with the small-input stem (inputs under 50 px) the network computes
-exactly Larq zoo's, and a Larq-zoo file of that size converts onto it (``onebit.convert``).
+exactly Larq zoo's, and a Larq-zoo file of that size converts onto it (``onebit.convert``);
+``padding="keras"`` pads the max-pool as Keras does too (:mod:`onebit.models.same_padding`), so
+the ImageNet stem is Larq zoo's at every size.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 
 from onebit.errors import ConfigError
 from onebit.models.registry import IMAGENET, register_model
+from onebit.models.same_padding import check_padding, max_pool
 from onebit.nn import QuantConv2d, QuantizerSpec, get_quantizer
 
 PAPER = "Bethge et al. 2019, Back to Simplicity: How to Train Accurate BNNs from Scratch? (arXiv:1906.08637)"
@@ -55,8 +58,13 @@ class ResNetEBlock(nn.Module):
 def binary_resnet_e18(
     num_classes: int, in_shape: tuple[int, ...], width: int = 64,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "ste_sign",
+    padding: str = "symmetric",
 ) -> nn.Module:
-    """BinaryResNetE18: 16 binary 3×3 convs, each with its own shortcut (11,699,368 parameters)."""
+    """BinaryResNetE18: 16 binary 3×3 convs, each with its own shortcut (11,699,368 parameters).
+
+    ``padding``: the ImageNet stem's max-pool pads 1 on both sides (``"symmetric"``) or as Keras
+    (``"keras"``, Larq zoo's); every conv pads as Keras either way."""
+    check_padding("BinaryResNetE18", padding)
     if len(in_shape) != 3:
         raise ConfigError(f"BinaryResNetE18 needs (channels, height, width) inputs, got in_shape {tuple(in_shape)}")
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
@@ -66,7 +74,9 @@ def binary_resnet_e18(
                           f"got {in_shape[1]}x{in_shape[2]}")
     if min(in_shape[1:]) >= 50:
         stem: list[nn.Module] = [QuantConv2d(in_shape[0], width, 7, stride=2, padding="same", bias=False),
-                                 _bn(width), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1), _bn(width)]
+                                 _bn(width), nn.ReLU(),
+                                 max_pool(3, 2, tuple(-(-n // 2) for n in in_shape[1:]), padding)[0],  # type: ignore[arg-type]
+                                 _bn(width)]
     else:
         stem = [QuantConv2d(in_shape[0], width, 3, padding="same", bias=False)]
     for n in in_shape[1:]:  # the shortcut's unpadded AvgPool2d(2) must meet the conv's ⌈n/2⌉ three times

@@ -23,6 +23,19 @@ after the second binary linear layer's sign and before the float classifier, Bat
 authors' Torch release (allenai/XNOR-Net ``models/alexnetxnor.lua``), so a 224×224 input
 gives the 6×6×256 features that jiecaoyu obtains from 227×227 crops without padding.
 
+``xnornet_alexnet(variant="larq")`` is Larq zoo's XNORNet (``larq_zoo/literature/xnornet.py``,
+v0.2.0 weights), another network: no biases, no ReLU after the binary layers but the last, every
+BatchNorm without scale (Keras ``scale=False``: β, mean, variance; ε 1e-5 after the stem,
+1e-4 before each binary layer, 1e-3 last), the pools before the BatchNorm, and the first
+dense layer a binary 6×6 conv (unpadded: inputs of at least 217×217) followed by a binary
+1×1 conv, BN → ReLU and a float dense layer without bias: 62,396,768 parameters at
+224×224 and 1000 classes (Keras counting). The stem is a float 11×11/4 conv with
+TensorFlow's "same" padding ((3, 4) at 224: ``QuantConv2d(padding="same")``); the binary convs
+pad with 0 after the sign, as Larq's default ``pad_values=0``. Larq's weight quantizer
+``xnor_weight_scale`` is α_c · sign(clip(w, ±1)), α_c = mean |clip(w_c)|: onebit's ``xnor_sign``
+on latent weights kept in [−1, 1], as Larq's ``weight_clip`` constraint keeps them (train with
+``latent_clip=1.0``; :mod:`onebit.convert` clips the file's weights when it loads them).
+
 ``xnornet_resnet18``: the paper reports XNOR ResNet-18 without releasing it, and neither
 reference above has one. It is ResNet-18 (torchvision's stages, strides and stem) with
 each basic block's two 3×3 convs made ``BinConv2d`` units — the paper's BN → sign → binary
@@ -37,10 +50,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from onebit.errors import ConfigError
+from onebit.errors import ConfigError, unknown_choice
 from onebit.models.registry import IMAGENET, register_model
 from onebit.nn import QuantConv2d, QuantizerSpec, QuantLinear
 
@@ -96,18 +110,77 @@ def _widths(name: str, value: list[int] | tuple[int, ...], count: int) -> list[i
     return list(value)
 
 
+VARIANTS = ("jiecaoyu", "larq")
+
+
+def _bn_no_scale(cls: type[nn.Module], channels: int, eps: float) -> nn.Module:
+    """Keras ``BatchNormalization(scale=False, momentum=0.9)``: γ fixed at 1 (a non-persistent buffer, so
+    neither trained, saved nor counted), β learned: 3 vectors per channel."""
+    bn = cls(channels, eps=eps, momentum=0.1)
+    del bn.weight
+    bn.register_buffer("weight", torch.ones(channels), persistent=False)
+    return bn
+
+
+def _larq_alexnet(c: int, h: int, w: int, channels: list[int], hidden: int, num_classes: int, pad_value: float,
+                  input_quantizer: QuantizerSpec, weight_quantizer: QuantizerSpec) -> nn.Module:
+    """Larq zoo's XNORNet (``larq_zoo/literature/xnornet.py``) layer for layer; see the module docstring."""
+    c1, c2, c3, c4, c5 = channels
+    h_out, w_out = -(-h // 4), -(-w // 4)  # the 11×11/4 "same" conv
+    for _ in range(3):  # three 3×3/2 max-pools; the binary 3×3 and 5×5 convs keep the size
+        h_out, w_out = (h_out - 3) // 2 + 1, (w_out - 3) // 2 + 1
+    h_out, w_out = h_out - 5, w_out - 5  # the 6×6 conv, unpadded
+    if min(h_out, w_out) < 1:
+        raise ConfigError(f"xnornet_alexnet (variant 'larq') ends in an unpadded 6×6 conv on a map downsampled 32 "
+                          f"times: inputs must be at least 217x217, got {h}x{w}")
+
+    def binary(cin: int, cout: int, kernel: int, padding: int = 0) -> QuantConv2d:  # Keras "same" = k//2 at stride 1
+        return QuantConv2d(cin, cout, kernel, padding=padding, pad_value=pad_value, bias=False,
+                           input_quantizer=input_quantizer, weight_quantizer=weight_quantizer)
+
+    features = nn.Sequential(
+        QuantConv2d(c, c1, 11, stride=4, padding="same", bias=False), _bn_no_scale(nn.BatchNorm2d, c1, 1e-5),
+        nn.ReLU(), nn.MaxPool2d(3, stride=2),
+        _bn_no_scale(nn.BatchNorm2d, c1, 1e-4), binary(c1, c2, 5, 2), nn.MaxPool2d(3, stride=2),
+        _bn_no_scale(nn.BatchNorm2d, c2, 1e-4), binary(c2, c3, 3, 1),
+        _bn_no_scale(nn.BatchNorm2d, c3, 1e-4), binary(c3, c4, 3, 1),
+        _bn_no_scale(nn.BatchNorm2d, c4, 1e-4), binary(c4, c5, 3, 1), nn.MaxPool2d(3, stride=2),
+    )
+    classifier = nn.Sequential(
+        _bn_no_scale(nn.BatchNorm2d, c5, 1e-4), binary(c5, hidden, 6),
+        _bn_no_scale(nn.BatchNorm2d, hidden, 1e-4), binary(hidden, hidden, 1),
+        _bn_no_scale(nn.BatchNorm2d, hidden, 1e-3), nn.ReLU(), nn.Flatten(),
+        nn.Linear(hidden * h_out * w_out, num_classes, bias=False),
+    )
+    return nn.Sequential(OrderedDict(features=features, classifier=classifier))
+
+
 @register_model(family="XNOR-Net", paper=PAPER, in_shape=IMAGENET, num_classes=1000,
                 params=62_452_840, params_source='jiecaoyu/XNOR-Net-PyTorch AlexNet, BatchNorm as 4 vectors')
 def xnornet_alexnet(
     num_classes: int, in_shape: tuple[int, ...], channels: list[int] | tuple[int, ...] = (96, 256, 384, 384, 256),
-    hidden: int = 4096, dropout: float = 0.5, pad_value: float = 0.0,
+    hidden: int = 4096, dropout: float | None = None, pad_value: float = 0.0,
     input_quantizer: QuantizerSpec = "ste_sign", weight_quantizer: QuantizerSpec = "xnor_sign",
+    variant: str = "jiecaoyu",
 ) -> nn.Module:
-    """XNOR-Net AlexNet (jiecaoyu/XNOR-Net-PyTorch): float 11×11/4 conv, 4 binary convs, 2 binary FC, float FC."""
+    """XNOR-Net AlexNet (jiecaoyu/XNOR-Net-PyTorch): float 11×11/4 conv, 4 binary convs, 2 binary FC, float FC.
+
+    ``variant="larq"``: Larq zoo's XNORNet instead (no biases, a ReLU only before the classifier, a binary
+    6×6 conv as the first dense layer, BatchNorm without scale; 62,396,768 parameters at 224×224 and
+    1000 classes, Keras counting). ``dropout`` (default 0.5) is the jiecaoyu variant's; Larq's has none.
+    """
+    if variant not in VARIANTS:
+        raise unknown_choice("xnornet_alexnet variant", variant, VARIANTS)
     c, h, w = _image_shape("xnornet_alexnet", in_shape)
     c1, c2, c3, c4, c5 = _widths("channels", channels, 5)
     if not isinstance(hidden, int) or hidden < 1:
         raise ConfigError(f"hidden must be a positive integer, got {hidden!r}")
+    if variant == "larq":
+        if dropout is not None:
+            raise ConfigError("dropout is the jiecaoyu variant's: Larq zoo's XNORNet (variant 'larq') has no dropout")
+        return _larq_alexnet(c, h, w, [c1, c2, c3, c4, c5], hidden, num_classes, pad_value,
+                             input_quantizer, weight_quantizer)
+    dropout = 0.5 if dropout is None else dropout
     h_out, w_out = ((s + 4 - 11) // 4 + 1 for s in (h, w))
     for _ in range(3):  # three 3×3/2 max-pools; the binary convs keep the size
         h_out, w_out = (h_out - 3) // 2 + 1, (w_out - 3) // 2 + 1

@@ -11,7 +11,7 @@ __all__ = ["SELEMS", "dcross", "disk", "hstick", "structuring_element"]
 
 
 def disk(radius: int) -> np.ndarray:
-    """``{(i, j): i² + j² ≤ r²}`` in a ``(2r+1) × (2r+1)`` window (radius 3: the 7×7 disk, 37 pixels)."""
+    """``{(i, j): i² + j² ≤ r²}`` in a ``(2r+1) × (2r+1)`` window (radius 3: the 7×7 disk, 29 pixels)."""
     r = np.arange(-radius, radius + 1)
     return (r[:, None] ** 2 + r[None, :] ** 2) <= radius ** 2
 

@@ -11,6 +11,7 @@ from onebit.multilabel.baselines import (
     THRESHOLD_GRID,
     BinaryRelevance,
     ThresholdedSoftmax,
+    instance_thresholds,
     soft_target_cross_entropy,
 )
 from onebit.multilabel.datasets import (
@@ -37,6 +38,6 @@ from onebit.multilabel.training import TrainLog, predict_logits, train_multilabe
 __all__ = [
     "METRICS", "NRC_LABELS", "THRESHOLD_GRID", "YEAST_SPLITS", "BinaryRelevance", "MultiLabelData",
     "ThresholdedSoftmax", "TrainLog", "average_precision", "char_ngram_features", "hamming_loss",
-    "load_nrc_emotions", "load_yeast", "macro_f1", "micro_f1", "multilabel_metrics", "nrc_lexicon", "one_error",
+    "instance_thresholds", "load_nrc_emotions", "load_yeast", "macro_f1", "micro_f1", "multilabel_metrics", "nrc_lexicon", "one_error",
     "predict_logits", "soft_target_cross_entropy", "subset_accuracy", "train_multilabel",
 ]

@@ -97,12 +97,13 @@ class BiRealBlock(nn.Module):
         input_quantizer: QuantizerSpec = "approx_sign",
         weight_quantizer: QuantizerSpec = "magnitude_aware_sign",
         pad_value: float = 0.0,
+        padding: int | str = 1,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ConfigError(f"BiRealBlock stride must be 1 or 2, got {stride!r}")
-        self.conv = QuantConv2d(
-            in_channels, out_channels, 3, stride=stride, padding=1, bias=False,
+        self.conv = QuantConv2d(  # padding="same": TensorFlow's (0, 1) at stride 2 on even inputs, as Larq zoo
+            in_channels, out_channels, 3, stride=stride, padding=padding, bias=False,
             input_quantizer=input_quantizer, weight_quantizer=weight_quantizer, pad_value=pad_value,
         )
         self.bn = nn.BatchNorm2d(out_channels)

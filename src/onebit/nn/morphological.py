@@ -6,9 +6,12 @@ Aouad & Talbot, "Binary Multi Channel Morphological Neural Network", DGMM 2022
 
 **BiSE** (binary structuring element) on one almost-binary channel ``x ∈ [0, 1]``::
 
-    W = softplus(θ) > 0,   B = −softplus(β) − ½,   BiSE(x) = ½·tanh(P·(W ⋆ x + B)) + ½
+    W = softplus(P_w·θ) > 0,   B = −softplus(β) − ½,   BiSE(x) = ½·tanh(P·(W ⋆ x + B)) + ½
 
-(``⋆`` is PyTorch's cross-correlation with replicate padding; ``P`` a learned sharpness).
+(``⋆`` is PyTorch's cross-correlation with replicate padding; ``P`` a learned sharpness;
+``P_w`` a learned scalar, 1 at initialisation: the reference's softplus weight layer
+``SoftplusThresholdLayer`` drops its arguments and so learns its own ``P_``, whatever
+``constant_weight_P`` says).
 **Theorem** (the paper's Prop. 1, ``bias_bounds_*`` in the reference): for inputs outside
 ``]v1, v2[`` (binary: v1 = 0, v2 = 1), the BiSE thresholded at ½ is exactly
 
@@ -65,16 +68,17 @@ def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
 
 
 def _set_normalized(module: nn.Module, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray,
-                    what: str) -> None:
+                    what: str, scale: torch.Tensor | float = 1.0) -> None:
     """Store positive ``weight`` and a bias < −½ as the raw parameters whose softplus gives them
-    (BiSE's and LUI's parametrization); ``what`` names the weights in the error."""
+    (BiSE's and LUI's parametrization; ``weight = softplus(scale·raw)``); ``what`` names the
+    weights in the error."""
     weight, bias = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32)
     if weight.shape != module.weight_raw.shape or not bool((weight > 0).all()):
         raise ConfigError(f"{what} must be positive, of shape {tuple(module.weight_raw.shape)}")
     if bias.shape != module.bias_raw.shape or not bool((bias < -0.5).all()):
         raise ConfigError(f"bias must be < -0.5, of shape {tuple(module.bias_raw.shape)}")
     with torch.no_grad():
-        module.weight_raw.copy_(_softplus_inverse(weight))
+        module.weight_raw.copy_(_softplus_inverse(weight) / scale)
         module.bias_raw.copy_(_softplus_inverse(-bias - 0.5))
 
 
@@ -195,11 +199,12 @@ def _positive_int(name: str, value: int) -> int:
 
 
 class BiSE(nn.Module):
-    """One input channel → ``out_channels`` BiSE outputs ``½·tanh(P·(softplus(θ) ⋆ x + B)) + ½``.
+    """One input channel → ``out_channels`` BiSE outputs ``½·tanh(P·(softplus(P_w·θ) ⋆ x + B)) + ½``.
 
     Initialisation as the reference configs (``init_weight_mode="conv_0.5"``,
     ``activation_P=0``, ``init_bias_value=−2``): normalized weights = PyTorch's default
-    conv initialisation + 0.5, raw bias −2 (B ≈ −0.627), P = 0 and learned.
+    conv initialisation + 0.5, raw bias −2 (B ≈ −0.627), P = 0 and learned, the weight
+    sharpness ``P_w`` = 1 and learned (one scalar per BiSE, as the reference's softplus layer).
     """
 
     def __init__(self, kernel_size: int, out_channels: int = 1, activation_P: float = 0.0,
@@ -210,13 +215,14 @@ class BiSE(nn.Module):
         conv = nn.Conv2d(1, out_channels, kernel_size)  # for PyTorch's default weight initialisation
         with torch.no_grad():
             self.weight_raw = nn.Parameter(_softplus_inverse(conv.weight + 0.5))
+        self.weight_P = nn.Parameter(torch.ones(1))
         self.bias_raw = nn.Parameter(torch.full((out_channels,), float(init_bias_value)))
         self.activation_P = nn.Parameter(torch.full((out_channels,), float(activation_P)))
 
     @property
     def weight(self) -> torch.Tensor:
-        """The normalized (positive) weights ``softplus(θ)``, shape ``(out, 1, k, k)``."""
-        return F.softplus(self.weight_raw)
+        """The normalized (positive) weights ``softplus(P_w·θ)``, shape ``(out, 1, k, k)``."""
+        return F.softplus(self.weight_raw * self.weight_P)
 
     @property
     def bias(self) -> torch.Tensor:
@@ -225,7 +231,7 @@ class BiSE(nn.Module):
 
     def set_normalized(self, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray) -> None:
         """Set the positive weights ``(out, 1, k, k)`` and the bias ``(out,)`` (every bias ≤ −½)."""
-        _set_normalized(self, weight, bias, "weights")
+        _set_normalized(self, weight, bias, "weights", self.weight_P.detach())
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """``W ⋆ x + B`` with replicate padding, ``(N, 1, H, W)`` → ``(N, out, H, W)``."""

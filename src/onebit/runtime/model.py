@@ -33,9 +33,11 @@ from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 __all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
 
 FORMAT = "onebit-model"
-FORMAT_VERSION = 3  # written by export; 2 added post_scale/post_bias (an affine after the activation),
-# 3 the conv nodes' padding_end (asymmetric padding: a runtime that ignored it would compute wrong sizes)
-READ_VERSIONS = (1, 2, 3)  # each version reads as the next one without its additions
+FORMAT_VERSION = 4  # written by export; 2 added post_scale/post_bias (an affine after the activation),
+# 3 the conv nodes' padding_end (asymmetric padding: a runtime that ignored it would compute wrong sizes),
+# 4 the pool objects' padding_end (TensorFlow's "same" max-pool, the same reason)
+READ_VERSIONS = (1, 2, 3, 4)  # each version reads as the next one without its additions
+# New node kinds (sigmoid, channel_mul) need no new version: a reader refuses an op it does not know, naming it.
 META_KEY = "onebit"
 
 
@@ -182,10 +184,13 @@ def _build(model: Model, graph: dict[str, Any], tensors: dict[str, np.ndarray], 
     known: dict[str, tuple[tuple[int, ...], bool]] = {"input": (tuple(spec["shape"]), False)}
     for i, node in enumerate(nodes):
         r = NodeReader(node, i, tensors, where)
+        if isinstance(node.get("op"), str) and node["op"] not in BUILDERS:
+            raise r.error(f"op must be one this onebit runs ({', '.join(BUILDERS)}), got the unknown op "
+                          f"{node['op']!r} (a newer onebit may have written it)")
         op = r.str("op", tuple(BUILDERS))
         name, out = r.str("name"), r.str("output")
         inputs = node.get("inputs")
-        arity = 2 if op == "add" else (None if op == "concat" else 1)
+        arity = 2 if op in ("add", "channel_mul") else (None if op == "concat" else 1)
         if not (isinstance(inputs, list) and inputs and all(isinstance(v, str) for v in inputs)
                 and (arity is None or len(inputs) == arity) and len(inputs) <= 1024):
             raise r.error(f"inputs must be a list of {arity or 'one or more'} value names, got {inputs!r}")

@@ -17,11 +17,18 @@ converts the user's NCHW input once.
               flip = +1, OR where flip = −1, which equals pooling ``y`` first);
               ``out="bits"`` after float: ``+1 iff y·scale + bias ≥ 0``;
               ``out="float"``: ``act(y·scale + bias)``, act ∈ none/relu/hardtanh.
-``maxpool2d`` on float NHWC or bits (max of ±1 = AND of the bits); ``avgpool2d`` on floats.
+``maxpool2d`` on float NHWC or bits (max of ±1 = AND of the bits); padded positions never win
+              (−inf), the pool's ``padding_end`` (bottom, right) may differ from its
+              ``padding`` (top, left): TensorFlow's "same". ``avgpool2d`` on floats.
 ``affine``    per-channel ``x·scale + bias`` (a BatchNorm on its own); ``act``: relu, hardtanh,
               prelu (``PReLU(x − shift_in) + shift_out``, ReActNet's RPReLU).
 ``add``       the sum of two float values (residual shortcuts); ``concat``: float values joined
               along channels (DenseNet).
+``embedding`` float token ids ``(L,)`` → table rows ``(1, L, D)``, float or packed signs
+              (:mod:`onebit.runtime.embedding`: a text CNN's first node).
+``sigmoid``   ``1/(1 + exp(−x))`` elementwise on floats; ``channel_mul``: a float (H, W, C) value
+              times a per-sample float (C,) vector, per channel (Real-to-Binary Net's gate:
+              global ``avgpool2d`` → ``flatten`` → float ``dense`` + relu → ``dense`` → ``sigmoid``).
 """
 
 from __future__ import annotations
@@ -260,6 +267,32 @@ def concat_run(srcs: list[str], out: str) -> Callable[[Values, int], None]:
     return run
 
 
+def sigmoid(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """``1 / (1 + exp(−x))`` elementwise, computed in float64 and rounded once to float32 (a gate's squashing)."""
+    if bits:
+        raise r.error("sigmoid needs a float input")
+
+    def run(values: Values, threads: int) -> None:
+        with np.errstate(over="ignore"):  # exp(−x) = inf below x ≈ −709: the result is 0, as it should be
+            values[out] = (1.0 / (1.0 + np.exp(-values[src].astype(np.float64)))).astype(np.float32)
+
+    return Layer("", "sigmoid", "float", shape, shape, False, run=run)
+
+
+def channel_mul(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
+    """A float (H, W, C) value times a per-sample float vector (C,): ``x[n, h, w, c]·g[n, c]``, the
+    data-dependent channel gate of Real-to-Binary Net (squeeze-and-excitation's product)."""
+    (sx, bx), (sg, bg) = known
+    if bx or bg or len(sx) != 3 or sg != (sx[2],):
+        raise r.error(f"channel_mul needs a float (H, W, C) value and a float (C,) vector, got {sx} and {sg}")
+    x, g = srcs
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = values[x] * values[g][:, None, None, :]
+
+    return Layer("", "channel_mul", "float", sx, sx, False, run=run)
+
+
 def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None,
                       out: str) -> Callable[[Values, int], None]:
     """The packed sign of the channel concatenation of ``parts`` (through a BatchNorm
@@ -423,14 +456,24 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> i
 
 
 def _float_pool(y: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
-                threads: int, mean: bool = False) -> np.ndarray:
+                threads: int, mean: bool = False, pad_end: tuple[int, int] | None = None) -> np.ndarray:
     """Max- (or average-) pool of NHWC floats in onebit's kernel, threaded over output rows.
     Max: padded positions never win (PyTorch pads with −inf); average: padded zeros count
-    (count_include_pad), the window summed in order, then times the float32 1/(kh·kw)."""
-    return _core.fpool2d(np.ascontiguousarray(y, dtype=np.float32), kernel, stride, pad, mean, threads)
+    (count_include_pad), the window summed in order, then times the float32 1/(kh·kw).
+    ``pad`` is (top, left), ``pad_end`` (bottom, right), None for the same as ``pad``."""
+    return _core.fpool2d(np.ascontiguousarray(y, dtype=np.float32), kernel, stride, pad, mean, threads,
+                         padding_end=pad_end)
 
 
-def _pool_spec(r: NodeReader, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int] | None:
+PoolSpec = tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int, tuple[int, int]]
+
+
+def _pool_spec(r: NodeReader, h: int, w: int) -> PoolSpec | None:
+    """(kernel, stride, padding, PH, PW, padding_end) of the node's pool object, or None.
+
+    ``padding`` is (top, left); ``padding_end`` (bottom, right, format 4), where present,
+    differs from it: TensorFlow's "same" max-pool puts the odd padded pixel after. Padded
+    positions never win the max (−inf), each side at most half the kernel."""
     pool = r.node.get("pool")
     if pool is None:
         return None
@@ -438,15 +481,17 @@ def _pool_spec(r: NodeReader, h: int, w: int) -> tuple[tuple[int, int], tuple[in
         raise r.error("pool must be an object with kernel, stride and padding")
     kernel, stride = r.pair("kernel", 1, node=pool), r.pair("stride", 1, node=pool)
     pad = r.pair("padding", 0, node=pool)
-    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
-        raise r.error(f"pool padding {pad} must be at most half the kernel {kernel}")
-    ph, pw = _out_size(h, kernel[0], stride[0], pad[0], 1), _out_size(w, kernel[1], stride[1], pad[1], 1)
+    pad_end = r.pair("padding_end", 0, node=pool) if "padding_end" in pool else pad
+    for name, p in (("padding", pad), ("padding_end", pad_end)):
+        if p[0] * 2 > kernel[0] or p[1] * 2 > kernel[1]:
+            raise r.error(f"pool {name} {p} must be at most half the kernel {kernel}")
+    ph, pw = ((s + p + pe - k) // st + 1 for s, k, st, p, pe in zip((h, w), kernel, stride, pad, pad_end))
     if ph < 1 or pw < 1:
         raise r.error(f"pool {kernel} does not fit its {h}x{w} input")
-    return kernel, stride, pad, ph, pw
+    return kernel, stride, pad, ph, pw, pad_end
 
 
-def _required_pool(r: NodeReader, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int]:
+def _required_pool(r: NodeReader, shape: tuple[int, ...]) -> PoolSpec:
     """The pool of a standalone pooling node on an (H, W, C) value."""
     if len(shape) != 3:
         raise r.error(f"{r.node.get('op')} needs an (H, W, C) input, got {shape}")
@@ -457,17 +502,17 @@ def _required_pool(r: NodeReader, shape: tuple[int, ...]) -> tuple[tuple[int, in
 
 
 def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
-    kernel, stride, pad, ph, pw = _required_pool(r, shape)
+    kernel, stride, pad, ph, pw, pad_end = _required_pool(r, shape)
     c = shape[2]
     if bits:
         mask = _core.pack_rows(np.full((1, c), -1.0, np.float32), 1)[0]  # AND on every channel, tail bits 0
 
-        def run(values: Values, threads: int) -> None:
-            values[out] = _core.bmaxpool2d(values[src], c, kernel, stride, pad, mask, threads)
+        def run(values: Values, threads: int) -> None:  # padded positions are skipped: never the max
+            values[out] = _core.bmaxpool2d(values[src], c, kernel, stride, pad, mask, threads, padding_end=pad_end)
     else:
 
         def run(values: Values, threads: int) -> None:
-            values[out] = _float_pool(values[src], kernel, stride, pad, threads)
+            values[out] = _float_pool(values[src], kernel, stride, pad, threads, pad_end=pad_end)
 
     return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run)
 
@@ -476,12 +521,43 @@ def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     """Average pool of float NHWC values; padded zeros count in the divisor (PyTorch's default)."""
     if bits:
         raise r.error("avgpool2d needs a float input")
-    kernel, stride, pad, ph, pw = _required_pool(r, shape)
+    kernel, stride, pad, ph, pw, pad_end = _required_pool(r, shape)
+    if pad_end != pad:
+        raise r.error(f"avgpool2d takes no padding_end (only max-pools pad asymmetrically), got {pad_end}")
 
     def run(values: Values, threads: int) -> None:
         values[out] = _float_pool(values[src], kernel, stride, pad, threads, mean=True)
 
     return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run)
+
+
+def _narrow_group_conv(src: str, out: str, wbits: np.ndarray, cin: int, groups: int, kernel: tuple[int, int],
+                       stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int], pad_value: int,
+                       padding_end: tuple[int, int], spec: PoolSpec | None,
+                       stage: Callable[[np.ndarray, int], np.ndarray] | None,
+                       folded: tuple[np.ndarray, np.ndarray] | None) -> Callable[[Values, int], None]:
+    """The run of a binary-input conv whose groups are narrower than a word (a depthwise conv: one
+    channel a group), which BinaryConv2d does not pack: the ±1 input unpacked to float32 and convolved
+    by the float kernel with the ±1 weights. Exact: y sums at most K products of ±1 (and of the pad
+    value), integers that float32 holds exactly for K < 2²⁴. Then the node's pool of y and its stage:
+    thresholds (+1 iff flip·(y − threshold) ≥ 0) or scale, bias and act."""
+    cout, cg = wbits.shape[0], cin // groups
+    if cg * kernel[0] * kernel[1] >= 1 << 24:
+        raise ValueError(f"a binary conv of {cg} channels per group and kernel {kernel} needs groups of whole "
+                         "64-bit words (its sums are not exact in float32)")
+    wmat = _core.unpack_rows(np.ascontiguousarray(wbits.reshape(-1, words(cg))), cg).reshape(cout, *kernel, cg)
+    conv = _core.FloatConv2d(np.ascontiguousarray(wmat), cin, groups, stride, padding, dilation, float(pad_value),
+                             padding_end=padding_end)
+    pool = None if spec is None else (*spec[:3], spec[5])
+    t, f = (None, None) if folded is None else (folded[0].astype(np.float32), folded[1].astype(np.float32))
+
+    def run(values: Values, threads: int) -> None:
+        x = values[src]
+        signs = _core.unpack_rows(np.ascontiguousarray(x.reshape(-1, x.shape[-1])), cin, threads)
+        y = conv.run(signs.reshape(*x.shape[:-1], cin), pool=pool, num_threads=threads)
+        values[out] = _pack_last(f * (y - t), threads) if folded is not None else stage(y, threads)
+
+    return run
 
 
 def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bool) -> Layer:
@@ -516,10 +592,18 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
     else:
         wfloat = r.finite("weight", (cout, *kernel, cg))
     spec = _pool_spec(r, oh, ow)
-    out_hw = (oh, ow) if spec is None else spec[3:]
+    out_hw = (oh, ow) if spec is None else spec[3:5]
     out_kind, stage, folded = _output_stage(r, cout, in_bits)
     fusion: dict[str, Any] = {}
 
+    if in_bits and groups > 1 and cg % 64:
+        try:
+            run = _narrow_group_conv(src, out, wbits, cin, groups, kernel, stride, padding, dilation, pad_value,
+                                     padding_end, spec, stage, folded)
+        except ValueError as exc:
+            raise r.error(str(exc)) from None
+        return Layer("", "conv2d", "binary, unpacked (groups narrower than 64 channels)", shape, (*out_hw, cout),
+                     out_kind == "bits", run=run)
     if in_bits:
         try:
             conv = _core.BinaryConv2d(wbits, cin, groups, stride, padding, dilation, int(pad_value),
@@ -530,7 +614,7 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
             t, f = folded
             # and_mask bit c set ⇔ flip[c] = +1 ⇔ AND-pool (pack_rows sets the bits of negative values).
             and_mask = _core.pack_rows(np.where(f > 0, -1.0, 1.0).astype(np.float32)[None], 1)[0]
-            pool, and_mask = (None, None) if spec is None else (spec[:3], and_mask)
+            pool, and_mask = (None, None) if spec is None else ((*spec[:3], spec[5]), and_mask)
 
             def run(values: Values, threads: int) -> None:
                 # A max-pool after the thresholds is pooled per task, in cache (bconv.h).
@@ -562,7 +646,8 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
         else:
 
             def run(values: Values, threads: int) -> None:
-                y = _float_pool(conv.run(values[src], threads).astype(np.float32), *spec[:3], threads)
+                y = conv.run(values[src], threads).astype(np.float32)
+                y = _float_pool(y, *spec[:3], threads, pad_end=spec[5])
                 values[out] = stage(y, threads)
 
         kind = "binary"
@@ -577,7 +662,7 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
         except ValueError as exc:
             raise r.error(str(exc)) from None
         scale, bias, act_name = _stage_tensors(r, cout, out_kind)
-        pool, bits_out = (None if spec is None else spec[:3]), out_kind == "bits"
+        pool, bits_out = (None if spec is None else (*spec[:3], spec[5])), out_kind == "bits"
 
         def run(values: Values, threads: int) -> None:
             # Padding, the max-pool and the output stage run inside the kernel (fconv.h).
@@ -590,5 +675,16 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
 BUILDERS: dict[str, Callable[..., Layer]] = {
     "to_nhwc": to_nhwc, "flatten": flatten, "sign": sign, "dense": dense, "conv2d": conv2d, "maxpool2d": maxpool2d,
     "avgpool2d": avgpool2d, "affine": affine, "act": act, "add": add, "concat": concat,
+    "sigmoid": sigmoid, "channel_mul": channel_mul,
 }
-MULTI_INPUT = ("add", "concat")
+MULTI_INPUT = ("add", "concat", "channel_mul")
+
+
+def _embedding(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
+    """Token ids → table rows (onebit.runtime.embedding; imported here so either module may load first)."""
+    from onebit.runtime.embedding import embedding
+
+    return embedding(r, src, out, shape, bits)
+
+
+BUILDERS["embedding"] = _embedding

@@ -8,8 +8,10 @@
 - :mod:`onebit.text.classify`: :class:`TextClassifier`, raw strings → featurizer →
   :mod:`onebit.runtime`, from the ``.onebit`` file alone.
 
-The model is :func:`onebit.models.text.binary_text_mlp` (a binary MLP over hashed
-bag-of-n-grams); the experiment is ``text_sentiment``.
+The models are :func:`onebit.models.text.binary_text_mlp` (a binary MLP over
+bag-of-n-gram rows) and :func:`onebit.models.text.binary_text_cnn` (token ids → embedding →
+binary Conv1d; the featurizer with ``sequence_length`` set gives its ids); the experiment is
+``text_sentiment``.
 """
 
 from __future__ import annotations

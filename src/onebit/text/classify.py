@@ -44,9 +44,9 @@ class TextClassifier:
             self.featurizer = TextFeaturizer.from_dict(settings)
         except ConfigError as exc:
             raise ModelFileError(f"{self.path}: its text featurizer record is damaged: {exc}") from None
-        if self.model.in_shape != (self.featurizer.dim,):
+        if self.model.in_shape != self.featurizer.row_shape:
             raise ModelFileError(f"{self.path}: the model takes inputs of shape {self.model.in_shape}, its featurizer "
-                                 f"makes rows of {self.featurizer.dim}")
+                                 f"makes rows of shape {self.featurizer.row_shape}")
         if self.model.out_bits:
             raise ModelFileError(f"{self.path}: outputs packed features, not class scores")
         n = self.model.out_shape[0]
@@ -56,10 +56,11 @@ class TextClassifier:
                                              else tuple(str(i) for i in range(n)))
 
     def __repr__(self) -> str:
-        return f"TextClassifier({str(self.path)!r}, {len(self.class_names)} classes, featurizer dim {self.featurizer.dim})"
+        return (f"TextClassifier({str(self.path)!r}, {len(self.class_names)} classes, featurizer rows "
+                f"{self.featurizer.row_shape})")
 
     def features(self, texts: Iterable[str]) -> np.ndarray:
-        """The float32 rows the engine takes for ``texts``."""
+        """The float32 rows the engine takes for ``texts`` (feature rows, or token ids for a text CNN)."""
         return self.featurizer.transform(texts)
 
     def __call__(self, texts: Iterable[str]) -> np.ndarray:

@@ -42,7 +42,7 @@ from onebit.data import Dataset
 from onebit.errors import ConfigError, DataError, MissingFileError, unknown_choice
 from onebit.text.features import TextFeaturizer
 
-__all__ = ["DEFAULT_FEATURIZER", "DOMAINS", "MAX_TEXT_CHARS", "SPLIT_SEED", "TextSplit", "load_text_folder", "load_vader",
+__all__ = ["DEFAULT_FEATURIZER", "DOMAINS", "SEQUENCE_FEATURIZER", "TOKEN_ID_MODELS", "featurizer_for", "MAX_TEXT_CHARS", "SPLIT_SEED", "TextSplit", "load_text_folder", "load_vader",
            "read_label_file", "read_vader_file", "text_folder_kind", "vader_split"]
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,17 @@ MAX_FILE_BYTES = 256 * 2**20  # decompressed; the largest VADER file is about 1 
 # frequent word uni- and bigrams, 72.6 % with words hashed into 2,048 buckets (collisions) and
 # 75.6 % into 4,096, whose first layer costs twice the training time (docs/text_sentiment.md).
 DEFAULT_FEATURIZER = TextFeaturizer(kind="vocab", dim=2048, word_ngrams=(1, 1))
+# The token ids of a text CNN (binary_text_cnn): the 4,094 words found in most training sentences
+# (ids 2 … 4095; 0 padding, 1 unknown), 48 tokens a sentence (99 % of VADER's sentences have
+# at most 46; longer ones are cut).
+SEQUENCE_FEATURIZER = TextFeaturizer(kind="vocab", dim=4096, word_ngrams=(1, 1), sequence_length=48)
+TOKEN_ID_MODELS = ("binary_text_cnn",)  # zoo models whose input is token ids, not bag-of-n-gram rows
+
+
+def featurizer_for(model: str | None) -> TextFeaturizer:
+    """The featurizer ``onebit train`` uses for ``model`` on text: :data:`SEQUENCE_FEATURIZER` for a
+    model of :data:`TOKEN_ID_MODELS`, else :data:`DEFAULT_FEATURIZER`."""
+    return SEQUENCE_FEATURIZER if model in TOKEN_ID_MODELS else DEFAULT_FEATURIZER
 _LABEL_FILES = ("train", "test")
 _SUFFIXES = (".tsv", ".txt", ".tsv.gz", ".txt.gz")
 
@@ -83,13 +94,16 @@ class TextSplit:
         featurizer = (featurizer or DEFAULT_FEATURIZER).fit(self.train_texts)
         return Dataset(
             name=self.name, x_train=featurizer.transform(self.train_texts), y_train=self.y_train,
-            x_test=featurizer.transform(self.test_texts), y_test=self.y_test, in_shape=(featurizer.dim,),
+            x_test=featurizer.transform(self.test_texts), y_test=self.y_test, in_shape=featurizer.row_shape,
             num_classes=len(self.class_names), class_names=self.class_names,
             source=f"{self.source}; {_describe(featurizer)}", featurizer=featurizer.to_dict(),
         )
 
 
 def _describe(f: TextFeaturizer) -> str:
+    if f.sequence_length:
+        what = "hashed into" if f.kind == "hash" else "over a training-split vocabulary of"
+        return f"word token ids {what} {f.dim} ids (0 padding, 1 unknown), padded/truncated to {f.sequence_length}"
     grams = [f"word {f.word_ngrams[0]}-{f.word_ngrams[1]}-grams" if f.word_ngrams[1] else "",
              f"char {f.char_ngrams[0]}-{f.char_ngrams[1]}-grams" if f.char_ngrams[1] else ""]
     what = "hashed into" if f.kind == "hash" else "over a training-split vocabulary of"

@@ -25,7 +25,10 @@ carry much of a short text's sentiment. Over-long texts are cut to ``max_chars``
 characters and ``max_tokens`` tokens first, so one pathological line costs bounded time.
 
 :meth:`TextFeaturizer.sequences` gives the other input form, token ids padded or
-truncated to a fixed length (0 = padding, 1 = unknown), for an embedding network.
+truncated to a fixed length (0 = padding, 1 = unknown), for an embedding network; with
+``sequence_length=L`` set, :meth:`TextFeaturizer.transform` returns those ids as float32
+rows ``(N, L)`` (what ``onebit.runtime`` takes), so a text CNN's file carries its
+tokenizer, vocabulary and length like any other featurizer.
 
 The settings (:meth:`TextFeaturizer.to_dict`) are a JSON dict that
 :func:`onebit.export.export` stores in the ``.onebit`` file's graph, so
@@ -54,7 +57,9 @@ __all__ = ["FEATURIZER_FORMAT", "KINDS", "NORMALIZATIONS", "WEIGHTINGS", "TextFe
            "tokenize"]
 
 FEATURIZER_FORMAT = "onebit-text-featurizer"
-FEATURIZER_VERSION = 1
+FEATURIZER_VERSION = 2  # 2 added sequence_length (token-id rows); settings without it are still written as 1
+READ_FEATURIZER_VERSIONS = (1, 2)
+MAX_SEQUENCE_LENGTH = 4096
 KINDS = ("hash", "vocab")
 WEIGHTINGS = ("binary", "count", "log")
 NORMALIZATIONS = ("l2", "none")
@@ -137,6 +142,7 @@ class TextFeaturizer:
     max_tokens: int = 400
     seed: int = 0
     min_df: int = 1
+    sequence_length: int = 0
     vocabulary: tuple[str, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -156,7 +162,8 @@ class TextFeaturizer:
         if self.normalize not in NORMALIZATIONS:
             raise ConfigError(f"unknown normalize {self.normalize!r}; valid choices: {', '.join(NORMALIZATIONS)}")
         for name, low, high in (("dim", 1, MAX_DIM), ("max_chars", 1, 10**9), ("max_tokens", 1, 10**9),
-                                ("seed", 0, 2**64 - 1), ("min_df", 1, 10**9)):
+                                ("seed", 0, 2**64 - 1), ("min_df", 1, 10**9),
+                                ("sequence_length", 0, MAX_SEQUENCE_LENGTH)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"featurizer {name} must be an integer in [{low}, {high}], got {value!r}")
@@ -167,6 +174,9 @@ class TextFeaturizer:
                     or value[0] > value[1] or (value[1] > 0 and value[0] < 1)):
                 raise ConfigError(f"featurizer {name} must be (low, high) with 1 <= low <= high <= 16, or (0, 0) "
                                   f"for none; got {value!r}")
+        if self.sequence_length and self.dim < 3:
+            raise ConfigError(f"token-id rows (sequence_length > 0) need dim >= 3 (ids 0 and 1 are reserved), "
+                              f"got dim={self.dim}")
         if self.word_ngrams == (0, 0) and self.char_ngrams == (0, 0):
             raise ConfigError("the featurizer needs word_ngrams or char_ngrams (both are (0, 0))")
         if not isinstance(self.lowercase, bool):
@@ -186,6 +196,11 @@ class TextFeaturizer:
     def fitted(self) -> bool:
         """True when :meth:`transform` can run: always for ``"hash"``, after :meth:`fit` for ``"vocab"``."""
         return self.kind == "hash" or self.vocabulary is not None
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """The shape of one row of :meth:`transform`: ``(dim,)``, or ``(sequence_length,)`` for token ids."""
+        return (self.sequence_length,) if self.sequence_length else (self.dim,)
 
     def grams(self, text: str) -> list[str]:
         """The grams of one text, in order, repeats kept (what the columns count)."""
@@ -224,9 +239,12 @@ class TextFeaturizer:
         return [index[g] for g in grams if g in index]
 
     def transform(self, texts: Iterable[str]) -> np.ndarray:
-        """float32 rows ``(len(texts), dim)``: each text's weighted, normalized gram counts."""
+        """float32 rows ``(len(texts), dim)``: each text's weighted, normalized gram counts; with
+        ``sequence_length`` L set, its token ids ``(len(texts), L)`` (:meth:`sequences`) as float32."""
         texts = _check_texts(texts)
         self._require_fitted()
+        if self.sequence_length:
+            return self.sequences(texts, self.sequence_length).astype(np.float32)
         rows: list[int] = []
         cols: list[int] = []
         values: list[float] = []
@@ -267,8 +285,7 @@ class TextFeaturizer:
         texts = _check_texts(texts)
         self._require_fitted()
         ids = np.full((len(texts), length), _PAD, dtype=np.int64)
-        words = None if self.kind == "hash" else {g[2:]: i for i, g in enumerate(
-            g for g in self.vocabulary if g.startswith("w:") and " " not in g)}
+        words = None if self.kind == "hash" else self._word_ranks()
         for row, text in enumerate(texts):
             tokens = tokenize(text, lowercase=self.lowercase, max_chars=self.max_chars, max_tokens=length)
             for col, token in enumerate(tokens):
@@ -278,6 +295,14 @@ class TextFeaturizer:
                     rank = words.get(token)
                     ids[row, col] = _UNKNOWN if rank is None or rank + 2 >= self.dim else rank + 2
         return ids
+
+    def _word_ranks(self) -> dict[str, int]:
+        """Each vocabulary word's rank among the vocabulary's unigrams (cached: a sentence's ids need it)."""
+        cached = self.__dict__.get("_word_cache")
+        if cached is None:
+            cached = {g[2:]: i for i, g in enumerate(g for g in self.vocabulary or () if g.startswith("w:") and " " not in g)}
+            object.__setattr__(self, "_word_cache", cached)
+        return cached
 
     def _index(self) -> dict[str, int]:
         cached = self.__dict__.get("_index_cache")
@@ -301,7 +326,9 @@ class TextFeaturizer:
             del values["vocabulary"]
         else:
             values["vocabulary"] = list(self.vocabulary)
-        return {"format": FEATURIZER_FORMAT, "version": FEATURIZER_VERSION, **values}
+        if not self.sequence_length:  # bag-of-n-gram settings stay readable by onebit versions that read 1 only
+            del values["sequence_length"]
+        return {"format": FEATURIZER_FORMAT, "version": FEATURIZER_VERSION if self.sequence_length else 1, **values}
 
     @classmethod
     def from_dict(cls, values: Any) -> TextFeaturizer:
@@ -311,9 +338,11 @@ class TextFeaturizer:
         if values.get("format") != FEATURIZER_FORMAT:
             raise ConfigError(f"featurizer settings must have format {FEATURIZER_FORMAT!r}, got "
                               f"{values.get('format')!r}")
-        if values.get("version") != FEATURIZER_VERSION:
+        if values.get("version") not in READ_FEATURIZER_VERSIONS:
             raise ConfigError(f"featurizer settings version {values.get('version')!r} is not supported (this onebit "
-                              f"reads {FEATURIZER_VERSION})")
+                              f"reads {', '.join(map(str, READ_FEATURIZER_VERSIONS))})")
+        if values.get("version") == 1 and "sequence_length" in values:
+            raise ConfigError("featurizer settings of version 1 have no sequence_length (it came with version 2)")
         settings = {k: v for k, v in values.items() if k not in ("format", "version")}
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(settings) - known)
