@@ -158,25 +158,35 @@ def _random_net(rng: np.random.Generator, channels: list[int], k: int) -> Morpho
     return MorphologicalNet(layers)
 
 
+def _scipy_layer(layer: MorphologicalLayer, x: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """One layer by scipy.ndimage (dilation by the reflected kernel; complements by ¬), input
+    channel c padded with outside[c]."""
+    outs = []
+    for o in range(layer.out_channels):
+        parts = []
+        for c in np.flatnonzero(layer.channel_sets[o]):
+            S, border = layer.selems[o, c][None], int(outside[c])
+            if layer.operations[o][c] == "dilation":
+                part = ndimage.binary_dilation(x[:, c].astype(bool), S[:, ::-1, ::-1], border_value=border)
+            else:
+                part = ndimage.binary_erosion(x[:, c].astype(bool), S, border_value=border)
+            parts.append(part ^ layer.complements[o, c])
+        outs.append(np.logical_or.reduce(parts) if layer.combiners[o] == "union" else np.logical_and.reduce(parts))
+    return np.stack(outs, 1).astype(np.uint8)
+
+
 def _scipy_net(net: MorphologicalNet, x: np.ndarray) -> np.ndarray:
-    """The same network by scipy.ndimage (dilation by the reflected kernel, border 0; complements by ¬)."""
+    """The same network by scipy.ndimage, each layer's input padded with its value far from the
+    image: found by running the layers before on a constant 3 × 3 image (background at first)."""
+    outside = np.zeros(net.in_channels, np.uint8)
     for layer in net.layers:
-        outs = []
-        for o in range(layer.out_channels):
-            parts = []
-            for c in np.flatnonzero(layer.channel_sets[o]):
-                S = layer.selems[o, c][None]
-                if layer.operations[o][c] == "dilation":
-                    parts.append(ndimage.binary_dilation(x[:, c].astype(bool), S[:, ::-1, ::-1], border_value=0))
-                else:
-                    parts.append(ndimage.binary_erosion(x[:, c].astype(bool), S, border_value=0))
-            parts = [p ^ layer.complements[o, c] for p, c in zip(parts, np.flatnonzero(layer.channel_sets[o]))]
-            outs.append(np.logical_or.reduce(parts) if layer.combiners[o] == "union" else np.logical_and.reduce(parts))
-        x = np.stack(outs, 1).astype(np.uint8)
+        constant = np.broadcast_to(outside[None, :, None, None], (1, len(outside), 3, 3))
+        x, outside = _scipy_layer(layer, x, outside), _scipy_layer(layer, constant, outside)[0, :, 1, 1]
     return x
 
 
-@pytest.mark.parametrize("channels,k", [([1, 1], 7), ([1, 1, 1], 5), ([2, 3, 1], 3), ([1, 2, 2], 5)])
+@pytest.mark.parametrize("channels,k", [([1, 1], 7), ([1, 1, 1], 5), ([2, 3, 1], 3), ([1, 2, 2], 5),
+                                        ([1, 1, 1, 1], 3), ([1, 3, 2, 1], 3)])
 def test_engine_is_bit_exact_with_scipy_and_the_torch_net(tmp_path, channels, k):
     rng = np.random.default_rng(len(channels) * 10 + k)
     net = _random_net(rng, channels, k)
@@ -215,6 +225,40 @@ def test_paper_selems_engine_equals_scipy_targets(tmp_path, name):
     graph, _ = morphology_graph(MorphologicalNet(layers), 50, 50)  # existing nodes only
     assert [n["op"] for n in graph["nodes"]] == ["to_nhwc", "concat", "sign", "conv2d", "conv2d"]
     assert [n["pad_value"] for n in graph["nodes"][3:]] == [-1, -1]
+
+
+def test_closing_learned_as_complemented_dilations_equals_scipy_on_the_whole_image(tmp_path):
+    # ¬δ_S(¬δ_S(x)) = ε_S(δ_S(x)): the second layer reads a complement, padded with 1 (its value far
+    # from the image); foreground along the left edge makes the border matter
+    S = structuring_element("dcross", 7)
+    one = np.ones((1, 1), bool)
+    layers = [MorphologicalLayer(S[None, None], [["dilation"]], one, ["union"], complements=one) for _ in range(2)]
+    net = MorphologicalNet(layers)
+    assert [b.tolist() for b in net.outside()] == [[False], [True]]
+    rng = np.random.default_rng(5)
+    x = (rng.random((20, 24, 24)) < 0.3).astype(np.uint8)
+    x[:, :, :3] = 1  # foreground on the left edge
+    want = morphological_target(x, "closing", S)
+    assert (net(torch.from_numpy(x[:, None].astype(np.float32)))[:, 0].numpy() == want).all()
+    path = export_morphology(net, tmp_path / "close.onebit", 24, 24)
+    assert (MorphologyEngine(path)(x)[:, 0] == want).all()
+    # padding the complement with background instead (the rule before 2026-12-07) differs on the border
+    naive = layers[1](layers[0](torch.from_numpy(x[:, None].astype(np.float32))))[:, 0].numpy()
+    assert (naive != want).any() and (naive[:, 3:-3, 3:-3] == want[:, 3:-3, 3:-3]).all()
+
+
+def test_outside_values_are_the_layer_on_constant_images():
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        net = _random_net(rng, [2, 3, 2], 3)
+        for layer, b in zip(net.layers, net.outside()):
+            const = torch.from_numpy(np.broadcast_to(b[None, :, None, None], (1, len(b), 5, 5)).astype(np.float32))
+            got = layer(const.contiguous(), b)[0, :, 2, 2].numpy().astype(bool)
+            assert (got == layer.outside(b)).all()
+    with pytest.raises(ConfigError, match="one 0/1 value per input channel"):
+        net.layers[0].outside([1, 0, 1])
+    with pytest.raises(ConfigError, match="one 0/1 value per input channel"):
+        net.layers[0](torch.zeros(1, 2, 4, 4), np.array([2, 0]))
 
 
 def test_selems_and_data():

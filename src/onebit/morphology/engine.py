@@ -19,11 +19,15 @@ output twice (packed bits, the next layer's pairs); the last writes floats ``0``
 threshold's ``flip = −1``. The input is duplicated (a ``concat`` of itself) and packed by a
 ``sign`` node with shift ½.
 
-**Border rule**: pixels outside the image are background (0): the convolutions pad with
-``pad_value = −1``, which is ``scipy.ndimage``'s ``border_value=0``, so the engine equals
-``scipy.ndimage`` on the whole image, border included. (The BiSE trains with replicate
-padding, the reference's choice; on the interior — ``k//2`` from the edge per layer — the
-two agree.)
+**Border rule** (:class:`~onebit.nn.morphological.MorphologicalLayer`'s): each layer's input
+channel is padded with its value far from the image (:meth:`MorphologicalNet.outside`):
+background (0) for the input, ``scipy.ndimage``'s ``border_value=0``, and 1 after a
+complemented BiSE, so that a closing learned as ``¬δ_S → ¬δ_S`` equals ``scipy.ndimage``'s
+``ε_S(δ_S(x))`` on the whole image. The convolutions pad with ``pad_value = −1`` (0); a channel
+whose outside value is 1 is stored complemented by the layer that writes it (its threshold's
+``flip``) and read with negated weights, so it is, in effect, padded with 1. (The BiSE trains
+with replicate padding, the reference's choice; on the interior — ``k//2`` from the edge per
+layer — the two agree.)
 """
 
 from __future__ import annotations
@@ -83,13 +87,15 @@ def morphology_graph(net: MorphologicalNet, height: int, width: int) -> tuple[di
     v = node("to_nhwc", "to_nhwc", ["input"], {}, {})
     v = node("concat", "pair", [v, v], {}, {})
     v = node("sign", "pack", [v], {}, {"shift": np.full(2 * c0, 0.5, np.float32)})
+    outside = net.outside() + [None]
     for i, layer in enumerate(net.layers):
-        v = _layer_nodes(layer, f"layer{i}", v, i == len(net.layers) - 1, node)
+        v = _layer_nodes(layer, f"layer{i}", v, outside[i], outside[i + 1], node)
     graph = {"format": FORMAT, "version": FORMAT_VERSION,
              "input": {"name": "input", "shape": [c0, height, width], "dtype": "float32"},
              "output": v, "nodes": nodes,
              "source": {"model": {"kind": "binarized BiMoNN (Aouad & Talbot 2022)", "layers": net.describe()},
-                        "border": "pixels outside the image are background (0)"}}
+                        "border": "each layer's input is padded with its value far from the image: "
+                                  "background (0) for the input image"}}
     return graph, tensors
 
 
@@ -98,9 +104,15 @@ def _conv(name: str, cin: int, cout: int, k: int) -> dict[str, Any]:
             "dilation": [1, 1], "pad_value": -1, "weights": "bits"}
 
 
-def _layer_nodes(layer: MorphologicalLayer, name: str, v: str, last: bool, node: Any) -> str:
-    """A layer on paired input channels (a at c, b at C_in + c); writes its values paired the same way."""
+def _layer_nodes(layer: MorphologicalLayer, name: str, v: str, outside_in: np.ndarray,
+                 outside_out: np.ndarray | None, node: Any) -> str:
+    """A layer on paired input channels (a at c, b at C_in + c); writes its values paired the same way.
+
+    Input channel ``c`` is stored complemented where ``outside_in[c]`` (read with negated
+    weights); output ``o`` is written complemented where ``outside_out[o]`` (``None``: the last
+    layer, which writes the values themselves)."""
     c_in, c_out, k = layer.in_channels, layer.out_channels, layer.kernel_size
+    last = outside_out is None
     lui = c_in > 1  # one input channel: the LUI's only set is {0}, the identity
     n_val = c_in * c_out  # BiSE value (c, o) at c·C_out + o
     copies = 1 if (last and not lui) else 2
@@ -110,11 +122,14 @@ def _layer_nodes(layer: MorphologicalLayer, name: str, v: str, last: bool, node:
     for c in range(c_in):
         for o in range(c_out):
             S = layer.selems[o, c]
+            sign = -1.0 if outside_in[c] else 1.0
+            complement = bool(layer.complements[o, c]) ^ bool(not lui and not last and outside_out[o])
             for j in range(copies):
                 row = j * n_val + c * c_out + o
-                weight[row, :, :, c_in + c] = np.where(S, 1.0, -1.0)
+                weight[row, :, :, c] = sign
+                weight[row, :, :, c_in + c] = sign * np.where(S, 1.0, -1.0)
                 t[row] = 4 - 2 * int(S.sum()) if layer.operations[o][c] == "dilation" else 2 * int(S.sum())
-                flip[row] = -1 if layer.complements[o, c] else 1
+                flip[row] = -1 if complement else 1
     attrs, arrays = _stage(t, flip, last and not lui)
     v = node("conv2d", f"{name}.bise", [v], {**_conv(name, 2 * c_in, len(t), k), **attrs},
              {"weight": pack_bits(weight), **arrays})
@@ -131,7 +146,8 @@ def _layer_nodes(layer: MorphologicalLayer, name: str, v: str, last: bool, node:
             for c in np.flatnonzero(C):
                 weight[j * c_out + o, 0, 0, n_val + c * c_out + o] = 1.0
             t[j * c_out + o] = 4 - 2 * int(C.sum()) if layer.combiners[o] == "union" else 2 * int(C.sum())
-    attrs, arrays = _stage(t, np.ones(len(t), np.int64), last)
+    flip = np.ones(len(t), np.int64) if last else np.tile(np.where(outside_out, -1, 1), copies)
+    attrs, arrays = _stage(t, flip, last)
     return node("conv2d", f"{name}.lui", [v], {**_conv(name, 2 * n_val, len(t), 1), **attrs},
                 {"weight": pack_bits(weight), **arrays})
 

@@ -384,8 +384,13 @@ class MorphologicalLayer(nn.Module):
     ``selems[o, c]`` (correlation orientation, see the module docstring), complemented
     where ``complements[o, c]`` (a BiSE whose sharpness P is negative).
 
-    Pixels outside the image count as background (0): ``scipy.ndimage``'s
-    ``border_value=0``, and the engine's ``pad_value`` of −1.
+    Border rule: input channel ``c`` is padded with ``outside[c]``, its value far from the
+    image (the layers before applied to constant images; :meth:`MorphologicalNet.forward`
+    passes it, 0 by default): background (0) for the input image, as ``scipy.ndimage``'s
+    ``border_value=0``, and 1 for a complemented BiSE's output. Padding a complement with the
+    complement of background makes the rule hold under De Morgan's laws: ``¬δ_S(¬δ_S(x))`` is
+    padded as ``ε_S(δ_S(x))`` is by ``scipy.ndimage`` (each operation's input padded with 0),
+    so a closing learned in that form equals ``scipy.ndimage``'s on the whole image.
     """
 
     def __init__(self, selems: np.ndarray, operations: list[list[str]], channel_sets: np.ndarray,
@@ -413,10 +418,34 @@ class MorphologicalLayer(nn.Module):
             raise ConfigError(f"complements must be (C_out, C_in) = {(c_out, c_in)}, got {self.complements.shape}")
         self.in_channels, self.out_channels, self.kernel_size = c_in, c_out, k
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _outside_of_inputs(self, outside: np.ndarray | None) -> np.ndarray:
+        b = np.zeros(self.in_channels, bool) if outside is None else np.asarray(outside)
+        if b.shape != (self.in_channels,) or not np.isin(b, (0, 1)).all():
+            raise ConfigError(f"outside must give one 0/1 value per input channel ({self.in_channels}), "
+                              f"got {np.asarray(outside).tolist()}")
+        return b.astype(bool)
+
+    def outside(self, outside: np.ndarray | None = None) -> np.ndarray:
+        """Each output's value (0/1) far from the image, given each input's (``outside``, default 0):
+        the layer applied to constant images."""
+        b = self._outside_of_inputs(outside)
+        out = np.empty(self.out_channels, bool)
+        for o in range(self.out_channels):
+            members = np.flatnonzero(self.channel_sets[o])
+            hits = 0
+            for c in members:
+                size = int(self.selems[o, c].sum())
+                need = 1 if self.operations[o][c] == "dilation" else size
+                hits += bool((size * int(b[c]) >= need) ^ bool(self.complements[o, c]))
+            out[o] = hits >= (1 if self.combiners[o] == "union" else len(members))
+        return out
+
+    def forward(self, x: torch.Tensor, outside: np.ndarray | None = None) -> torch.Tensor:
         check_binary(x)
         p = self.kernel_size // 2
-        xp = F.pad(x.float(), (p, p, p, p), value=0.0)
+        b = self._outside_of_inputs(outside)
+        xp = torch.cat([F.pad(x[:, c:c + 1].float(), (p, p, p, p), value=float(b[c]))
+                        for c in range(x.shape[1])], 1)
         outs = []
         for o in range(self.out_channels):
             members = np.flatnonzero(self.channel_sets[o])
@@ -446,9 +475,17 @@ class MorphologicalNet(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
+        for layer, outside in zip(self.layers, self.outside()):
+            x = layer(x, outside)
         return x
+
+    def outside(self) -> list[np.ndarray]:
+        """Each layer's input values (0/1 per channel) far from the image: 0 for the input image
+        (background), then each layer applied to the constants before it."""
+        values = [np.zeros(self.in_channels, bool)]
+        for layer in self.layers[:-1]:
+            values.append(layer.outside(values[-1]))
+        return values
 
     @property
     def in_channels(self) -> int:
