@@ -414,8 +414,10 @@ def _run_on_a_terminal(argv: list[str], until: str | None = None, timeout: float
     import time
 
     master, slave = pty.openpty()
+    # preexec_fn: a shell's `cmd &` without job control starts children with SIGINT ignored, which
+    # exec keeps; the Ctrl-C under test must reach the CLI wherever the suite was started from
     proc = subprocess.Popen([sys.executable, "-m", "onebit.cli", *argv], stdin=slave, stdout=slave, stderr=slave,
-                            close_fds=True)
+                            close_fds=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     text, deadline, sent = b"", time.monotonic() + timeout, False
     try:

@@ -382,7 +382,8 @@ def test_ctrl_c_and_failures_stop_every_process(digits, encoder, tmp_path, monke
     proc = subprocess.Popen([sys.executable, "-m", "onebit.cli", "federated", "--clients", "2", "--rounds", "50",
                              "--local-epochs", "1", "--data", "digits", "--vae-epochs", "1", "--latent-bits", "8",
                              "--head-hidden", "32", "--head-depth", "1", "--out", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in test_cli
     try:
         deadline = time.monotonic() + 240
         while not (out / "history.json").is_file() and time.monotonic() < deadline and proc.poll() is None:
