@@ -427,18 +427,10 @@ class MorphologicalLayer(nn.Module):
 
     def outside(self, outside: np.ndarray | None = None) -> np.ndarray:
         """Each output's value (0/1) far from the image, given each input's (``outside``, default 0):
-        the layer applied to constant images."""
+        the layer applied to a constant image (one pixel, padded with the same constants)."""
         b = self._outside_of_inputs(outside)
-        out = np.empty(self.out_channels, bool)
-        for o in range(self.out_channels):
-            members = np.flatnonzero(self.channel_sets[o])
-            hits = 0
-            for c in members:
-                size = int(self.selems[o, c].sum())
-                need = 1 if self.operations[o][c] == "dilation" else size
-                hits += bool((size * int(b[c]) >= need) ^ bool(self.complements[o, c]))
-            out[o] = hits >= (1 if self.combiners[o] == "union" else len(members))
-        return out
+        constant = torch.from_numpy(b.astype(np.float32)).view(1, -1, 1, 1)
+        return self(constant, b)[0, :, 0, 0].numpy().astype(bool)
 
     def forward(self, x: torch.Tensor, outside: np.ndarray | None = None) -> torch.Tensor:
         check_binary(x)
