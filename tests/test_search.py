@@ -154,6 +154,22 @@ def test_latency_is_measured_once_per_architecture_and_cached(tmp_path, monkeypa
     assert other.measure([0.5, 0.5, 0.5], ["latency"])["latency"] == 1.0
 
 
+def test_a_budget_like_a_uniform_net_is_never_below_the_cheapest_genome(monkeypatch, caplog):
+    from onebit.search.evolution import check_reachable
+    from onebit.search.pipeline import _resolve_budget
+
+    space = search_space("binary_cnn1d")
+    config = SearchConfig("binary_cnn1d", "mnist1d", costs=("latency",), budget_like=2.0)
+    for cheapest, wider in ((1.0, 2.0), (3.0, 2.0)):  # a plausible timing, then one that noise inverted
+        costs = CostModel(space)
+        monkeypatch.setattr(costs, "_measure_latency", lambda g: cheapest if g == space.cheapest() else wider)
+        with caplog.at_level(logging.WARNING, logger="onebit.search.pipeline"):
+            budget, source = _resolve_budget(config, space, costs)
+        assert source == "uniform:2" and budget == {"latency": max(cheapest, wider)}
+        check_reachable(space, costs, budget)
+    assert "under the cheapest genome's" in caplog.text
+
+
 def test_cost_errors():
     costs = CostModel(search_space("binary_cnn1d"))
     with pytest.raises(ConfigError, match="unknown cost 'flops'; valid choices: binary_macs, bytes, latency"):

@@ -152,8 +152,20 @@ def _resolve_budget(config: SearchConfig, space: SearchSpace, costs: CostModel) 
         return {k: float(v) for k, v in config.budget.items()}, "given"
     if config.budget_like is None:
         return {}, "none"
-    measured = costs.measure(space.uniform(config.budget_like), list(config.costs))
-    return {name: float(measured[name]) for name in config.costs}, f"uniform:{config.budget_like:g}"
+    names = list(config.costs)
+    budget = {name: float(v) for name, v in costs.measure(space.uniform(config.budget_like), names).items()}
+    if config.budget_like >= space.choices[0]:
+        # Every cost grows with width, so a uniform net at least as wide as the cheapest genome
+        # leaves it room; a measured latency can still say otherwise (timing noise on a loaded
+        # machine), and then the budget is the cheapest genome's measured cost, not one no genome fits.
+        cheapest = costs.measure(space.cheapest(), names)
+        for name in names:
+            if cheapest[name] > budget[name]:
+                log.warning("the %s of the uniform x%g net measured %s, under the cheapest genome's %s (timing "
+                            "noise): the budget is the cheapest genome's", name, config.budget_like,
+                            format_cost(name, budget[name]), format_cost(name, cheapest[name]))
+                budget[name] = float(cheapest[name])
+    return budget, f"uniform:{config.budget_like:g}"
 
 
 def run_search(
