@@ -582,6 +582,30 @@ NB_MODULE(_core, m) {
       "mix with loads taken out) for iters iterations on this thread; returns (binary MACs, "
       "seconds, instruction mix). Peak binary MACs/s = MACs / seconds.");
 
+  m.def(
+      "peak_float_macs",
+      [](const std::string& isa, std::int64_t iters) {
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        const onebit::FconvKernels& k = onebit::fconv_kernels(which);
+        if (k.peak == nullptr) {
+          throw std::invalid_argument(std::string("peak_float_macs: no FMA peak loop for ") + onebit::isa_name(which) +
+                                      " (valid: avx2, avx512 on a CPU with FMA)");
+        }
+        if (iters < 1) throw std::invalid_argument("peak_float_macs: iters must be >= 1");
+        std::uint64_t macs;
+        double seconds;
+        {
+          nb::gil_scoped_release release;
+          const auto t0 = std::chrono::steady_clock::now();
+          macs = k.peak(iters);
+          seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+        return nb::make_tuple(macs, seconds);
+      },
+      nb::arg("isa"), nb::arg("iters"),
+      "Run the ISA's register-resident FMA loop (16 independent chains) for iters iterations "
+      "on this thread; returns (float MACs, seconds). Peak float MACs/s = MACs / seconds.");
+
   m.def("bgemm_micro_rows", [](const std::string& isa) { return onebit::bgemm_kernels(onebit::resolve_isa(isa)).mr; },
         nb::arg("isa") = "", "Activation rows per micro-kernel call (MR) of an ISA.");
   m.attr("BGEMM_NR") = onebit::kBgemmNR;

@@ -81,11 +81,17 @@ using FconvDepthwiseFn = void (*)(const float* const* rows, std::int64_t ow, std
 // y[i] = y[i] < x[i] ? x[i] : y[i] for i < count (the fused max-pool's step).
 using FconvMaxFn = void (*)(float* y, const float* x, std::int64_t count);
 
+// Peak float MACs/s of the ISA: a register-resident loop of independent FMAs (16
+// accumulators with AVX-512, 12 with AVX2: enough to cover the FMA latency on two pipes), iters iterations; returns
+// the float MACs done. The float side of the roofline (benchmarks/bench_roofline.py).
+using FconvPeakFn = std::uint64_t (*)(std::int64_t iters);
+
 struct FconvKernels {
   FconvGemmFn gemm;            // nullptr where the ISA is not compiled for this architecture
   FconvDepthwiseFn depthwise;
   FconvMaxFn max;
   double macs_per_us;          // rough single-thread speed (Zen 5), for the thread planner
+  FconvPeakFn peak;            // nullptr for the scalar reference (no peak to speak of)
 };
 
 // fconv_scalar.cpp (the reference), fconv_avx2.cpp, fconv_avx512.cpp.

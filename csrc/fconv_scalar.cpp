@@ -102,6 +102,6 @@ void max_scalar(float* y, const float* x, std::int64_t count) {
 
 }  // namespace
 
-const FconvKernels kFconvScalar = {gemm_scalar, depthwise_scalar, max_scalar, 500.0};
+const FconvKernels kFconvScalar = {gemm_scalar, depthwise_scalar, max_scalar, 500.0, nullptr};
 
 }  // namespace onebit

@@ -1,9 +1,10 @@
-// The float output stage (float_stage.h).
+// The float output stage (float_stage.h): the reference build of float_stage_impl.h and
+// the per-ISA dispatch.
 #include "float_stage.h"
 
 #include <algorithm>
 #include <cassert>
-#include <type_traits>
+#include <cstdint>
 
 #include "bitpack.h"
 
@@ -11,95 +12,30 @@ namespace onebit {
 
 namespace {
 
-// Branch-free per element so that the compiler vectorizes it.
-template <int Act, bool Post, bool Res, bool Prelu>
-void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m, std::int64_t c0,
-                std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
-  const float* __restrict scale = st.scale + c0;
-  const float* __restrict bias = st.bias + c0;
-  const float* __restrict ps = Post ? st.post_scale + c0 : nullptr;
-  const float* __restrict pb = Post ? st.post_bias + c0 : nullptr;
-  const float* __restrict si = Prelu ? st.prelu_shift_in + c0 : nullptr;
-  const float* __restrict sl = Prelu ? st.prelu_slope + c0 : nullptr;
-  const float* __restrict so = Prelu ? st.prelu_shift_out + c0 : nullptr;
-  for (std::int64_t p = 0; p < m; ++p) {
-    const std::int32_t* __restrict s = src + p * lds;
-    float* __restrict d = dst + p * ldo;
-    const float* __restrict r = Res ? res + p * ldo : nullptr;
-    for (std::int64_t o = 0; o < n; ++o) {
-      float z = static_cast<float>(s[o]) * scale[o];
-      z = z + bias[o];
-      if constexpr (Act == 1) z = z < 0.0f ? 0.0f : z;
-      if constexpr (Act == 2) z = z < -1.0f ? -1.0f : (z > 1.0f ? 1.0f : z);
-      if constexpr (Post) {
-        z = z * ps[o];
-        z = z + pb[o];
-      }
-      if constexpr (Res) z = z + r[o];
-      if constexpr (Prelu) {
-        const float u = z - si[o];
-        const float pos = u > 0.0f ? u : 0.0f;
-        const float neg = (u < 0.0f ? u : 0.0f) * sl[o];
-        z = pos + neg;
-        z = z + so[o];
-      }
-      d[o] = z;
-    }
-  }
-}
+#include "float_stage_impl.h"
 
-template <int Act>
-void dispatch_flags(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m, std::int64_t c0,
-                    std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
-  const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0);
-  switch (flags) {
-    case 0: stage_rows<Act, false, false, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 1: stage_rows<Act, true, false, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 2: stage_rows<Act, false, true, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 3: stage_rows<Act, true, true, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 4: stage_rows<Act, false, false, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 5: stage_rows<Act, true, false, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 6: stage_rows<Act, false, true, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    default: stage_rows<Act, true, true, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-  }
+void stage_scalar(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0, std::int64_t m,
+                  std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo) {
+  stage_impl(st, src, lds, row0, m, c0, c1, out, ldo, pack_rows_f32_scalar);
 }
 
 }  // namespace
 
+const FloatStageFn kFloatStageScalar = stage_scalar;
+
 void apply_float_stage(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
                        std::int64_t m, std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo, Isa isa) {
-  float* dst = out + row0 * ldo + c0;
-  const float* res = st.residual ? st.residual + row0 * ldo + c0 : nullptr;
-  if (st.act == 1) {
-    dispatch_flags<1>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
-  } else if (st.act == 2) {
-    dispatch_flags<2>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
-  } else {
-    dispatch_flags<0>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
-  }
-  if (st.signs == nullptr) return;
-  assert(c0 == 0 && c1 == ldo);  // signs need whole rows (the callers' plans guarantee it)
-  const BitpackKernels& pack = bitpack_kernels(isa);
-  const std::int64_t words = words_for(ldo);
-  std::uint64_t* bits = st.signs + row0 * words;
-  const float* rows = out + row0 * ldo;
-  if (st.sign_shift == nullptr) {
-    pack.pack(rows, m, ldo, bits);
+  assert(st.signs == nullptr || (c0 == 0 && c1 == ldo));  // signs need whole rows (the callers' plans guarantee it)
+  FloatStageFn fn = kFloatStageScalar;
+  if (isa == Isa::avx512 && kFloatStageAvx512 != nullptr) fn = kFloatStageAvx512;
+  if (isa == Isa::avx2 && kFloatStageAvx2 != nullptr) fn = kFloatStageAvx2;
+  if (isa == Isa::neon) {
+    // NEON is AArch64's baseline: the reference build is already vectorized with it; only
+    // the signs take the NEON packer.
+    stage_impl(st, src, lds, row0, m, c0, c1, out, ldo, bitpack_kernels(isa).pack);
     return;
   }
-  // The differences of a row, a chunk of channels at a time, in a buffer on the stack
-  // (chunks are whole words: their bits start at a word).
-  constexpr std::int64_t kChunk = 512;
-  float diff[kChunk];
-  for (std::int64_t p = 0; p < m; ++p) {
-    for (std::int64_t o0 = 0; o0 < ldo; o0 += kChunk) {
-      const std::int64_t len = std::min(kChunk, ldo - o0);
-      const float* __restrict z = rows + p * ldo + o0;
-      const float* __restrict sh = st.sign_shift + o0;
-      for (std::int64_t o = 0; o < len; ++o) diff[o] = z[o] - sh[o];
-      pack.pack(diff, 1, len, bits + p * words + o0 / 64);
-    }
-  }
+  fn(st, src, lds, row0, m, c0, c1, out, ldo);
 }
 
 }  // namespace onebit

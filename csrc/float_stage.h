@@ -31,10 +31,20 @@ struct FloatStage {
   const float* sign_shift = nullptr;
 };
 
+// One signature per family: the stage of rows [row0, row0 + m) x channels [c0, c1) with
+// its signs (see apply_float_stage). float_stage.cpp holds the reference (the baseline
+// build of float_stage_impl.h), float_stage_avx2.cpp and float_stage_avx512.cpp the same
+// source compiled for those ISAs: bit-identical by construction, and tested so.
+using FloatStageFn = void (*)(const FloatStage& stage, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
+                              std::int64_t m, std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo);
+extern const FloatStageFn kFloatStageScalar;  // float_stage.cpp (the reference)
+extern const FloatStageFn kFloatStageAvx2;    // float_stage_avx2.cpp (nullptr off x86)
+extern const FloatStageFn kFloatStageAvx512;  // float_stage_avx512.cpp (nullptr off x86)
+
 // Rows [row0, row0 + m) x channels [c0, c1) of the stage: src[p * lds + j] is y of row
 // row0 + p, channel c0 + j; writes out[(row0 + p) * ldo + c0 + j] (ldo: the output's
 // channels, also the residual's row stride). stage.signs needs whole rows (c0 = 0,
-// c1 = ldo); isa: the packer's.
+// c1 = ldo); isa: the stage's and the packer's.
 void apply_float_stage(const FloatStage& stage, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
                        std::int64_t m, std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo, Isa isa);
 

@@ -306,3 +306,27 @@ def test_model_first_conv_thread_count_independent(tmp_path):
     for t in (2, 3):
         engine.num_threads = t
         np.testing.assert_array_equal(engine(x), first)
+
+
+# ---- the FMA peak loop (the float side of benchmarks/bench_roofline.py) ----
+
+
+@pytest.mark.parametrize("isa", [n for n in _core.available_isas() if n in ("avx2", "avx512")] or ["<none>"])
+def test_peak_float_macs(isa):
+    """16 chains x 16 lanes (AVX-512) or 12 x 8 (AVX2) MACs per iteration, linear in iters, positive time."""
+    if isa == "<none>":
+        pytest.skip("no FMA ISA on this CPU")
+    macs, seconds = _core.peak_float_macs(isa, 1000)
+    assert macs == 1000 * (16 * 16 if isa == "avx512" else 12 * 8) and seconds > 0
+    assert _core.peak_float_macs(isa, 3000)[0] == 3 * macs
+
+
+def test_peak_float_macs_errors():
+    """No loop for the scalar reference, iters >= 1: ValueError naming the valid choices / the rule."""
+    with pytest.raises(ValueError, match=r"no FMA peak loop for scalar \(valid: avx2, avx512"):
+        _core.peak_float_macs("scalar", 10)
+    with pytest.raises(ValueError, match="unknown|valid"):
+        _core.peak_float_macs("sse9", 10)
+    if "avx512" in _core.available_isas():
+        with pytest.raises(ValueError, match="iters must be >= 1"):
+            _core.peak_float_macs("avx512", 0)

@@ -1,0 +1,37 @@
+// The float output stage (float_stage.h) compiled for AVX-512: 16 lanes (float_stage_impl.h under a
+// target pragma; the signs with this ISA's packer). The region holds only TU-local
+// functions: no avx512 copy of a shared inline function can reach baseline code.
+#include <algorithm>
+#include <cstdint>
+
+#include "bitpack.h"
+#include "float_stage.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+
+namespace onebit {
+namespace {
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")
+#include "float_stage_impl.h"
+
+void stage_avx512(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
+                 std::int64_t m, std::int64_t c0, std::int64_t c1, float* out, std::int64_t ldo) {
+  stage_impl(st, src, lds, row0, m, c0, c1, out, ldo, kBitpackAvx512.pack);
+}
+#pragma GCC pop_options
+
+}  // namespace
+
+const FloatStageFn kFloatStageAvx512 = stage_avx512;
+
+}  // namespace onebit
+
+#else  // not x86
+
+namespace onebit {
+const FloatStageFn kFloatStageAvx512 = nullptr;
+}  // namespace onebit
+
+#endif
