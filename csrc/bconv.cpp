@@ -83,6 +83,41 @@ inline void copy_words(std::uint64_t* __restrict d, const std::uint64_t* __restr
   if (n) *d = *s;
 }
 
+// Writes a dense im2col (or weight) row: the taps' cg < 64 channel bits one after the
+// other, each word assembled in a register and stored once (ORing each tap into memory
+// chained every tap on the previous one's store).
+// The dense row of 9 taps of CG bits (CG divides 64: no tap straddles two words), each word
+// ORed together in a register and stored once.
+template <int CG>
+inline void assemble_taps(const std::uint64_t (&v)[9], std::uint64_t* out) {
+  constexpr int kWords = (9 * CG + 63) / 64;
+  std::uint64_t words[kWords] = {};
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) words[t * CG / 64] |= v[t] << (t * CG % 64);
+#pragma GCC unroll 8
+  for (int q = 0; q < kWords; ++q) out[q] = words[q];
+}
+
+struct DenseRow {
+  std::uint64_t* row;
+  std::int64_t cg;
+  std::uint64_t acc = 0;
+  std::int64_t q = 0, s = 0;  // the word being assembled, its bits so far
+
+  void put(std::uint64_t v) {  // v: the tap's bits, the rest 0
+    acc |= v << s;
+    s += cg;
+    if (s >= 64) {
+      row[q++] = acc;
+      s -= 64;
+      acc = s != 0 ? v >> (cg - s) : 0;
+    }
+  }
+  void finish() {
+    if (s != 0) row[q] = acc;
+  }
+};
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -155,9 +190,21 @@ BinaryConv2d::BinaryConv2d(const std::uint64_t* w, std::int64_t out_channels, st
   in_words_ = words_for(c_);
 
   const std::int64_t row_words = taps_ * words_g_;
+  dense_ = g_ == 1 && cg_ < 64 && words_for(taps_ * cg_) < taps_;
+  row_words_ = dense_ ? words_for(taps_ * cg_) : row_words;
   packed_.reserve(static_cast<std::size_t>(g_));
-  for (std::int64_t gi = 0; gi < g_; ++gi) {
-    packed_.push_back(PackedWeights::with_k_bits(w + gi * og_ * row_words, og_, row_words, k_bits()));
+  if (dense_) {
+    std::vector<std::uint64_t> rows(static_cast<std::size_t>(o_ * row_words_), 0);
+    for (std::int64_t o = 0; o < o_; ++o) {
+      DenseRow row{rows.data() + o * row_words_, cg_};
+      for (std::int64_t t = 0; t < taps_; ++t) row.put(w[o * taps_ + t]);
+      row.finish();
+    }
+    packed_.push_back(PackedWeights::with_k_bits(rows.data(), o_, row_words_, k_bits()));
+  } else {
+    for (std::int64_t gi = 0; gi < g_; ++gi) {
+      packed_.push_back(PackedWeights::with_k_bits(w + gi * og_ * row_words, og_, row_words, k_bits()));
+    }
   }
 
   pad_word_.assign(static_cast<std::size_t>(words_g_), 0);
@@ -257,7 +304,7 @@ struct ConvRun {
     correct = borders->correct;
     direct = cv.kh_ == 1 && cv.kw_ == 1 && cv.sh_ == 1 && cv.sw_ == 1 && cv.ph_ == 0 && cv.pw_ == 0 && cv.pb_ == 0 &&
              cv.pr_ == 0;
-    lda = cv.g_ * cv.taps_ * cv.words_g_;
+    lda = cv.dense_ ? cv.row_words_ : cv.g_ * cv.taps_ * cv.words_g_;
 
     // Plan: pixel tasks whose im2col rows fit kTileBytes (at most 16 micro-tiles), cut
     // to within one pixel of each other: tasks of multiples of MR rows left the last
@@ -270,7 +317,7 @@ struct ConvRun {
     const std::int64_t row_bytes = direct ? 0 : lda * 8;
     max_tile = 16 * mr;
     if (row_bytes > 0) max_tile = std::clamp<std::int64_t>(kTileBytes / row_bytes / mr * mr, mr, 16 * mr);
-    const double pairs = static_cast<double>(np) * static_cast<double>(cv.o_ * cv.taps_ * cv.words_g_);
+    const double pairs = static_cast<double>(np) * static_cast<double>(cv.o_ * cv.row_words_);
     int threads = bgemm_threads_for(*kern, pairs, num_threads, &micros);
     pixel_tiles = std::max<std::int64_t>((np + max_tile - 1) / max_tile, 1);
     if (threads > 1) {
@@ -318,8 +365,87 @@ struct ConvRun {
     return i * base + std::min(i, extra);
   }
 
+  // Dense taps (one group, Cg < 64: one input word per pixel): each tap's word, or the pad
+  // word, in tap order. Cg of 8, 16 or 32 (a lane type T) stores each tap as one lane, the
+  // stores independent of each other (little-endian: lane t holds bits t * Cg of the
+  // row); any other Cg assembles the words in a register (DenseRow).
+  template <typename T>
+  void im2col_dense(std::int64_t p0, std::int64_t p1, std::uint64_t* buf) const {
+    constexpr bool lanes = !std::is_same_v<T, void>;
+    const std::int64_t kw = cv.kw_;
+    const std::uint64_t pad = cv.pad_word_[0];
+    const bool tail = (cv.taps_ * cv.cg_) % 64 != 0;
+    const bool three = cv.kh_ == 3 && kw == 3;
+    std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh, b = p0 / (ow * oh);
+    for (std::int64_t p = p0; p < p1; ++p) {
+      std::uint64_t* out = buf + (p - p0) * lda;
+      [[maybe_unused]] DenseRow row{out, cv.cg_};
+      [[maybe_unused]] auto* bytes = reinterpret_cast<unsigned char*>(out);
+      if constexpr (lanes) {
+        if (tail) out[lda - 1] = 0;
+      }
+      std::int64_t t = 0;
+      auto put = [&](std::uint64_t v) {
+        if constexpr (lanes) {
+          const T lane = static_cast<T>(v);
+          std::memcpy(bytes + t * static_cast<std::int64_t>(sizeof(T)), &lane, sizeof(T));
+          ++t;
+        } else {
+          row.put(v);
+        }
+      };
+      const Range ry = rows->range[static_cast<std::size_t>(oy)], rx = cols->range[static_cast<std::size_t>(ox)];
+      const std::int64_t by = oy * cv.sh_ - cv.ph_, bx = ox * cv.sw_ - cv.pw_;
+      const std::uint64_t* img = x + b * h * w;
+      for (std::int64_t ky = 0; ky < cv.kh_; ++ky) {
+        if (ky < ry.lo || ky >= ry.hi) {
+          for (std::int64_t kx = 0; kx < kw; ++kx) put(pad);
+          continue;
+        }
+        const std::uint64_t* src = img + (by + ky * cv.dh_) * w + bx;
+        if constexpr (lanes) {
+          if (ky == 0 && three && ry.lo == 0 && ry.hi == 3 && rx.lo == 0 && rx.hi == 3) {
+            // An interior pixel of a 3x3 kernel: the words assembled in registers, shifts known.
+            const std::uint64_t* r1 = src + cv.dh_ * w;
+            const std::uint64_t* r2 = src + 2 * cv.dh_ * w;
+            const std::int64_t d = cv.dw_;
+            const std::uint64_t v[9] = {src[0], src[d], src[2 * d], r1[0], r1[d], r1[2 * d], r2[0], r2[d], r2[2 * d]};
+            assemble_taps<8 * static_cast<int>(sizeof(T))>(v, out);
+            break;
+          }
+        }
+        if (rx.lo == 0 && rx.hi == kw) {
+          for (std::int64_t kx = 0; kx < kw; ++kx) put(src[kx * cv.dw_]);
+        } else {
+          for (std::int64_t kx = 0; kx < kw; ++kx) put(kx >= rx.lo && kx < rx.hi ? src[kx * cv.dw_] : pad);
+        }
+      }
+      if constexpr (!lanes) row.finish();
+      if (++ox == ow) {
+        ox = 0;
+        if (++oy == oh) {
+          oy = 0;
+          ++b;
+        }
+      }
+    }
+  }
+
   // im2col rows of pixels [p0, p1) for groups [g0, g1] into buf (rows of lda words).
   void im2col(std::int64_t p0, std::int64_t p1, std::int64_t g0, std::int64_t g1, std::uint64_t* buf) const {
+    if (cv.dense_) {
+      constexpr bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+      if (little && cv.cg_ == 32) {
+        im2col_dense<std::uint32_t>(p0, p1, buf);
+      } else if (little && cv.cg_ == 16) {
+        im2col_dense<std::uint16_t>(p0, p1, buf);
+      } else if (little && cv.cg_ == 8) {
+        im2col_dense<std::uint8_t>(p0, p1, buf);
+      } else {
+        im2col_dense<void>(p0, p1, buf);
+      }
+      return;
+    }
     const std::int64_t wg = cv.words_g_, iw = cv.in_words_, kw = cv.kw_, taps = cv.taps_;
     const std::uint64_t* pad = cv.pad_word_.data();
     const bool zero_pad = cv.pad_value_ != -1;

@@ -27,6 +27,10 @@
 // per output of a border pixel. When there are few pixel tiles (small images, batch 1) the
 // tasks also split the output channels.
 //
+// With one group of Cg < 64 channels, the taps are packed densely instead (tap t at bit
+// t * Cg of the row, words_for(KH*KW*Cg) words per row, the same in the weights), which
+// cuts the GEMM's K words by up to 64 / Cg; the pad word then has its Cg low bits set for -1.
+//
 // Groups: 1, or any g with Cg a multiple of 64 (whole words per group) and O % g == 0.
 #pragma once
 
@@ -104,7 +108,12 @@ class BinaryConv2d {
   int pad_value_;
   std::int64_t pb_, pr_;  // padding after (bottom, right): TensorFlow's "same" puts the odd pixel there
   std::int64_t in_words_, words_g_, taps_;
-  std::vector<PackedWeights> packed_;     // one per group: og_ rows of taps_ * words_g_ words
+  // Dense taps (groups = 1, Cg < 64, more than one tap, when it saves words): tap t's Cg
+  // bits sit at bit t * Cg of an im2col row of words_for(taps_ * Cg) words, in the weights
+  // and in im2col, instead of one word per tap (QuickNet's 32-channel 3x3 convs: 5 words, not 9).
+  bool dense_ = false;
+  std::int64_t row_words_ = 0;            // words of one im2col row (and of one packed weight row)
+  std::vector<PackedWeights> packed_;     // one per group: og_ rows of row_words_ words
   std::vector<std::uint64_t> pad_word_;   // words_g_ words written for a padded tap
   // pad 0: 2-D prefix sums over the taps of S[o, ky, kx] = sum over c of w[o, ky, kx, c] (±1):
   // tap_prefix_[(y * (kw_ + 1) + x) * o_ + o] = sum of S[o, ky < y, kx < x], so the sum over

@@ -142,7 +142,7 @@ def conv_cases(draw):
         o = groups * draw(st.integers(1, 40))
     else:
         groups = 1
-        c = draw(st.sampled_from([1, 3, 63, 64, 65, 130]))
+        c = draw(st.sampled_from([1, 3, 8, 16, 32, 48, 63, 64, 65, 130]))
         o = draw(st.integers(1, 70))
     kh = draw(st.sampled_from([1, 3, 5, 7]))
     kw = draw(st.sampled_from([kh, 1, 3]))
@@ -187,6 +187,13 @@ EXPLICIT = [
     (2, 9, 8, 70, 30, 1, 1, 2, 1, 1),  # 1x1 with stride and padding: im2col
     (1, 2, 2, 65, 9, 7, 1, 1, 3, 1),  # kernel larger than the image, every pixel a border
     (1, 3, 3, 5, 7, 3, 1, 1, 4, 1),  # padding larger than the kernel: all-padding pixels
+    # dense taps (one group, C < 64): C bits per tap, one after the other, in a row of words_for(KH*KW*C) words
+    (2, 9, 10, 32, 40, 3, 1, 1, 1, 1),  # QuickNet's 32-channel 3x3: 32-bit lanes, the interior in registers
+    (1, 9, 9, 32, 33, 3, 1, 2, 1, 2),  # strided and dilated interior
+    (1, 8, 7, 16, 20, 3, 1, 1, 1, 1),  # 16-bit lanes
+    (2, 7, 9, 8, 70, 5, 1, 1, 2, 1),  # 8-bit lanes, a 5x5 kernel (no register path)
+    (1, 9, 8, 48, 30, 3, 1, 1, 1, 1),  # 48 channels: taps straddle words
+    (1, 6, 6, 63, 9, 3, 1, 1, 0, 1),  # 63 channels: 9 taps in 9 words, no saving: one word per tap
 ]
 
 
