@@ -1,7 +1,7 @@
 // The body of the float output stage (float_stage.h), compiled once per ISA: included
 // inside an anonymous namespace by float_stage.cpp (baseline flags: the reference) and by
-// float_stage_avx2.cpp / float_stage_avx512.cpp under `#pragma GCC target`, where the
-// compiler vectorizes the same per-element code 8 or 16 lanes wide. Every step is a
+// float_stage_avx2.cpp under `#pragma GCC target`, where the compiler vectorizes the same
+// per-element code 8 lanes wide (float_stage_avx512.cpp writes it in intrinsics). Every step is a
 // separate IEEE float32 operation (the library is built with -ffp-contract=off: no FMA
 // contraction) and the selects are written as compares, so every ISA's copy gives
 // bit-identical results to the reference's. No #include here: the including unit

@@ -21,11 +21,31 @@ struct Job {
   std::int64_t c, h, w;
 };
 
+// An image's C (1-4) channels: the output row written in order, C loads per pixel (the
+// compiler unrolls the channel loop; a store stream, not C strided passes).
+template <int C>
+void small_row(const float* src, std::int64_t plane, std::int64_t w, float* __restrict dst) {
+  const float* __restrict s[C];
+  for (int ch = 0; ch < C; ++ch) s[ch] = src + ch * plane;
+  for (std::int64_t col = 0; col < w; ++col) {
+#pragma GCC unroll 4
+    for (int ch = 0; ch < C; ++ch) dst[col * C + ch] = s[ch][col];
+  }
+}
+
 void rows_task(void* ctx, std::int64_t r, int /*thread*/) {
   const Job& j = *static_cast<const Job*>(ctx);
   const std::int64_t b = r / j.h, i = r % j.h;
   const float* src = j.x + (b * j.c * j.h + i) * j.w;  // channel 0 of row i
   float* dst = j.y + r * j.w * j.c;
+  const std::int64_t plane = j.h * j.w;
+  switch (j.c) {
+    case 1: small_row<1>(src, plane, j.w, dst); return;
+    case 2: small_row<2>(src, plane, j.w, dst); return;
+    case 3: small_row<3>(src, plane, j.w, dst); return;
+    case 4: small_row<4>(src, plane, j.w, dst); return;
+    default: break;
+  }
   if (j.c <= kChannelBlock) {
     // An image's few channels: one pass per channel, contiguous loads, strided stores
     // into the output row (in L1).
