@@ -20,6 +20,8 @@ namespace {
 constexpr std::int64_t kTileBytes = 256 * 1024;
 // Bound on every size parameter, so no coordinate or K arithmetic can overflow.
 constexpr std::int64_t kMaxParam = std::int64_t{1} << 30;
+// Segments (kernel rows, or taps where dilated) of the implicit im2col: more go the copying way.
+constexpr std::int64_t kMaxImplicitSegments = 64;
 
 std::string pair_str(std::int64_t a, std::int64_t b) {
   return "(" + std::to_string(a) + ", " + std::to_string(b) + ")";
@@ -260,6 +262,11 @@ struct ConvRun {
   const Axis* cols = nullptr;
   bool correct = false;  // pad 0 with border pixels: subtract borders->corr
   bool direct = false;  // 1x1, stride 1, no padding: x is the A matrix
+  // Implicit im2col (the ISA has a segmented micro-kernel, one group, word-per-tap rows of
+  // one K block): the pixels whose taps are all inside the image, cx0 <= ox < cx1 of a full
+  // row, run straight from x, nseg segments of seg_words words per pixel, pix words apart.
+  bool implicit = false;
+  std::int64_t cx0 = 0, cx1 = 0, nseg = 0, seg_words = 0, pix = 0;
   std::int64_t lda = 0;  // im2col row: g * taps * words_g words
   std::int64_t max_tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
   double micros = -1.0;  // estimated single-thread time of the GEMM part, for parallel_run
@@ -305,6 +312,25 @@ struct ConvRun {
     direct = cv.kh_ == 1 && cv.kw_ == 1 && cv.sh_ == 1 && cv.sw_ == 1 && cv.ph_ == 0 && cv.pw_ == 0 && cv.pb_ == 0 &&
              cv.pr_ == 0;
     lda = cv.dense_ ? cv.row_words_ : cv.g_ * cv.taps_ * cv.words_g_;
+    // Where copying costs: up to 2 words per tap (at 4 and more the copy is a few percent,
+    // and the copied rows' one contiguous K loop is a little faster than the segments).
+    implicit = !direct && !cv.dense_ && cv.g_ == 1 && cv.words_g_ <= 2 && kern->ukernel_seg != nullptr &&
+               lda <= kBgemmKC &&
+               (cv.dw_ == 1 ? cv.kh_ : cv.taps_) <= kMaxImplicitSegments &&
+               rows->full >= 0 && cols->full >= 0;
+    if (implicit) {
+      cx0 = ow;
+      for (std::int64_t i = 0; i < ow; ++i) {
+        if (cols->id[static_cast<std::size_t>(i)] == cols->full) {
+          cx0 = std::min(cx0, i);
+          cx1 = i + 1;  // the full columns are one interval (the tap window slides monotonically)
+        }
+      }
+      const bool runs = cv.dw_ == 1;  // a kernel row's taps are one run of words
+      nseg = runs ? cv.kh_ : cv.taps_;
+      seg_words = runs ? cv.kw_ * cv.words_g_ : cv.words_g_;
+      pix = cv.sw_ * cv.in_words_;
+    }
 
     // Plan: pixel tasks whose im2col rows fit kTileBytes (at most 16 micro-tiles), cut
     // to within one pixel of each other: tasks of multiples of MR rows left the last
@@ -550,22 +576,6 @@ struct ConvRun {
     const std::int64_t c1 = g1 * cv.og_ + std::min(cv.og_, (t1 - g1 * tiles_g) * kBgemmNR);
     auto start = pr ? clock::now() : clock::time_point{};
 
-    const std::uint64_t* a = x + p0 * cv.in_words_;
-    std::int64_t lda_a = cv.in_words_, group_stride = cv.words_g_;
-    if (!direct) {
-      thread_local std::vector<std::uint64_t> buffer;
-      const std::size_t need = static_cast<std::size_t>(m * lda);
-      if (buffer.size() < need) buffer.resize(need);
-      im2col(p0, p1, g0, g1, buffer.data());
-      a = buffer.data();
-      lda_a = lda;
-      group_stride = cv.taps_ * cv.words_g_;
-      if (pr) {
-        pr->im2col_s += seconds_since(start);
-        start = clock::now();
-      }
-    }
-
     // Destination: the int32 output (column 0 = channel 0), or a scratch of the task's
     // channels [c0, c1) for the threshold or float stage.
     std::int32_t* dst;
@@ -582,18 +592,124 @@ struct ConvRun {
       ldd = c1 - c0;
       cbase = c0;
     }
-    for (std::int64_t gi = g0; gi <= g1; ++gi) {
-      const std::int64_t lt0 = std::max<std::int64_t>(t0 - gi * tiles_g, 0);
-      const std::int64_t lt1 = std::min(t1 - gi * tiles_g, tiles_g);
-      const std::int64_t col = gi * cv.og_ + lt0 * kBgemmNR;
-      bgemm_serial(*kern, a + gi * group_stride, lda_a, m, cv.packed_[static_cast<std::size_t>(gi)], lt0, lt1,
-                   dst + (col - cbase), ldd);
-    }
-    if (pr) {
-      pr->gemm_s += seconds_since(start);
-      start = clock::now();
+
+    if (implicit) {
+      gemm_implicit(p0, p1, t0, t1, dst + (t0 * kBgemmNR - cbase), ldd, pr);
+      if (pr) start = clock::now();
+    } else {
+      const std::uint64_t* a = x + p0 * cv.in_words_;
+      std::int64_t lda_a = cv.in_words_, group_stride = cv.words_g_;
+      if (!direct) {
+        thread_local std::vector<std::uint64_t> buffer;
+        const std::size_t need = static_cast<std::size_t>(m * lda);
+        if (buffer.size() < need) buffer.resize(need);
+        im2col(p0, p1, g0, g1, buffer.data());
+        a = buffer.data();
+        lda_a = lda;
+        group_stride = cv.taps_ * cv.words_g_;
+        if (pr) {
+          pr->im2col_s += seconds_since(start);
+          start = clock::now();
+        }
+      }
+      for (std::int64_t gi = g0; gi <= g1; ++gi) {
+        const std::int64_t lt0 = std::max<std::int64_t>(t0 - gi * tiles_g, 0);
+        const std::int64_t lt1 = std::min(t1 - gi * tiles_g, tiles_g);
+        const std::int64_t col = gi * cv.og_ + lt0 * kBgemmNR;
+        bgemm_serial(*kern, a + gi * group_stride, lda_a, m, cv.packed_[static_cast<std::size_t>(gi)], lt0, lt1,
+                     dst + (col - cbase), ldd);
+      }
+      if (pr) {
+        pr->gemm_s += seconds_since(start);
+        start = clock::now();
+      }
     }
 
+    output_stage(p0, m, c0, c1, dst, ldd, cbase, bits);
+    if (pr) pr->epilogue_s += seconds_since(start);
+  }
+
+  // The GEMM of pixels [p0, p1) x weight tiles [t0, t1) into d (column 0 = tile t0's first
+  // channel, rows ldd apart), one group of at most MR pixels per micro-kernel call: the runs
+  // of pixels of one output row with every tap inside the image read x in place (the
+  // segmented micro-kernel, bgemm.h), the others are copied (im2col) as before.
+  void gemm_implicit(std::int64_t p0, std::int64_t p1, std::int64_t t0, std::int64_t t1, std::int32_t* d,
+                     std::int64_t ldd, BinaryConv2d::Profile* pr) const {
+    using clock = std::chrono::steady_clock;
+    auto start = pr ? clock::now() : clock::time_point{};
+    struct Window {
+      std::int64_t p, count;
+      const std::uint64_t* base;  // x at the window's first pixel's first tap, nullptr: copied rows
+    };
+    thread_local std::vector<Window> windows;
+    thread_local std::vector<std::uint64_t> buffer;
+    windows.clear();
+    const std::size_t need = static_cast<std::size_t>((p1 - p0) * lda);
+    if (buffer.size() < need) buffer.resize(need);
+    const std::int64_t mr = kern->mr, iw = cv.in_words_;
+    // Windows of MR pixels from p0, as bgemm_serial cuts them (full micro-tiles): a window
+    // inside one output row's interior reads x, the others are copied, runs of them at once.
+    std::int64_t copy_from = -1;  // start of the run of windows being copied
+    std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh, b = p0 / (ow * oh);
+    for (std::int64_t p = p0; p < p1; p += mr) {
+      const std::int64_t count = std::min(mr, p1 - p);
+      const bool inside = rows->id[static_cast<std::size_t>(oy)] == rows->full && ox >= cx0 && ox + count <= cx1;
+      if (inside) {
+        if (copy_from >= 0) {
+          im2col(copy_from, p, 0, 0, buffer.data() + (copy_from - p0) * lda);
+          copy_from = -1;
+        }
+        const std::int64_t by = oy * cv.sh_ - cv.ph_, bx = ox * cv.sw_ - cv.pw_;
+        windows.push_back({p, count, x + ((b * h + by) * w + bx) * iw});
+      } else {
+        if (copy_from < 0) copy_from = p;
+        windows.push_back({p, count, nullptr});
+      }
+      for (ox += mr; ox >= ow;) {  // the next window's first pixel
+        ox -= ow;
+        if (++oy == oh) {
+          oy = 0;
+          ++b;
+        }
+      }
+    }
+    if (copy_from >= 0) im2col(copy_from, p1, 0, 0, buffer.data() + (copy_from - p0) * lda);
+    if (pr) {
+      pr->im2col_s += seconds_since(start);
+      start = clock::now();
+    }
+    // Segment q of a window: kernel row q (its taps one run) or tap q, from the base.
+    std::int64_t seg_off[kMaxImplicitSegments];
+    for (std::int64_t ky = 0, q = 0; ky < cv.kh_; ++ky) {
+      for (std::int64_t kx = 0; kx < (nseg == cv.kh_ ? 1 : cv.kw_); ++kx) {
+        seg_off[q++] = (ky * cv.dh_ * w + kx * cv.dw_) * iw;
+      }
+    }
+    const PackedWeights& pw = cv.packed_[0];
+    const auto k_bits = static_cast<std::int32_t>(cv.k_bits());
+    const unsigned flags = kBgemmFirst | kBgemmLast;
+    const std::uint64_t* seg[kMaxImplicitSegments];
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::uint64_t* wt = pw.tile(t);
+      const std::int64_t nr = std::min(kBgemmNR, cv.o_ - t * kBgemmNR);
+      std::int32_t* dt = d + (t - t0) * kBgemmNR;
+      for (const Window& g : windows) {
+        std::int32_t* c = dt + (g.p - p0) * ldd;
+        if (g.base != nullptr) {
+          for (std::int64_t q = 0; q < nseg; ++q) seg[q] = g.base + seg_off[q];
+          kern->ukernel_seg(g.count, nr, nseg, seg, seg_words, pix, wt, c, ldd, k_bits, flags);
+        } else {
+          kern->ukernel(g.count, nr, lda, buffer.data() + (g.p - p0) * lda, lda, wt, c, ldd, k_bits, flags);
+        }
+      }
+    }
+    if (pr) pr->gemm_s += seconds_since(start);
+  }
+
+  // The scratch's [c0, c1) for the destination (ldd, column cbase): the zero-padding
+  // correction, then the float or the threshold stage.
+  void output_stage(std::int64_t p0, std::int64_t m, std::int64_t c0, std::int64_t c1, std::int32_t* dst, std::int64_t ldd,
+              std::int64_t cbase, std::uint32_t* bits) const {
     if (correct) {
       const std::int64_t nc = static_cast<std::int64_t>(cols->distinct.size());
       std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh;
@@ -619,7 +735,6 @@ struct ConvRun {
                         neg[static_cast<std::size_t>(q)], bits + q, out_halves);
       }
     }
-    if (pr) pr->epilogue_s += seconds_since(start);
   }
 
   static void run_task(void* ctx, std::int64_t t, int thread) { static_cast<const ConvRun*>(ctx)->task(t, thread); }

@@ -26,6 +26,11 @@
 // oy and ox only; O x 4 lookups per pattern), so the correction costs one subtraction
 // per output of a border pixel. When there are few pixel tiles (small images, batch 1) the
 // tasks also split the output channels.
+// Implicit im2col (an ISA with a segmented micro-kernel, bgemm.h; one group, up to 2 words
+// per tap): a window of MR output pixels inside one output row's interior is not copied;
+// the micro-kernel reads its K words from x directly, kernel row by kernel row (each a run
+// of KW taps), the pixels stride words apart. Only the other windows (borders, row ends)
+// are copied. At 64 channels the copy was a fifth of the time.
 //
 // With one group of Cg < 64 channels, the taps are packed densely instead (tap t at bit
 // t * Cg of the row, words_for(KH*KW*Cg) words per row, the same in the weights), which

@@ -90,6 +90,18 @@ using BgemmUkernelFn = void (*)(std::int64_t mr, std::int64_t nr, std::int64_t k
                                 const std::uint64_t* wt, std::int32_t* c, std::int64_t ldc,
                                 std::int32_t k_bits, unsigned flags);
 
+// The micro-kernel on an A matrix given as segments instead of rows: an implicit im2col.
+// Row i of A is the concatenation over q < nseg of the seg_words words at seg[q] + i * pix
+// (a conv's pixels of one output row: segment q is kernel row q's run of taps, pixel i is
+// pix = stride * words-per-pixel words further), so for i < mr, j < nr:
+//   s = sum_{q < nseg, w < seg_words} popcount(seg[q][i * pix + w] ^ wt[(q * seg_words + w) * kBgemmNR + j])
+// then c as the ukernel writes it (flags). nullptr where an ISA has none (its convolutions
+// copy the rows: im2col).
+using BgemmSegUkernelFn = void (*)(std::int64_t mr, std::int64_t nr, std::int64_t nseg,
+                                   const std::uint64_t* const* seg, std::int64_t seg_words, std::int64_t pix,
+                                   const std::uint64_t* wt, std::int32_t* c, std::int64_t ldc,
+                                   std::int32_t k_bits, unsigned flags);
+
 // Threshold output stage, for i < mr, j < nr <= 32 (thresh[j] read for j < nr only):
 //   neg_j = (neg >> j) & 1   (1 where s = -1)
 //   bit j of out[i * ldo] = neg_j ? (c[i * ldc + j] > thresh[j]) : (c[i * ldc + j] < thresh[j])
@@ -109,6 +121,7 @@ struct BgemmKernels {
   ThresholdStageFn threshold;
   PeakLoopFn peak;             // nullptr where there is no meaningful peak (scalar)
   const char* peak_mix;        // what the peak loop executes per bit pair group
+  BgemmSegUkernelFn ukernel_seg = nullptr;  // the implicit-im2col micro-kernel, where there is one
 };
 
 // Defined in bgemm_scalar.cpp, bgemm_avx2.cpp, bgemm_avx512.cpp (ukernel == nullptr where

@@ -178,14 +178,14 @@ ONEBIT_TARGET_AVX2 std::uint64_t peak_avx2(std::int64_t iters) {
 }  // namespace
 
 const BgemmKernels kBgemmAvx2 = {kMR, ukernel_avx2, threshold_avx2, peak_avx2,
-                                 "2 vpxor + 2 vpshufb + 2 vpaddb per 256 bit pairs (+ vpsadbw / 31)"};
+                                 "2 vpxor + 2 vpshufb + 2 vpaddb per 256 bit pairs (+ vpsadbw / 31)", nullptr};
 
 }  // namespace onebit
 
 #else  // not x86
 
 namespace onebit {
-const BgemmKernels kBgemmAvx2 = {1, nullptr, nullptr, nullptr, "n/a"};
+const BgemmKernels kBgemmAvx2 = {1, nullptr, nullptr, nullptr, "n/a", nullptr};
 }  // namespace onebit
 
 #endif

@@ -28,6 +28,30 @@ namespace {
 
 constexpr int kMR = 6;  // 6 x 4 = 24 zmm accumulators + 4 weight zmm + broadcast/temps
 
+// The micro-tile's epilogue: the MR x 4 accumulators (8 outputs each) into c, as bgemm.h says.
+template <int MR>
+ONEBIT_TARGET_AVX512 inline void store_acc(const __m512i (&acc)[MR][4], std::int64_t nr, std::int32_t* c,
+                                           std::int64_t ldc, std::int32_t k_bits, unsigned flags) {
+  const __m512i kv = _mm512_set1_epi64(k_bits);
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      const std::int64_t left = nr - 8 * v;
+      if (left <= 0) break;
+      const __mmask8 mask = left >= 8 ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << left) - 1u);
+      std::int32_t* dst = c + i * ldc + 8 * v;
+      __m512i s = acc[i][v];
+      if (!(flags & kBgemmFirst)) {
+        const __m256i prev = _mm512_castsi512_si256(_mm512_maskz_loadu_epi32(mask, dst));
+        s = _mm512_add_epi64(s, _mm512_cvtepi32_epi64(prev));
+      }
+      if (flags & kBgemmLast) s = _mm512_sub_epi64(kv, _mm512_add_epi64(s, s));
+      _mm512_mask_cvtepi64_storeu_epi32(dst, mask, s);
+    }
+  }
+}
+
 template <int MR>
 ONEBIT_TARGET_AVX512 void ukernel_mr(std::int64_t nr, std::int64_t kc, const std::uint64_t* a,
                                      std::int64_t lda, const std::uint64_t* wt, std::int32_t* c,
@@ -58,23 +82,56 @@ ONEBIT_TARGET_AVX512 void ukernel_mr(std::int64_t nr, std::int64_t kc, const std
     }
   }
 
-  const __m512i kv = _mm512_set1_epi64(k_bits);
+  store_acc<MR>(acc, nr, c, ldc, k_bits, flags);
+}
+
+// The implicit-im2col kernel (bgemm.h): the same register block, the K loop walking the
+// segments (a conv's kernel rows) of MR pixels pix words apart instead of copied rows.
+template <int MR>
+ONEBIT_TARGET_AVX512 void ukernel_seg_mr(std::int64_t nr, std::int64_t nseg, const std::uint64_t* const* seg,
+                                         std::int64_t seg_words, std::int64_t pix, const std::uint64_t* wt,
+                                         std::int32_t* c, std::int64_t ldc, std::int32_t k_bits, unsigned flags) {
+  __m512i acc[MR][4];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) {
-      const std::int64_t left = nr - 8 * v;
-      if (left <= 0) break;
-      const __mmask8 mask = left >= 8 ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << left) - 1u);
-      std::int32_t* dst = c + i * ldc + 8 * v;
-      __m512i s = acc[i][v];
-      if (!(flags & kBgemmFirst)) {
-        const __m256i prev = _mm512_castsi512_si256(_mm512_maskz_loadu_epi32(mask, dst));
-        s = _mm512_add_epi64(s, _mm512_cvtepi32_epi64(prev));
+    for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_setzero_si512();
+  }
+  for (std::int64_t q = 0; q < nseg; ++q) {
+    const std::uint64_t* rows[MR];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) rows[i] = seg[q] + i * pix;
+    const std::uint64_t* wseg = wt + q * seg_words * kBgemmNR;
+    for (std::int64_t w = 0; w < seg_words; ++w) {
+      const std::uint64_t* wq = wseg + w * kBgemmNR;
+      const __m512i w0 = _mm512_load_si512(wq);
+      const __m512i w1 = _mm512_load_si512(wq + 8);
+      const __m512i w2 = _mm512_load_si512(wq + 16);
+      const __m512i w3 = _mm512_load_si512(wq + 24);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i) {
+        const __m512i b = _mm512_set1_epi64(static_cast<long long>(rows[i][w]));
+        acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(b, w0)));
+        acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(b, w1)));
+        acc[i][2] = _mm512_add_epi64(acc[i][2], _mm512_popcnt_epi64(_mm512_xor_si512(b, w2)));
+        acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(b, w3)));
       }
-      if (flags & kBgemmLast) s = _mm512_sub_epi64(kv, _mm512_add_epi64(s, s));
-      _mm512_mask_cvtepi64_storeu_epi32(dst, mask, s);
     }
+  }
+  store_acc<MR>(acc, nr, c, ldc, k_bits, flags);
+}
+
+ONEBIT_TARGET_AVX512 void ukernel_seg_avx512(std::int64_t mr, std::int64_t nr, std::int64_t nseg,
+                                             const std::uint64_t* const* seg, std::int64_t seg_words,
+                                             std::int64_t pix, const std::uint64_t* wt, std::int32_t* c,
+                                             std::int64_t ldc, std::int32_t k_bits, unsigned flags) {
+  switch (mr) {
+    case 1: ukernel_seg_mr<1>(nr, nseg, seg, seg_words, pix, wt, c, ldc, k_bits, flags); break;
+    case 2: ukernel_seg_mr<2>(nr, nseg, seg, seg_words, pix, wt, c, ldc, k_bits, flags); break;
+    case 3: ukernel_seg_mr<3>(nr, nseg, seg, seg_words, pix, wt, c, ldc, k_bits, flags); break;
+    case 4: ukernel_seg_mr<4>(nr, nseg, seg, seg_words, pix, wt, c, ldc, k_bits, flags); break;
+    case 5: ukernel_seg_mr<5>(nr, nseg, seg, seg_words, pix, wt, c, ldc, k_bits, flags); break;
+    default: ukernel_seg_mr<6>(nr, nseg, seg, seg_words, pix, wt, c, ldc, k_bits, flags); break;
   }
 }
 
@@ -153,14 +210,14 @@ ONEBIT_TARGET_AVX512 std::uint64_t peak_avx512(std::int64_t iters) {
 }  // namespace
 
 const BgemmKernels kBgemmAvx512 = {kMR, ukernel_avx512, threshold_avx512, peak_avx512,
-                                   "vpxorq + vpopcntq + vpaddq per 512 bit pairs"};
+                                   "vpxorq + vpopcntq + vpaddq per 512 bit pairs", ukernel_seg_avx512};
 
 }  // namespace onebit
 
 #else  // not x86
 
 namespace onebit {
-const BgemmKernels kBgemmAvx512 = {1, nullptr, nullptr, nullptr, "n/a"};
+const BgemmKernels kBgemmAvx512 = {1, nullptr, nullptr, nullptr, "n/a", nullptr};
 }  // namespace onebit
 
 #endif

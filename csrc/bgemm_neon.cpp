@@ -170,14 +170,14 @@ std::uint64_t peak_neon(std::int64_t iters) {
 }  // namespace
 
 const BgemmKernels kBgemmNeon = {kMR, ukernel_neon, threshold_neon, peak_neon,
-                                 "eor + cnt + add per 128 bit pairs (+ uaddlp, uaddlp, uadalp / 31)"};
+                                 "eor + cnt + add per 128 bit pairs (+ uaddlp, uaddlp, uadalp / 31)", nullptr};
 
 }  // namespace onebit
 
 #else  // AArch64 without Advanced SIMD
 
 namespace onebit {
-const BgemmKernels kBgemmNeon = {1, nullptr, nullptr, nullptr, "n/a"};
+const BgemmKernels kBgemmNeon = {1, nullptr, nullptr, nullptr, "n/a", nullptr};
 }  // namespace onebit
 
 #endif

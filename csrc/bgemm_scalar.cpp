@@ -35,6 +35,23 @@ void ukernel_scalar(std::int64_t mr, std::int64_t nr, std::int64_t kc, const std
   }
 }
 
+void ukernel_seg_scalar(std::int64_t mr, std::int64_t nr, std::int64_t nseg, const std::uint64_t* const* seg,
+                        std::int64_t seg_words, std::int64_t pix, const std::uint64_t* wt, std::int32_t* c,
+                        std::int64_t ldc, std::int32_t k_bits, unsigned flags) {
+  for (std::int64_t i = 0; i < mr; ++i) {
+    for (std::int64_t j = 0; j < nr; ++j) {
+      std::int64_t s = 0;
+      for (std::int64_t q = 0; q < nseg; ++q) {
+        for (std::int64_t w = 0; w < seg_words; ++w) {
+          s += __builtin_popcountll(seg[q][i * pix + w] ^ wt[(q * seg_words + w) * kBgemmNR + j]);
+        }
+      }
+      if (!(flags & kBgemmFirst)) s += c[i * ldc + j];
+      c[i * ldc + j] = static_cast<std::int32_t>((flags & kBgemmLast) ? k_bits - 2 * s : s);
+    }
+  }
+}
+
 void threshold_scalar(std::int64_t mr, std::int64_t nr, const std::int32_t* c, std::int64_t ldc,
                       const std::int32_t* thresh, std::uint32_t neg, std::uint32_t* out, std::int64_t ldo) {
   for (std::int64_t i = 0; i < mr; ++i) {
@@ -50,6 +67,6 @@ void threshold_scalar(std::int64_t mr, std::int64_t nr, const std::int32_t* c, s
 
 }  // namespace
 
-const BgemmKernels kBgemmScalar = {4, ukernel_scalar, threshold_scalar, nullptr, "none"};
+const BgemmKernels kBgemmScalar = {4, ukernel_scalar, threshold_scalar, nullptr, "none", ukernel_seg_scalar};
 
 }  // namespace onebit

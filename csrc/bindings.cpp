@@ -1010,9 +1010,15 @@ NB_MODULE(_core, m) {
                                             shape_str(res));
               }
             }
-            if (!prelu.is_none()) {
+            if (nb::isinstance<nb::str>(prelu)) {
+              if (nb::cast<std::string>(prelu) != "relu") {
+                throw std::invalid_argument(std::string(fn) + ": prelu must be (shift_in, slope, shift_out) or 'relu', "
+                                            "got '" + nb::cast<std::string>(prelu) + "'");
+              }
+              st.stage.relu_after = true;
+            } else if (!prelu.is_none()) {
               if (!(nb::isinstance<nb::tuple>(prelu) || nb::isinstance<nb::list>(prelu)) || nb::len(prelu) != 3) {
-                throw std::invalid_argument(std::string(fn) + ": prelu must be (shift_in, slope, shift_out)");
+                throw std::invalid_argument(std::string(fn) + ": prelu must be (shift_in, slope, shift_out) or 'relu'");
               }
               array(prelu[0], si, "prelu shift_in");
               array(prelu[1], sl, "prelu slope");
@@ -1045,7 +1051,8 @@ NB_MODULE(_core, m) {
           nb::arg("sign_shift").none() = nb::none(),
           "float32 (N, OH, OW, O): act(y * scale + bias) * post_scale + post_bias per output channel (post_* "
           "optional; act none, relu or hardtanh), y the int32 convolution of run(), then optionally + residual "
-          "(the output's shape) and RPReLU prelu=(shift_in, slope, shift_out); each step rounded to float32. "
+          "(the output's shape) and RPReLU prelu=(shift_in, slope, shift_out) or prelu='relu' (z <= 0 -> 0, as "
+          "numpy.maximum(z, 0)); each step rounded to float32. "
           "signs=True: returns (that, its packed signs (N, OH, OW, ceil(O/64)) uint64, bit 1 where "
           "value - sign_shift < 0).")
       .def(

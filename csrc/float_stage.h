@@ -5,6 +5,7 @@
 //   z = z * post_scale[o] + post_bias[o]        (an affine after the activation)
 //   z = z + residual[row, o]                    (a Bi-Real / ReActNet shortcut)
 //   z = (max(u, 0) + min(u, 0) * slope[o]) + shift_out[o],  u = z - shift_in[o]   (RPReLU)
+//   z = z <= 0 ? 0 : z                          (relu_after: numpy's maximum(z, 0), -0 -> +0, NaN kept)
 // and optionally also the packed sign of the result for the next binary layer: bit 1 where
 // z - sign_shift[o] < 0 (sign_shift null: z < 0). Each step rounds to float32 on its own
 // (no fused multiply-add: the library is compiled with -ffp-contract=off), so the result
@@ -27,6 +28,7 @@ struct FloatStage {
   const float* prelu_shift_in = nullptr;  // with prelu_slope and prelu_shift_out
   const float* prelu_slope = nullptr;
   const float* prelu_shift_out = nullptr;
+  bool relu_after = false;  // a ReLU after the residual (QuickNet's transition)
   std::uint64_t* signs = nullptr;  // rows of words_for(channels) uint64, tail bits 0
   const float* sign_shift = nullptr;
 };

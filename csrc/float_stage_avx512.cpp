@@ -9,6 +9,7 @@
 //   relu      z < 0 ? 0 : z                       (_CMP_LT_OQ: NaN keeps z)
 //   hardtanh  z < -1 ? -1 : (z > 1 ? 1 : z)
 //   RPReLU    (u > 0 ? u : 0) + (u < 0 ? u : 0) * slope + shift_out,  u = z - shift_in
+//   relu      z <= 0 ? 0 : z  after the residual  (_CMP_NLE_UQ keeps z where not z <= 0: NaN too)
 //   sign bit  (z - shift) < 0                     (the packer's ordered compare)
 //
 // Only functions with the target attribute, all TU-local: nothing here can be picked by
@@ -53,7 +54,7 @@ ONEBIT_TARGET_AVX512 void block_rows(const FloatStage& st, int act, const std::i
     sl = _mm512_maskz_loadu_ps(k, st.prelu_slope + o);
     so = _mm512_maskz_loadu_ps(k, st.prelu_shift_out + o);
   }
-  const bool shift = Signs && st.sign_shift != nullptr;
+  const bool shift = Signs && st.sign_shift != nullptr, relu_after = st.relu_after;
   if (shift) sh = _mm512_maskz_loadu_ps(k, st.sign_shift + o);
   for (std::int64_t p = 0; p < m; ++p) {
     __m512 z = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, src + p * lds));
@@ -76,6 +77,7 @@ ONEBIT_TARGET_AVX512 void block_rows(const FloatStage& st, int act, const std::i
       z = _mm512_add_ps(pos, neg);
       z = _mm512_add_ps(z, so);
     }
+    if (relu_after) z = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, zero, _CMP_NLE_UQ), z);
     _mm512_mask_storeu_ps(dst + p * ldo, k, z);
     if constexpr (Signs) {
       const __m512 v = shift ? _mm512_sub_ps(z, sh) : z;

@@ -18,6 +18,7 @@ void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
   const float* __restrict si = Prelu ? st.prelu_shift_in + c0 : nullptr;
   const float* __restrict sl = Prelu ? st.prelu_slope + c0 : nullptr;
   const float* __restrict so = Prelu ? st.prelu_shift_out + c0 : nullptr;
+  const bool relu_after = st.relu_after;
   for (std::int64_t p = 0; p < m; ++p) {
     const std::int32_t* __restrict s = src + p * lds;
     float* __restrict d = dst + p * ldo;
@@ -39,6 +40,7 @@ void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
         z = pos + neg;
         z = z + so[o];
       }
+      if (relu_after) z = z <= 0.0f ? 0.0f : z;
       d[o] = z;
     }
   }

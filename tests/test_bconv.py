@@ -321,20 +321,40 @@ def check_fused_float(conv, x, ref, rng, isa, threads=(1, 2)):
     residual = rng.standard_normal(ref.shape).astype(np.float32)
     for act in ("none", "relu", "hardtanh"):
         post = (ps, pb) if rng.random() < 0.5 else (None, None)
-        use_res, use_prelu, shift = rng.random() < 0.7, rng.random() < 0.7, sh if rng.random() < 0.5 else None
+        use_res, shift = rng.random() < 0.7, sh if rng.random() < 0.5 else None
+        prelu = [None, (si, sl, so), (si, sl, so), "relu"][rng.integers(4)]
         want = ref_float_stage(ref, scale, bias, act, *post)
         if use_res:
             want = want + residual
-        if use_prelu:
+        if prelu == "relu":
+            want = np.maximum(want, np.float32(0))  # the unfused node's numpy
+        elif prelu is not None:
             want = ref_prelu(want, si, sl, so)
         want_bits = pack_pm(np.where(want - (0 if shift is None else shift) < 0, -1, 1))
         for t in threads:
-            kw = dict(residual=residual if use_res else None, prelu=(si, sl, so) if use_prelu else None)
+            kw = dict(residual=residual if use_res else None, prelu=prelu)
             got, bits = conv.run_float(x, scale, bias, act, *post, num_threads=t, isa=isa, signs=True, sign_shift=shift,
                                        **kw)
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(bits, want_bits)
             np.testing.assert_array_equal(conv.run_float(x, scale, bias, act, *post, num_threads=t, isa=isa, **kw), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fused_relu_is_numpys_maximum_bit_for_bit(isa):
+    """prelu='relu' gives numpy.maximum(z, 0)'s bits, the unfused node's, on its edge cases too:
+    -0 and every negative -> +0, NaN kept (the residual carries them into z)."""
+    rng = np.random.default_rng(7)
+    conv, x, ref = make_conv(rng, 1, 4, 4, 64, 48, 3, 1, 1, 1, 1, 1)
+    zero = np.zeros(48, np.float32)
+    residual = rng.standard_normal(ref.shape).astype(np.float32)
+    edge = np.array([-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, -1e-45, 1e-45], np.float32)
+    residual.flat[: edge.size] = edge
+    z = ref.astype(np.float32) * zero  # 0 * y: +0 or -0 where y < 0; the residual decides
+    want = np.maximum(z + residual, np.float32(0))
+    got = conv.run_float(x, zero, zero, "none", residual=residual, prelu="relu", isa=isa)
+    assert got.tobytes() == want.tobytes()
+    assert not np.signbit(got[got == 0]).any()
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -366,6 +386,7 @@ def test_fused_float_steps_errors():
         (lambda: conv.run_float(x, v, v, residual=r.astype(np.float64)), "residual must be float32"),
         (lambda: conv.run_float(x, v, v, residual=[1.0]), "residual must be a numpy array"),
         (lambda: conv.run_float(x, v, v, prelu=(v, v)), r"prelu must be \(shift_in, slope, shift_out\)"),
+        (lambda: conv.run_float(x, v, v, prelu="gelu"), r"prelu must be \(shift_in, slope, shift_out\) or 'relu', got 'gelu'"),
         (lambda: conv.run_float(x, v, v, prelu=(v, v[:3], v)), "prelu slope needs 4 entries"),
         (lambda: conv.run_float(x, v, v, sign_shift=v), "sign_shift needs signs=True"),
         (lambda: conv.run_float(x, v, v, signs=True, sign_shift=v[:2]), "sign_shift needs 4 entries"),

@@ -45,6 +45,7 @@ MODELS = {
     "reactnet_a": lambda: randomize_react(randomize_bn(
         create_model("reactnet_a", num_classes=10, in_shape=(3, 32, 32), width=4))),
     "two_branches": lambda: randomize_bn(_TwoBranches()),
+    "quicknet_small": lambda: randomize_bn(create_model("quicknet_small", num_classes=10, in_shape=(3, 32, 32))),
     # growth 16 from 32 channels: parts that start mid-word
     "densenet": lambda: randomize_bn(create_model("binarydensenet28", num_classes=10, in_shape=(3, 32, 32),
                                                   initial_filters=32, growth_rate=16)),
@@ -55,6 +56,8 @@ CHAINS = {
     "reactnet_resnet18": ["+add+", "+add_1+"],
     "reactnet_a": ["+add+", "+add_1", "+add_2"],
     "two_branches": ["+add"],
+    # each section's last block: its sum feeds only the transition's ReLU, which the stage takes
+    "quicknet_small": ["+add_3+section2.0.0", "+add_7+section3.0.0", "+add_11+section4.0.0"],
     "densenet": [],  # no conv chain; its concats unfold (test below)
 }
 
@@ -63,7 +66,7 @@ CHAINS = {
 def test_fused_equals_unfused_and_pytorch(tmp_path, name):
     torch.manual_seed(0)
     model = MODELS[name]()
-    shape = (3, 32, 32) if name.startswith(("reactnet", "densenet")) else (3, 16, 16)
+    shape = (3, 32, 32) if name.startswith(("reactnet", "densenet", "quicknet")) else (3, 16, 16)
     path = tmp_path / "m.onebit"
     check_export(model, torch.randn(64, *shape), path)  # the runtime (fused by default) == PyTorch
     x = np.random.default_rng(1).standard_normal((5, *shape)).astype(np.float32)

@@ -1,12 +1,13 @@
 """Load-time fusion: fewer, larger steps with the results of the graph's nodes one by one.
 
 :func:`fuse_layers`: a binary conv with a float output that feeds only a residual ``add``,
-whose result (or the conv's own output) feeds only an RPReLU ``act``, runs those steps inside
+whose result (or the conv's own output) feeds only an RPReLU or ReLU ``act``, runs those steps inside
 its kernel per tile, while the tile is in cache, and a ``sign`` of the final value is packed
 there too
 (``BinaryConv2d.run_float``'s residual, prelu and signs; ``csrc/float_stage.h``): one pass
 over the activation instead of up to four, threaded with the conv. This is Bi-Real Net's
-and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the next block). The
+and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the next block), and
+QuickNet's last block before a transition (conv → + shortcut → ReLU). The
 results are the bits of running the nodes one by one: each step rounds to float32 as
 numpy's separate operations do.
 

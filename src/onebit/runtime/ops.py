@@ -211,7 +211,9 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
     if bits:
         raise r.error("act needs a float input")
     kind = r.str("act", ("relu", "hardtanh", "prelu"))
+    fusion: dict[str, Any] = {}
     if kind == "relu":
+        fusion["prelu"] = "relu"  # a binary conv's float stage can take it (runtime/fusion.py)
 
         def run(values: Values, threads: int) -> None:
             values[out] = np.maximum(values[src], np.float32(0.0))
@@ -234,7 +236,7 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
         return Layer("", "act", "float", shape, shape, False, run=run,
                      fusion={"prelu": (shift_in, slope, shift_out)})
 
-    return Layer("", "act", "float", shape, shape, False, run=run)
+    return Layer("", "act", "float", shape, shape, False, run=run, fusion=fusion)
 
 
 def add(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
