@@ -3,7 +3,8 @@
 Larq zoo's QuickNetSmall (224 x 224 x 3, 1000 classes, random weights: latency does not
 depend on them) is built and saved as Keras HDF5 in the Larq environment, converted there
 by LCE's converter (``lce.convert_keras_model``) and timed with LCE's interpreter
-(``benchmarks/larq_lce_side.py``); here the same file goes through ``onebit convert`` and
+(``benchmarks/larq_lce_side.py``, every LCE engine option: its default bgemm, the indirect
+bgemm, XNNPACK for the float layers, both; the fastest is LCE's number); here the same file goes through ``onebit convert`` and
 the ``.onebit`` file is timed with :func:`onebit.bench.bench_model`, beside its PyTorch fp32
 float twin (the baseline measured in the same run). Batch 1, 1 and 2 threads, medians after
 warm-up. The converted model's output is checked against Keras's first.
@@ -69,6 +70,11 @@ def main() -> None:
         tl = lce[f"lce_ms_{row.threads}t"]
         tt = 1e3 * row.torch[0] if row.torch else float("nan")
         print(f"{row.threads:>7} | {ob:>10.2f} ms | {tl:>7.2f} ms | {tt:>9.2f} ms | {tl / ob:>9.2f}x | {tt / ob:>10.2f}x")
+    configs = sorted({k.split("t_", 1)[1] for k in lce if k.startswith("lce_ms_") and "t_" in k})
+    if configs:  # LCE's engine options, each timed; the table shows the fastest (its best x86 engine)
+        print("\nLCE by engine option (ms): " + "; ".join(
+            f"{t} thread{'s' if t > 1 else ''}: " + ", ".join(f"{c} {lce[f'lce_ms_{t}t_{c}']:.2f}" for c in configs)
+            + f" (best: {lce[f'lce_config_{t}t']})" for t in (1, 2)))
     print(f"\nLCE {lce['lce_version']}; files in {work}")
 
 
