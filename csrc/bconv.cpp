@@ -22,6 +22,8 @@ constexpr std::int64_t kTileBytes = 256 * 1024;
 constexpr std::int64_t kMaxParam = std::int64_t{1} << 30;
 // Segments (kernel rows, or taps where dilated) of the implicit im2col: more go the copying way.
 constexpr std::int64_t kMaxImplicitSegments = 64;
+// The largest micro-kernel row count of any ISA (the implicit path's copied rows are on the stack).
+constexpr std::int64_t kMaxMr = 8;
 
 std::string pair_str(std::int64_t a, std::int64_t b) {
   return "(" + std::to_string(a) + ", " + std::to_string(b) + ")";
@@ -315,7 +317,7 @@ struct ConvRun {
     // Where copying costs: up to 2 words per tap (at 4 and more the copy is a few percent,
     // and the copied rows' one contiguous K loop is a little faster than the segments).
     implicit = !direct && !cv.dense_ && cv.g_ == 1 && cv.words_g_ <= 2 && kern->ukernel_seg != nullptr &&
-               lda <= kBgemmKC &&
+               lda <= kBgemmKC && kern->mr <= kMaxMr &&
                (cv.dw_ == 1 ? cv.kh_ : cv.taps_) <= kMaxImplicitSegments &&
                rows->full >= 0 && cols->full >= 0;
     if (implicit) {
@@ -594,8 +596,12 @@ struct ConvRun {
     }
 
     if (implicit) {
+      const double copied = pr ? pr->im2col_s : 0.0;
       gemm_implicit(p0, p1, t0, t1, dst + (t0 * kBgemmNR - cbase), ldd, pr);
-      if (pr) start = clock::now();
+      if (pr) {
+        pr->gemm_s += seconds_since(start) - (pr->im2col_s - copied);
+        start = clock::now();
+      }
     } else {
       const std::uint64_t* a = x + p0 * cv.in_words_;
       std::int64_t lda_a = cv.in_words_, group_stride = cv.words_g_;
@@ -630,40 +636,44 @@ struct ConvRun {
   }
 
   // The GEMM of pixels [p0, p1) x weight tiles [t0, t1) into d (column 0 = tile t0's first
-  // channel, rows ldd apart), one group of at most MR pixels per micro-kernel call: the runs
-  // of pixels of one output row with every tap inside the image read x in place (the
-  // segmented micro-kernel, bgemm.h), the others are copied (im2col) as before.
+  // channel, rows ldd apart), in windows of MR pixels from p0 as bgemm_serial cuts them (full
+  // micro-tiles), each window against every tile (the weights of up to 2 words per tap stay
+  // in L1): a window inside one output row's interior is read from x in place by the
+  // segmented micro-kernel (bgemm.h), any other is copied (im2col) into MR rows on the stack.
   void gemm_implicit(std::int64_t p0, std::int64_t p1, std::int64_t t0, std::int64_t t1, std::int32_t* d,
                      std::int64_t ldd, BinaryConv2d::Profile* pr) const {
     using clock = std::chrono::steady_clock;
-    auto start = pr ? clock::now() : clock::time_point{};
-    struct Window {
-      std::int64_t p, count;
-      const std::uint64_t* base;  // x at the window's first pixel's first tap, nullptr: copied rows
-    };
-    thread_local std::vector<Window> windows;
-    thread_local std::vector<std::uint64_t> buffer;
-    windows.clear();
-    const std::size_t need = static_cast<std::size_t>((p1 - p0) * lda);
-    if (buffer.size() < need) buffer.resize(need);
     const std::int64_t mr = kern->mr, iw = cv.in_words_;
-    // Windows of MR pixels from p0, as bgemm_serial cuts them (full micro-tiles): a window
-    // inside one output row's interior reads x, the others are copied, runs of them at once.
-    std::int64_t copy_from = -1;  // start of the run of windows being copied
+    std::uint64_t rows_copy[kMaxMr * kBgemmKC];  // lda <= kBgemmKC (setup)
+    std::int64_t seg_off[kMaxImplicitSegments];  // segment q from a window's base: kernel row or tap q
+    for (std::int64_t ky = 0, q = 0; ky < cv.kh_; ++ky) {
+      for (std::int64_t kx = 0; kx < (nseg == cv.kh_ ? 1 : cv.kw_); ++kx) seg_off[q++] = (ky * cv.dh_ * w + kx * cv.dw_) * iw;
+    }
+    const std::uint64_t* seg[kMaxImplicitSegments];
+    const PackedWeights& pw = cv.packed_[0];
+    const auto k_bits = static_cast<std::int32_t>(cv.k_bits());
+    const unsigned flags = kBgemmFirst | kBgemmLast;
+    double copy_s = 0.0;
     std::int64_t ox = p0 % ow, oy = (p0 / ow) % oh, b = p0 / (ow * oh);
     for (std::int64_t p = p0; p < p1; p += mr) {
       const std::int64_t count = std::min(mr, p1 - p);
       const bool inside = rows->id[static_cast<std::size_t>(oy)] == rows->full && ox >= cx0 && ox + count <= cx1;
       if (inside) {
-        if (copy_from >= 0) {
-          im2col(copy_from, p, 0, 0, buffer.data() + (copy_from - p0) * lda);
-          copy_from = -1;
-        }
-        const std::int64_t by = oy * cv.sh_ - cv.ph_, bx = ox * cv.sw_ - cv.pw_;
-        windows.push_back({p, count, x + ((b * h + by) * w + bx) * iw});
+        const std::uint64_t* base = x + ((b * h + oy * cv.sh_ - cv.ph_) * w + ox * cv.sw_ - cv.pw_) * iw;
+        for (std::int64_t q = 0; q < nseg; ++q) seg[q] = base + seg_off[q];
       } else {
-        if (copy_from < 0) copy_from = p;
-        windows.push_back({p, count, nullptr});
+        const auto start = pr ? clock::now() : clock::time_point{};
+        im2col(p, p + count, 0, 0, rows_copy);
+        if (pr) copy_s += seconds_since(start);
+      }
+      std::int32_t* c = d + (p - p0) * ldd;
+      for (std::int64_t t = t0; t < t1; ++t, c += kBgemmNR) {
+        const std::int64_t nr = std::min(kBgemmNR, cv.o_ - t * kBgemmNR);
+        if (inside) {
+          kern->ukernel_seg(count, nr, nseg, seg, seg_words, pix, pw.tile(t), c, ldd, k_bits, flags);
+        } else {
+          kern->ukernel(count, nr, lda, rows_copy, lda, pw.tile(t), c, ldd, k_bits, flags);
+        }
       }
       for (ox += mr; ox >= ow;) {  // the next window's first pixel
         ox -= ow;
@@ -673,37 +683,7 @@ struct ConvRun {
         }
       }
     }
-    if (copy_from >= 0) im2col(copy_from, p1, 0, 0, buffer.data() + (copy_from - p0) * lda);
-    if (pr) {
-      pr->im2col_s += seconds_since(start);
-      start = clock::now();
-    }
-    // Segment q of a window: kernel row q (its taps one run) or tap q, from the base.
-    std::int64_t seg_off[kMaxImplicitSegments];
-    for (std::int64_t ky = 0, q = 0; ky < cv.kh_; ++ky) {
-      for (std::int64_t kx = 0; kx < (nseg == cv.kh_ ? 1 : cv.kw_); ++kx) {
-        seg_off[q++] = (ky * cv.dh_ * w + kx * cv.dw_) * iw;
-      }
-    }
-    const PackedWeights& pw = cv.packed_[0];
-    const auto k_bits = static_cast<std::int32_t>(cv.k_bits());
-    const unsigned flags = kBgemmFirst | kBgemmLast;
-    const std::uint64_t* seg[kMaxImplicitSegments];
-    for (std::int64_t t = t0; t < t1; ++t) {
-      const std::uint64_t* wt = pw.tile(t);
-      const std::int64_t nr = std::min(kBgemmNR, cv.o_ - t * kBgemmNR);
-      std::int32_t* dt = d + (t - t0) * kBgemmNR;
-      for (const Window& g : windows) {
-        std::int32_t* c = dt + (g.p - p0) * ldd;
-        if (g.base != nullptr) {
-          for (std::int64_t q = 0; q < nseg; ++q) seg[q] = g.base + seg_off[q];
-          kern->ukernel_seg(g.count, nr, nseg, seg, seg_words, pix, wt, c, ldd, k_bits, flags);
-        } else {
-          kern->ukernel(g.count, nr, lda, buffer.data() + (g.p - p0) * lda, lda, wt, c, ldd, k_bits, flags);
-        }
-      }
-    }
-    if (pr) pr->gemm_s += seconds_since(start);
+    if (pr) pr->im2col_s += copy_s;  // the rest of the time is the GEMM's (the caller's timer)
   }
 
   // The scratch's [c0, c1) for the destination (ldd, column cbase): the zero-padding

@@ -1298,8 +1298,9 @@ NB_MODULE(_core, m) {
   m.def(
       "fpool2d",
       [](const AnyArray& x, nb::handle kernel, nb::handle stride, nb::handle padding, bool mean, int num_threads,
-         nb::handle padding_end) {
+         nb::handle padding_end, const std::string& isa) {
         const char* fn = "fpool2d";
+        const onebit::Isa which = onebit::resolve_isa(isa);
         const float* data = checked<float>(x, 4, fn, "x");
         const auto k = pair_arg(kernel, fn, "kernel");
         const auto s = pair_arg(stride, fn, "stride");
@@ -1312,12 +1313,12 @@ NB_MODULE(_core, m) {
         auto out = new_array4<float>(n, shape[0], shape[1], c);
         {
           nb::gil_scoped_release release;
-          onebit::fpool2d(data, n, h, w, c, k, s, p, mean, out.data(), threads, pe);
+          onebit::fpool2d(data, n, h, w, c, k, s, p, mean, out.data(), threads, pe, which);
         }
         return out;
       },
       nb::arg("x"), nb::arg("kernel"), nb::arg("stride"), nb::arg("padding"), nb::arg("mean") = false,
-      nb::arg("num_threads") = 0, nb::arg("padding_end") = nb::none(),
+      nb::arg("num_threads") = 0, nb::arg("padding_end") = nb::none(), nb::arg("isa") = "",
       "Max- (or with mean=True average-) pool of float32 NHWC x (N, H, W, C), floor mode, 2 * padding "
       "<= kernel: max ignores padded positions, the average counts them as zeros (PyTorch's defaults). "
       "padding is (top, left); padding_end (bottom, right), None for the same as padding.");

@@ -468,10 +468,54 @@ struct PoolJob {
   std::array<std::int64_t, 2> kernel, stride, padding;
   bool mean;
   float* out;
+  FconvMaxFn max;
+  float* rows;  // max: one row of w * c floats per thread
 };
 
-void pool_task(void* ctx, std::int64_t task, int /*thread*/) {
+// Max: per output row, the max of its kernel rows over the whole row first (kh - 1 calls of
+// the ISA's max on w * c floats), then of each window's columns in that row (a stride of 1:
+// kw - 1 calls on the whole output row; else per pixel). The same maximum as the windows one
+// by one, up to the sign of a zero (max(-0, +0) keeps whichever came first) and which NaN.
+void max_rows_task(const PoolJob& j, std::int64_t r0, std::int64_t r1, int thread) {
+  const std::int64_t row = j.w * j.c;
+  float* v = j.rows + thread * row;
+  for (std::int64_t gr = r0; gr < r1; ++gr) {
+    const std::int64_t b = gr / j.ph, r = gr % j.ph;
+    const std::int64_t i0 = std::max<std::int64_t>(0, r * j.stride[0] - j.padding[0]);
+    const std::int64_t i1 = std::min(j.h, r * j.stride[0] - j.padding[0] + j.kernel[0]);
+    const float* img = j.x + b * j.h * row;
+    std::memcpy(v, img + i0 * row, static_cast<std::size_t>(row) * sizeof(float));
+    for (std::int64_t i = i0 + 1; i < i1; ++i) j.max(v, img + i * row, row);
+    float* dst = j.out + gr * j.pw * j.c;
+    // Output columns whose window lies inside the row: [q0, q1).
+    const std::int64_t sw = j.stride[1], pwd = j.padding[1], kw = j.kernel[1];
+    const std::int64_t q0 = std::min(j.pw, (pwd + sw - 1) / sw);
+    const std::int64_t span = j.w - kw + pwd;  // the last inside window starts at span (floor, not truncation)
+    const std::int64_t q1 = span < 0 ? q0 : std::max(q0, std::min(j.pw, span / sw + 1));
+    auto window = [&](std::int64_t q) {  // one output pixel, its columns clipped to the row
+      const std::int64_t k0 = std::max<std::int64_t>(0, q * sw - pwd), k1 = std::min(j.w, q * sw - pwd + kw);
+      float* d = dst + q * j.c;
+      std::memcpy(d, v + k0 * j.c, static_cast<std::size_t>(j.c) * sizeof(float));
+      for (std::int64_t k = k0 + 1; k < k1; ++k) j.max(d, v + k * j.c, j.c);
+    };
+    for (std::int64_t q = 0; q < q0; ++q) window(q);
+    if (sw == 1 && q1 > q0) {
+      const std::int64_t n = (q1 - q0) * j.c, base = (q0 - pwd) * j.c;
+      std::memcpy(dst + q0 * j.c, v + base, static_cast<std::size_t>(n) * sizeof(float));
+      for (std::int64_t k = 1; k < kw; ++k) j.max(dst + q0 * j.c, v + base + k * j.c, n);
+    } else {
+      for (std::int64_t q = q0; q < q1; ++q) window(q);
+    }
+    for (std::int64_t q = q1; q < j.pw; ++q) window(q);
+  }
+}
+
+void pool_task(void* ctx, std::int64_t task, int thread) {
   const PoolJob& j = *static_cast<const PoolJob*>(ctx);
+  if (!j.mean) {
+    max_rows_task(j, task * j.rows_per_task, std::min(j.total, (task + 1) * j.rows_per_task), thread);
+    return;
+  }
   const float inv = 1.0f / static_cast<float>(j.kernel[0] * j.kernel[1]);
   const std::int64_t r0 = task * j.rows_per_task, r1 = std::min(j.total, r0 + j.rows_per_task);
   for (std::int64_t gr = r0; gr < r1; ++gr) {
@@ -492,7 +536,7 @@ void pool_task(void* ctx, std::int64_t task, int /*thread*/) {
           } else if (j.mean) {
             for (std::int64_t e = 0; e < j.c; ++e) dst[e] += src[e];
           } else {
-            for (std::int64_t e = 0; e < j.c; ++e) dst[e] = std::max(dst[e], src[e]);
+            j.max(dst, src, j.c);
           }
         }
       }
@@ -508,7 +552,7 @@ void pool_task(void* ctx, std::int64_t task, int /*thread*/) {
 void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,
              std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
              std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
-             std::array<std::int64_t, 2> padding_end) {
+             std::array<std::int64_t, 2> padding_end, Isa isa) {
   const auto shape = fpool2d_output_shape(h, w, kernel, stride, padding, padding_end);
   if (n <= 0 || c <= 0) return;
   // ~2 floats per ns on one core.
@@ -517,10 +561,14 @@ void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std
   const std::int64_t total = n * shape[0];
   const std::int64_t wanted = threads > 1 ? 4 * static_cast<std::int64_t>(threads) : 1;
   const std::int64_t per_task = (total + wanted - 1) / wanted;
-  const PoolJob job{x, h, w, c, shape[0], shape[1], per_task, total, kernel, stride, padding, mean, out};
   const std::int64_t tasks = (total + per_task - 1) / per_task;
-  parallel_run(static_cast<int>(std::min<std::int64_t>(threads, tasks)), tasks, pool_task, const_cast<PoolJob*>(&job),
-               micros);
+  const int used = static_cast<int>(std::min<std::int64_t>(threads, tasks));
+  // Per call, not thread_local: a thread_local with a destructor on a Python caller thread is
+  // freed at thread exit in a way ThreadSanitizer cannot order (see bgemm_float).
+  std::vector<float> rows(mean ? 0 : static_cast<std::size_t>(used * w * c));
+  const PoolJob job{x, h, w, c, shape[0], shape[1], per_task, total, kernel, stride, padding, mean, out,
+                    fconv_kernels(isa).max, rows.data()};
+  parallel_run(used, tasks, pool_task, const_cast<PoolJob*>(&job), micros);
 }
 
 }  // namespace onebit

@@ -178,10 +178,11 @@ std::array<std::int64_t, 2> fpool2d_output_shape(std::int64_t h, std::int64_t w,
                                                  std::array<std::int64_t, 2> stride,
                                                  std::array<std::int64_t, 2> padding,
                                                  std::array<std::int64_t, 2> padding_end = {-1, -1});
+// The max takes the ISA's max kernel (FconvKernels::max, the same y < x ? x : y per element).
 void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,
              std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
              std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
-             std::array<std::int64_t, 2> padding_end = {-1, -1});
+             std::array<std::int64_t, 2> padding_end = {-1, -1}, Isa isa = Isa::scalar);
 
 // The specification of y (no pool, no stage): plain loops, one thread, std::fma.
 // w: O x KH x KW x Cg; y: n x OH x OW x O.

@@ -232,6 +232,8 @@ def test_fpool2d_matches_numpy(h, w, c, kh, kw, sh, sw, mean, seed):
     expect = pool_ref(x, (kh, kw), (sh, sw), (ph, pw), mean)
     for t in (1, 2):
         np.testing.assert_array_equal(_core.fpool2d(x, (kh, kw), (sh, sw), (ph, pw), mean, t), expect)
+    for isa in ISAS:  # each ISA's max kernel
+        np.testing.assert_array_equal(_core.fpool2d(x, (kh, kw), (sh, sw), (ph, pw), mean, 1, isa=isa), expect)
 
 
 def test_fpool2d_matches_torch():
