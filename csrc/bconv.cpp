@@ -87,9 +87,6 @@ inline void copy_words(std::uint64_t* __restrict d, const std::uint64_t* __restr
   if (n) *d = *s;
 }
 
-// Writes a dense im2col (or weight) row: the taps' cg < 64 channel bits one after the
-// other, each word assembled in a register and stored once (ORing each tap into memory
-// chained every tap on the previous one's store).
 // The dense row of 9 taps of CG bits (CG divides 64: no tap straddles two words), each word
 // ORed together in a register and stored once.
 template <int CG>
@@ -102,6 +99,9 @@ inline void assemble_taps(const std::uint64_t (&v)[9], std::uint64_t* out) {
   for (int q = 0; q < kWords; ++q) out[q] = words[q];
 }
 
+// Writes a dense im2col (or weight) row: the taps' cg < 64 channel bits one after the
+// other, each word assembled in a register and stored once (ORing each tap into memory
+// chained every tap on the previous one's store).
 struct DenseRow {
   std::uint64_t* row;
   std::int64_t cg;
@@ -269,7 +269,7 @@ struct ConvRun {
   // row, run straight from x, nseg segments of seg_words words per pixel, pix words apart.
   bool implicit = false;
   std::int64_t cx0 = 0, cx1 = 0, nseg = 0, seg_words = 0, pix = 0;
-  std::int64_t lda = 0;  // im2col row: g * taps * words_g words
+  std::int64_t lda = 0;  // im2col row: g * taps * words_g words (dense taps: row_words_)
   std::int64_t max_tile = 0, pixel_tiles = 0, tiles_g = 0, total_tiles = 0, tiles_per_block = 0, n_blocks = 0;
   double micros = -1.0;  // estimated single-thread time of the GEMM part, for parallel_run
   // run: int32 output
