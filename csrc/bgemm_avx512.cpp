@@ -52,20 +52,12 @@ ONEBIT_TARGET_AVX512 inline void store_acc(const __m512i (&acc)[MR][4], std::int
   }
 }
 
+// The K loop of a micro-tile: kc words of each of the MR rows against the tile's 32 weight
+// rows, into the MR x 4 accumulators (inlined into both kernels: they stay in registers).
 template <int MR>
-ONEBIT_TARGET_AVX512 void ukernel_mr(std::int64_t nr, std::int64_t kc, const std::uint64_t* a,
-                                     std::int64_t lda, const std::uint64_t* wt, std::int32_t* c,
-                                     std::int64_t ldc, std::int32_t k_bits, unsigned flags) {
-  __m512i acc[MR][4];
-#pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_setzero_si512();
-  }
-  const std::uint64_t* rows[MR];
-#pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i) rows[i] = a + i * lda;
-
+ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline void accumulate(__m512i (&acc)[MR][4],
+                                                                          const std::uint64_t* const (&rows)[MR],
+                                                                          std::int64_t kc, const std::uint64_t* wt) {
   for (std::int64_t q = 0; q < kc; ++q) {
     const std::uint64_t* wq = wt + q * kBgemmNR;
     const __m512i w0 = _mm512_load_si512(wq);
@@ -81,7 +73,22 @@ ONEBIT_TARGET_AVX512 void ukernel_mr(std::int64_t nr, std::int64_t kc, const std
       acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(b, w3)));
     }
   }
+}
 
+template <int MR>
+ONEBIT_TARGET_AVX512 void ukernel_mr(std::int64_t nr, std::int64_t kc, const std::uint64_t* a,
+                                     std::int64_t lda, const std::uint64_t* wt, std::int32_t* c,
+                                     std::int64_t ldc, std::int32_t k_bits, unsigned flags) {
+  __m512i acc[MR][4];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_setzero_si512();
+  }
+  const std::uint64_t* rows[MR];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) rows[i] = a + i * lda;
+  accumulate<MR>(acc, rows, kc, wt);
   store_acc<MR>(acc, nr, c, ldc, k_bits, flags);
 }
 
@@ -101,22 +108,7 @@ ONEBIT_TARGET_AVX512 void ukernel_seg_mr(std::int64_t nr, std::int64_t nseg, con
     const std::uint64_t* rows[MR];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) rows[i] = seg[q] + i * pix;
-    const std::uint64_t* wseg = wt + q * seg_words * kBgemmNR;
-    for (std::int64_t w = 0; w < seg_words; ++w) {
-      const std::uint64_t* wq = wseg + w * kBgemmNR;
-      const __m512i w0 = _mm512_load_si512(wq);
-      const __m512i w1 = _mm512_load_si512(wq + 8);
-      const __m512i w2 = _mm512_load_si512(wq + 16);
-      const __m512i w3 = _mm512_load_si512(wq + 24);
-#pragma GCC unroll 32
-      for (int i = 0; i < MR; ++i) {
-        const __m512i b = _mm512_set1_epi64(static_cast<long long>(rows[i][w]));
-        acc[i][0] = _mm512_add_epi64(acc[i][0], _mm512_popcnt_epi64(_mm512_xor_si512(b, w0)));
-        acc[i][1] = _mm512_add_epi64(acc[i][1], _mm512_popcnt_epi64(_mm512_xor_si512(b, w1)));
-        acc[i][2] = _mm512_add_epi64(acc[i][2], _mm512_popcnt_epi64(_mm512_xor_si512(b, w2)));
-        acc[i][3] = _mm512_add_epi64(acc[i][3], _mm512_popcnt_epi64(_mm512_xor_si512(b, w3)));
-      }
-    }
+    accumulate<MR>(acc, rows, seg_words, wt + q * seg_words * kBgemmNR);
   }
   store_acc<MR>(acc, nr, c, ldc, k_bits, flags);
 }
