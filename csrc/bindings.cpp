@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "bconv.h"
@@ -63,6 +64,14 @@ std::string shape_str(const AnyArray& x) {
     s += std::to_string(x.shape(i));
   }
   return s + (x.ndim() == 1 ? ",)" : ")");
+}
+
+// (MACs, seconds) of one run of a peak loop on this thread, the GIL released.
+std::pair<std::uint64_t, double> timed_peak(std::uint64_t (*peak)(std::int64_t), std::int64_t iters) {
+  nb::gil_scoped_release release;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::uint64_t macs = peak(iters);
+  return {macs, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
 }
 
 // Checks dtype, rank and C-contiguity; returns the typed data pointer.
@@ -567,14 +576,7 @@ NB_MODULE(_core, m) {
           throw std::invalid_argument(std::string("peak_binary_macs: no peak loop for ") + onebit::isa_name(which));
         }
         if (iters < 1) throw std::invalid_argument("peak_binary_macs: iters must be >= 1");
-        std::uint64_t macs;
-        double seconds;
-        {
-          nb::gil_scoped_release release;
-          const auto t0 = std::chrono::steady_clock::now();
-          macs = k.peak(iters);
-          seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        }
+        const auto [macs, seconds] = timed_peak(k.peak, iters);
         return nb::make_tuple(macs, seconds, std::string(k.peak_mix));
       },
       nb::arg("isa"), nb::arg("iters"),
@@ -592,14 +594,7 @@ NB_MODULE(_core, m) {
                                       " (valid: avx2, avx512 on a CPU with FMA)");
         }
         if (iters < 1) throw std::invalid_argument("peak_float_macs: iters must be >= 1");
-        std::uint64_t macs;
-        double seconds;
-        {
-          nb::gil_scoped_release release;
-          const auto t0 = std::chrono::steady_clock::now();
-          macs = k.peak(iters);
-          seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        }
+        const auto [macs, seconds] = timed_peak(k.peak, iters);
         return nb::make_tuple(macs, seconds);
       },
       nb::arg("isa"), nb::arg("iters"),

@@ -21,17 +21,7 @@
 #include "float_stage.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-// GCC 12 warns that the _mm512_undefined_* placeholders inside its AVX-512 intrinsics
-// are uninitialised (GCC bug 105593, fixed in 12.3): silenced for the header only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "immintrin_quiet.h"
 
 #define ONEBIT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw")))
 
