@@ -70,9 +70,10 @@ class Layer:
 
 def measure(name: str, repeats: int) -> tuple[dict, list[Layer]]:
     info = model_info(name)
-    s = summary(create_model(name), info.in_shape)
+    model = create_model(name)
+    s = summary(model, info.in_shape)
     x = np.random.default_rng(0).standard_normal((1, *info.in_shape)).astype(np.float32)
-    vocab = getattr(next(iter(create_model(name).children()), None), "num_embeddings", None)
+    vocab = getattr(next(iter(model.children()), None), "num_embeddings", None)
     if vocab is not None:  # a text CNN takes token ids
         x = np.random.default_rng(0).integers(0, vocab, (1, *info.in_shape)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:

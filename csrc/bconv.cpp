@@ -48,6 +48,9 @@ struct Axis {
   std::vector<std::int32_t> id;
   std::vector<Range> distinct;
   std::int32_t full = -1;  // id of [0, k), -1 if no coordinate has all taps inside
+  // The coordinates with all taps inside, [full_lo, full_hi): one interval, the tap window
+  // slides monotonically (empty where full < 0).
+  std::int64_t full_lo = 0, full_hi = 0;
 };
 
 Axis make_axis(std::int64_t out, std::int64_t s, std::int64_t p, std::int64_t d, std::int64_t k, std::int64_t size) {
@@ -71,6 +74,10 @@ Axis make_axis(std::int64_t out, std::int64_t s, std::int64_t p, std::int64_t d,
       if (r.lo == 0 && r.hi == k) a.full = id;
     }
     a.id[static_cast<std::size_t>(i)] = id;
+    if (id == a.full) {
+      if (a.full_hi == 0) a.full_lo = i;
+      a.full_hi = i + 1;
+    }
   }
   return a;
 }
@@ -321,13 +328,8 @@ struct ConvRun {
                (cv.dw_ == 1 ? cv.kh_ : cv.taps_) <= kMaxImplicitSegments &&
                rows->full >= 0 && cols->full >= 0;
     if (implicit) {
-      cx0 = ow;
-      for (std::int64_t i = 0; i < ow; ++i) {
-        if (cols->id[static_cast<std::size_t>(i)] == cols->full) {
-          cx0 = std::min(cx0, i);
-          cx1 = i + 1;  // the full columns are one interval (the tap window slides monotonically)
-        }
-      }
+      cx0 = cols->full_lo;
+      cx1 = cols->full_hi;
       const bool runs = cv.dw_ == 1;  // a kernel row's taps are one run of words
       nseg = runs ? cv.kh_ : cv.taps_;
       seg_words = runs ? cv.kw_ * cv.words_g_ : cv.words_g_;
