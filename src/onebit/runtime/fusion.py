@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from onebit.runtime.ops import Layer, concat_run, sign_of_parts_run
+from onebit.runtime.ops import Layer, concat_native, concat_run, sign_of_parts_native, sign_of_parts_run
 
 __all__ = ["fuse_layers", "unfold_concats"]
 
@@ -65,12 +65,13 @@ def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
             continue
         parts = [layers[j] for j in chain] + ([sign] if sign is not None else [])
         last = layers[chain[-1]]
+        steps = (residual, prelu, sign is not None, None if sign is None else sign.fusion["sign"], value,
+                 None if sign is None else sign.output)
         fused = Layer(
             "+".join(p.name for p in parts), conv.op, conv.kind, conv.in_shape, last.out_shape, False,
             output=value, inputs=conv.inputs + ((residual,) if residual is not None else ()),
             also_writes=(sign.output,) if sign is not None else (),
-            run=conv.fusion["fuse"](residual, prelu, sign is not None, None if sign is None else sign.fusion["sign"],
-                                    value, None if sign is None else sign.output),
+            run=conv.fusion["fuse"](*steps), native=conv.fusion["fuse_native"](*steps),
         )
         # It runs where the last float step of the chain ran: its inputs (the residual too)
         # exist there, and every reader of its outputs comes later.
@@ -110,12 +111,14 @@ def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
             joined = parts[layer.output]
             if joined != list(layer.inputs):
                 layer = Layer(layer.name, "concat", layer.kind, layer.in_shape, layer.out_shape, False,
-                              output=layer.output, inputs=tuple(joined), run=concat_run(joined, layer.output))
+                              output=layer.output, inputs=tuple(joined), run=concat_run(joined, layer.output),
+                              native=concat_native(joined, layer.output))
         elif "sign" in layer.fusion and (src in parts or (src in affines and readers[src] == 1)):
             name, joined, affine = (layer.name, parts[src], None) if src in parts else affines[src]
             layer = Layer(layer.name if affine is None else f"{name}+{layer.name}", "sign", layer.kind,
                           layer.in_shape, layer.out_shape, True, output=layer.output, inputs=tuple(joined),
-                          run=sign_of_parts_run(joined, layer.fusion["sign"], affine, layer.output))
+                          run=sign_of_parts_run(joined, layer.fusion["sign"], affine, layer.output),
+                          native=sign_of_parts_native(joined, layer.fusion["sign"], affine, layer.output))
         out.append(layer)
     # Drop the concats and affines whose value no one reads now (walking back, so chains go
     # at once).

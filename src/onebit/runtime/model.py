@@ -27,10 +27,13 @@ from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime import malloc
 from onebit.runtime.bitpack import unpack_bits
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
+from onebit.runtime.executor import plan_runs
 from onebit.runtime.fusion import fuse_layers, unfold_concats
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
+__all__ = ["EXECUTORS", "FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
+
+EXECUTORS = ("native", "python")  # the C++ graph executor (runtime/executor.py), or node by node in Python
 
 FORMAT = "onebit-model"
 FORMAT_VERSION = 4  # written by export; 2 added post_scale/post_bias (an affine after the activation),
@@ -45,7 +48,7 @@ class Model:
     """A loaded ``.onebit`` model. ``model(x)`` runs a float32 batch in the PyTorch layout."""
 
     def __init__(self, graph: dict[str, Any], tensors: dict[str, np.ndarray], num_threads: int, where: str,
-                 fuse: bool = True):
+                 fuse: bool = True, executor: str = "native"):
         self.graph = graph
         self.num_threads = num_threads
         self.layers: list[Layer] = []
@@ -55,12 +58,16 @@ class Model:
             self.layers = unfold_concats(fuse_layers(self.layers, graph["output"]), graph["output"])
         self.in_shape = tuple(graph["input"]["shape"])
         self._output = graph["output"]
+        self.executor = executor
+        self._runs = (plan_runs(self.layers, self._output, self.in_shape) if executor == "native"
+                      else [layer.run for layer in self.layers])
         last = next(l for l in self.layers if l.output == self._output)
         self.out_shape, self.out_bits = last.out_shape, last.out_bits
         self._chw = _output_layout(graph, self.out_shape, where) if self.out_bits else None
 
     def __repr__(self) -> str:
-        return f"onebit.runtime.Model({len(self.layers)} layers, input {self.in_shape}, {self.num_threads} threads)"
+        return (f"onebit.runtime.Model({len(self.layers)} layers, input {self.in_shape}, {self.num_threads} threads, "
+                f"{self.executor} executor)")
 
     def __call__(self, x: np.ndarray, *, unpack: bool = False) -> np.ndarray:
         """The graph's output for ``x`` of shape ``(N, *in_shape)``, float32: logits, or for a
@@ -89,14 +96,16 @@ class Model:
             len(features), -1)
 
     def _run(self, values: dict[str, Any]) -> None:
+        if not self.profile:
+            for run in self._runs:
+                run(values, self.num_threads)
+            return
+        # Per-layer timings need the layers one by one: the Python runtime's calls of the same kernels.
         for layer in self.layers:
-            if self.profile:
-                start = time.perf_counter()
-                layer.run(values, self.num_threads)
-                layer.seconds += time.perf_counter() - start
-                layer.calls += 1
-            else:
-                layer.run(values, self.num_threads)
+            start = time.perf_counter()
+            layer.run(values, self.num_threads)
+            layer.seconds += time.perf_counter() - start
+            layer.calls += 1
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The argmax class of each row of ``x``, run in batches of ``batch_size``."""
@@ -129,11 +138,15 @@ class Model:
 
 
 def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_bytes: int = MAX_FILE_BYTES,
-         fuse: bool = True) -> Model:
+         fuse: bool = True, executor: str = "native") -> Model:
     """Load a ``.onebit`` file. ``num_threads``: kernel threads (default ``ONEBIT_NUM_THREADS``
     or the physical cores). ``fuse``: run a binary conv's residual add, RPReLU and sign in its
-    kernel (:mod:`onebit.runtime.fusion`; the same results). Every check happens here; a bad
-    file raises :class:`ModelFileError`."""
+    kernel (:mod:`onebit.runtime.fusion`; the same results). ``executor``: ``"native"`` runs
+    the graph in C++ (:mod:`onebit.runtime.executor`), ``"python"`` node by node (the
+    reference; the same bits). Every check happens here; a bad file raises
+    :class:`ModelFileError`."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     num_threads = _resolve_threads(num_threads)
     malloc.keep_freed_memory()
     tensors, metadata = read_container(path, max_file_bytes=max_file_bytes)
@@ -152,7 +165,7 @@ def load(path: str | os.PathLike, num_threads: int | None = None, *, max_file_by
             f"{where}: format version {graph.get('version')!r} is not supported (this onebit reads "
             f"{', '.join(map(str, READ_VERSIONS))})"
         )
-    return Model(graph, tensors, num_threads, where, fuse)
+    return Model(graph, tensors, num_threads, where, fuse, executor)
 
 
 def _resolve_threads(num_threads: int | None) -> int:

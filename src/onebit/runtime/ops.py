@@ -69,6 +69,14 @@ class Layer:
     # conv with float output: a factory of its run with the steps after it fused), "prelu"
     # (an RPReLU's tensors), "sign" (a sign's shift or None).
     fusion: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The node as steps of the C++ executor (runtime/executor.py): native(plan, ids, shapes)
+    # adds them to a ``_core.Plan`` (ids: value name -> plan value; shapes: value name ->
+    # (shape, bits)); None where only the Python run exists. ``native_max_batch``: the
+    # largest batch for which those steps are this run's (a product that switches to BLAS
+    # beyond it), None for any.
+    native: Callable[[Any, dict[str, int], dict[str, tuple[tuple[int, ...], bool]]], None] | None = field(
+        default=None, repr=False)
+    native_max_batch: int | None = None
 
     def __str__(self) -> str:
         out = f"{self.out_shape} {'bits' if self.out_bits else 'float32'}"
@@ -165,7 +173,10 @@ def to_nhwc(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: boo
     def run(values: Values, threads: int) -> None:
         values[out] = _core.nchw_to_nhwc(values[src].reshape(-1, c, h, w), threads)
 
-    return Layer("", "to_nhwc", "reshape", shape, (h, w, c), False, run=run)
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.to_nhwc(ids[src], ids[out], c, h, w)
+
+    return Layer("", "to_nhwc", "reshape", shape, (h, w, c), False, run=run, native=native)
 
 
 def flatten(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -191,7 +202,10 @@ def sign(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) 
         x = np.ascontiguousarray(values[src])
         values[out] = _core.pack_shifted(x, shift, threads) if shift is not None else _pack_last(x, threads)
 
-    return Layer("", "sign", "pack", shape, shape, True, run=run, fusion={"sign": shift})
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.pack(ids[src], ids[out], shape[-1], shift)
+
+    return Layer("", "sign", "pack", shape, shape, True, run=run, fusion={"sign": shift}, native=native)
 
 
 def affine(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -203,7 +217,11 @@ def affine(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool
     def run(values: Values, threads: int) -> None:
         values[out] = _core.channel_affine(np.ascontiguousarray(values[src]), scale, bias, threads)
 
-    return Layer("", "affine", "float", shape, shape, False, run=run, fusion={"affine": (scale, bias)})
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.affine(ids[src], ids[out], shape[-1], scale, bias)
+
+    return Layer("", "affine", "float", shape, shape, False, run=run, fusion={"affine": (scale, bias)},
+                 native=native)
 
 
 def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -217,6 +235,9 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
 
         def run(values: Values, threads: int) -> None:
             values[out] = np.maximum(values[src], np.float32(0.0))
+
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            plan.clip(ids[src], ids[out], 0.0, 0.0, True)
     elif kind == "hardtanh":
         low, high = r.node.get("low"), r.node.get("high")
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)) or low > high:
@@ -225,6 +246,9 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
 
         def run(values: Values, threads: int) -> None:
             values[out] = np.clip(values[src], low, high)
+
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            plan.clip(ids[src], ids[out], float(low), float(high), False)
     else:
         c = shape[-1]
         shift_in, slope, shift_out = (r.finite(k, (c,)) for k in ("shift_in", "slope", "shift_out"))
@@ -233,10 +257,13 @@ def act(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -
             # where(z ≥ 0, z, slope·z) as max(z, 0) + slope·min(z, 0), exactly (one term is ±0)
             values[out] = _core.channel_prelu(np.ascontiguousarray(values[src]), shift_in, slope, shift_out, threads)
 
-        return Layer("", "act", "float", shape, shape, False, run=run,
-                     fusion={"prelu": (shift_in, slope, shift_out)})
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            plan.prelu(ids[src], ids[out], c, shift_in, slope, shift_out)
 
-    return Layer("", "act", "float", shape, shape, False, run=run, fusion=fusion)
+        return Layer("", "act", "float", shape, shape, False, run=run,
+                     fusion={"prelu": (shift_in, slope, shift_out)}, native=native)
+
+    return Layer("", "act", "float", shape, shape, False, run=run, fusion=fusion, native=native)
 
 
 def add(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
@@ -249,7 +276,10 @@ def add(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, .
     def run(values: Values, threads: int) -> None:
         values[out] = _core.add(np.ascontiguousarray(values[a]), np.ascontiguousarray(values[b]), threads)
 
-    return Layer("", "add", "float", sa, sa, False, run=run)
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.add(ids[a], ids[b], ids[out])
+
+    return Layer("", "add", "float", sa, sa, False, run=run, native=native)
 
 
 def concat(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
@@ -259,7 +289,8 @@ def concat(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int
         raise r.error(f"concat needs float (H, W, C) values of one H and W, got {shapes}")
     shape = (*shapes[0][:2], sum(s[2] for s in shapes))
 
-    return Layer("", "concat", "float", shapes[0], shape, False, run=concat_run(srcs, out))
+    return Layer("", "concat", "float", shapes[0], shape, False, run=concat_run(srcs, out),
+                 native=concat_native(srcs, out))
 
 
 def concat_run(srcs: list[str], out: str) -> Callable[[Values, int], None]:
@@ -267,6 +298,13 @@ def concat_run(srcs: list[str], out: str) -> Callable[[Values, int], None]:
         values[out] = np.concatenate([values[v] for v in srcs], axis=-1)
 
     return run
+
+
+def concat_native(srcs: list[str], out: str) -> Callable[[Any, dict[str, int], Any], None]:
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.concat([ids[v] for v in srcs], [shapes[v][0][-1] for v in srcs], ids[out])
+
+    return native
 
 
 def sigmoid(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -292,7 +330,10 @@ def channel_mul(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tupl
     def run(values: Values, threads: int) -> None:
         values[out] = values[x] * values[g][:, None, None, :]
 
-    return Layer("", "channel_mul", "float", sx, sx, False, run=run)
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.channel_mul(ids[x], ids[g], ids[out], sx[2])
+
+    return Layer("", "channel_mul", "float", sx, sx, False, run=run, native=native)
 
 
 def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None,
@@ -307,6 +348,17 @@ def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[
                                                scale=scale, bias=bias)
 
     return run
+
+
+def sign_of_parts_native(parts: list[str], shift: np.ndarray | None,
+                         affine: tuple[np.ndarray, np.ndarray] | None, out: str) -> Callable[[Any, dict[str, int], Any], None]:
+    """:func:`sign_of_parts_run` as an executor step."""
+    scale, bias = (None, None) if affine is None else affine
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.pack_parts([ids[v] for v in parts], [shapes[v][0][-1] for v in parts], ids[out], shift, scale, bias)
+
+    return native
 
 
 # ------------------------------------------------------------------ output stage
@@ -327,7 +379,7 @@ def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[
     unit_scale, zero_bias = bool((scale == 1).all()), bool((bias == 0).all())  # QuickNet: conv → ReLU → BN
 
     def stage(y: np.ndarray, threads: int) -> np.ndarray:
-        z = y.astype(np.float32, copy=False)
+        z = y.astype(np.float32, copy=False)  # in place on y: the executor's dense_stage does the same
         if not unit_scale:
             z *= scale
         if not zero_bias:
@@ -340,6 +392,9 @@ def _output_stage(r: NodeReader, n: int, in_bits: bool) -> tuple[str, Callable[[
             z += post[1]
         return z
 
+    # The same stage as the executor's Plan.dense_stage arguments (scale, bias, act, post_scale, post_bias, bits).
+    stage.params = (None if unit_scale else scale, None if zero_bias else bias, act,
+                    *(post if post is not None else (None, None)), out_kind == "bits")
     return out_kind, stage, None
 
 
@@ -395,15 +450,26 @@ def dense(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bo
                 values[out] = _core.bgemm_float(values[src], packed, scale, bias, act_name, post_scale, post_bias,
                                                 threads)
 
-        kind = "binary"
-    else:
-        mm = _float_input_product(_core.unpack_rows(w, k) if weights == "bits" else w, weights == "bits")
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            if folded is not None:
+                plan.bgemm_threshold(ids[src], ids[out], packed, *folded)
+            else:
+                plan.bgemm_float(ids[src], ids[out], packed, scale, bias, act_name, post_scale, post_bias)
 
-        def run(values: Values, threads: int) -> None:
-            values[out] = stage(mm(values[src], threads), threads)
+        return Layer("", "dense", "binary", (k,), (n,), out_kind == "bits", run=run, native=native)
+    mm = _float_input_product(_core.unpack_rows(w, k) if weights == "bits" else w, weights == "bits")
 
-        kind = "binary weights, float input" if weights == "bits" else "float"
-    return Layer("", "dense", kind, (k,), (n,), out_kind == "bits", run=run)
+    def run(values: Values, threads: int) -> None:
+        values[out] = stage(mm(values[src], threads), threads)
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        product = plan.value(n, False)
+        mm.native(plan, ids[src], product)
+        plan.dense_stage(product, ids[out], n, *stage.params)
+
+    kind = "binary weights, float input" if weights == "bits" else "float"
+    return Layer("", "dense", kind, (k,), (n,), out_kind == "bits", run=run,
+                 native=native if mm.native is not None else None, native_max_batch=mm.max_rows)
 
 
 # Float-weight products of at most this many rows run in FloatConv2d (as a 1x1 conv over a
@@ -413,7 +479,7 @@ def dense(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: bo
 SMALL_FLOAT_PRODUCT_ROWS = 16
 
 
-def _float_input_product(w: np.ndarray, binary: bool) -> Callable[[np.ndarray, int], np.ndarray]:
+def _float_input_product(w: np.ndarray, binary: bool) -> _Product:
     """``x ↦ x · wᵀ`` for float32 rows ``x`` and weights ``w`` (n, k) (±1 where ``binary``).
 
     Binary weights run in onebit's float-input kernel on the 1-bit weights (table lookups
@@ -435,13 +501,28 @@ def _float_input_product(w: np.ndarray, binary: bool) -> Callable[[np.ndarray, i
                 return _blas_product(x, wt, threads)
             return conv.run(np.ascontiguousarray(x).reshape(1, 1, m, k), num_threads=1).reshape(m, n)
 
-        return product
+        return _Product(product, lambda plan, src, dst: plan.fconv(src, dst, conv, 1, 1, None, None, "none", False,
+                                                                   None, True), SMALL_FLOAT_PRODUCT_ROWS)
     if isa not in ("avx512", "avx2"):
-        return lambda x, threads: _blas_product(x, wt, threads)
+        return _Product(lambda x, threads: _blas_product(x, wt, threads), None, None)
     packed = _core.BinaryWeightsF32(_core.pack_rows(np.ascontiguousarray(w, np.float32), 1), w.shape[1])
     rows = (1 << 62 if w.shape[1] >= 64 else 4096) if isa == "avx512" else 64
-    return lambda x, threads: (packed.run(np.ascontiguousarray(x), threads) if len(x) <= rows
-                               else _blas_product(x, wt, threads))
+    return _Product(lambda x, threads: (packed.run(np.ascontiguousarray(x), threads) if len(x) <= rows
+                                        else _blas_product(x, wt, threads)),
+                    lambda plan, src, dst: plan.fgemm_bw(src, dst, packed), rows)
+
+
+@dataclass
+class _Product:
+    """A float-input product ``x ↦ x · wᵀ``; ``native(plan, src, dst)`` adds its executor step,
+    the same kernel as ``run`` for batches of at most ``max_rows`` (None: no such step)."""
+
+    run: Callable[[np.ndarray, int], np.ndarray]
+    native: Callable[[Any, int, int], None] | None
+    max_rows: int | None
+
+    def __call__(self, x: np.ndarray, threads: int) -> np.ndarray:
+        return self.run(x, threads)
 
 
 def _blas_product(x: np.ndarray, wt: np.ndarray, threads: int) -> np.ndarray:
@@ -511,12 +592,18 @@ def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
 
         def run(values: Values, threads: int) -> None:  # padded positions are skipped: never the max
             values[out] = _core.bmaxpool2d(values[src], c, kernel, stride, pad, mask, threads, padding_end=pad_end)
+
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            plan.bmaxpool(ids[src], ids[out], shape[0], shape[1], c, (kernel, stride, pad, pad_end), mask)
     else:
 
         def run(values: Values, threads: int) -> None:
             values[out] = _float_pool(values[src], kernel, stride, pad, threads, pad_end=pad_end)
 
-    return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run)
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            plan.fpool(ids[src], ids[out], shape[0], shape[1], c, (kernel, stride, pad, pad_end), False)
+
+    return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run, native=native)
 
 
 def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
@@ -530,7 +617,10 @@ def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     def run(values: Values, threads: int) -> None:
         values[out] = _float_pool(values[src], kernel, stride, pad, threads, mean=True)
 
-    return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run)
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.fpool(ids[src], ids[out], shape[0], shape[1], shape[2], (kernel, stride, pad, None), True)
+
+    return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run, native=native)
 
 
 def _narrow_group_conv(src: str, out: str, wbits: np.ndarray, cin: int, groups: int, kernel: tuple[int, int],
@@ -621,6 +711,9 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
             def run(values: Values, threads: int) -> None:
                 # A max-pool after the thresholds is pooled per task, in cache (bconv.h).
                 values[out] = conv.run_threshold(values[src], t, f, threads, pool=pool, and_mask=and_mask)
+
+            def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+                plan.bconv_threshold(ids[src], ids[out], conv, h, w, t, f, pool, and_mask)
         elif spec is None:  # float output: the stage runs inside the kernel, per tile
             scale, bias = r.finite("scale", (cout,)), r.finite("bias", (cout,))
             act_name, post = r.str("act", ACTIVATIONS), _post_affine(r, cout, out_kind)
@@ -628,6 +721,10 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
 
             def run(values: Values, threads: int) -> None:
                 values[out] = conv.run_float(values[src], scale, bias, act_name, post_scale, post_bias, threads)
+
+            def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+                plan.bconv_float(ids[src], ids[out], conv, h, w, scale, bias, act_name, post_scale, post_bias, -1,
+                                 None, -1, None)
 
             def fuse(residual: str | None, prelu: tuple | None, sign: bool, sign_shift: np.ndarray | None,
                      float_out: str, bits_out: str | None) -> Callable[[Values, int], None]:
@@ -644,13 +741,26 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
 
                 return fused
 
-            fusion["fuse"] = fuse
-        else:
+            def fuse_native(residual: str | None, prelu: tuple | None, sign: bool, sign_shift: np.ndarray | None,
+                            float_out: str, bits_out: str | None) -> Callable[[Any, dict[str, int], Any], None]:
+                """``fuse``'s run as an executor step."""
 
+                def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+                    plan.bconv_float(ids[src], ids[float_out], conv, h, w, scale, bias, act_name, post_scale,
+                                     post_bias, -1 if residual is None else ids[residual], prelu,
+                                     ids[bits_out] if sign else -1, sign_shift)
+
+                return native
+
+            fusion["fuse"], fusion["fuse_native"] = fuse, fuse_native
+        else:
             def run(values: Values, threads: int) -> None:
                 y = conv.run(values[src], threads).astype(np.float32)
                 y = _float_pool(y, *spec[:3], threads, pad_end=spec[5])
                 values[out] = stage(y, threads)
+
+            def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+                plan.bconv_pooled(ids[src], ids[out], conv, h, w, (*spec[:3], spec[5]), *stage.params)
 
         kind = "binary"
     else:
@@ -670,8 +780,12 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
             # Padding, the max-pool and the output stage run inside the kernel (fconv.h).
             values[out] = conv.run(np.ascontiguousarray(values[src]), scale, bias, act_name, bits_out, pool, threads)
 
+        def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+            plan.fconv(ids[src], ids[out], conv, h, w, scale, bias, act_name, bits_out, pool, False)
+
         kind = "binary weights, float input" if weights == "bits" else "float"
-    return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run, fusion=fusion)
+    return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run, fusion=fusion,
+                 native=native)
 
 
 BUILDERS: dict[str, Callable[..., Layer]] = {

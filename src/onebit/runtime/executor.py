@@ -1,0 +1,150 @@
+"""The C++ graph executor: a model's nodes planned once at load, run without Python between them.
+
+:func:`plan_runs` turns the runtime's layer list (after fusion) into *runs*: each maximal
+stretch of consecutive layers that have executor steps (``Layer.native``) becomes one
+:class:`Segment`, a ``_core.Plan`` (``csrc/executor.h``) that holds every node's kernel
+call bound at load, with the intermediate values in one arena laid out by their lifetimes;
+a layer without steps (an embedding lookup, a sigmoid, a binary conv whose float output is
+pooled, a depthwise binary conv) runs as before between segments. Every zoo network but
+Real-to-Binary Net and the text CNN is one segment.
+
+Each step calls the kernel the layer's Python ``run`` calls, with the same arguments and
+thread count, so the executor's outputs are the Python runtime's bits (the Python runtime
+stays the readable reference: ``load(..., executor="python")``; tested on every zoo model).
+A segment whose batch exceeds a step's limit (a float-input product that switches to BLAS
+beyond 16 rows) runs its layers in Python for that call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from onebit import _core
+from onebit.runtime.ops import Layer, Values, words
+
+__all__ = ["Segment", "plan_runs"]
+
+Shapes = dict[str, tuple[tuple[int, ...], bool]]
+
+
+def _per_sample(shape: tuple[int, ...], bits: bool) -> int:
+    """Elements per sample of a value: float32 (*shape), or packed bits (*shape[:-1], words(C))."""
+    return math.prod(shape[:-1]) * words(shape[-1]) if bits else math.prod(shape)
+
+
+def _array_shape(shape: tuple[int, ...], bits: bool) -> tuple[int, ...]:
+    return (*shape[:-1], words(shape[-1])) if bits else shape
+
+
+@dataclass
+class Segment:
+    """Consecutive layers run as one ``_core.Plan``: reads ``inputs`` from the values, writes ``outputs``."""
+
+    layers: list[Layer]
+    plan: Any
+    inputs: list[str]
+    outputs: list[str]  # values the plan returns, in the plan's output order
+    aliases: dict[str, str]  # outputs that are an input seen through flatten: name -> input name
+    shapes: Shapes
+    max_batch: int | None
+
+    @property
+    def name(self) -> str:
+        return f"executor segment ({len(self.layers)} layers, {self.plan.num_steps} steps)"
+
+    def run(self, values: Values, threads: int) -> None:
+        n = len(values[self.inputs[0]])
+        if self.max_batch is not None and n > self.max_batch:
+            for layer in self.layers:
+                layer.run(values, threads)
+            return
+        arrays = self.plan.run([np.ascontiguousarray(values[v]) for v in self.inputs], n, threads)
+        for name, array in zip(self.outputs, arrays):
+            values[name] = array.reshape(n, *_array_shape(*self.shapes[name]))
+        for name, src in self.aliases.items():
+            values[name] = values[src].reshape(n, *_array_shape(*self.shapes[name]))
+
+
+Run = Callable[[Values, int], None]
+
+
+def plan_runs(layers: list[Layer], graph_output: str, input_shape: tuple[int, ...]) -> list[Run]:
+    """The model's runs in order: a :class:`Segment`'s ``run`` for each stretch of layers with
+    executor steps, the layer's own ``run`` for the others."""
+    shapes: Shapes = {"input": (tuple(input_shape), False)}
+    for layer in layers:
+        shapes[layer.output] = (tuple(layer.out_shape), layer.out_bits)
+        for extra in layer.also_writes:
+            shapes[extra] = (tuple(layer.out_shape), True)
+    # Who reads each value, by position; the caller reads the graph output after the last.
+    last_read: dict[str, int] = {graph_output: len(layers)}
+    for i, layer in enumerate(layers):
+        for v in layer.inputs:
+            last_read[v] = max(last_read.get(v, -1), i)
+
+    runs: list[Run] = []
+    i = 0
+    while i < len(layers):
+        if layers[i].native is None and layers[i].op != "flatten":
+            runs.append(layers[i].run)
+            i += 1
+            continue
+        j = i
+        while j < len(layers) and (layers[j].native is not None or layers[j].op == "flatten"):
+            j += 1
+        segment = _segment(layers[i:j], shapes, {v: r for v, r in last_read.items() if r >= j})
+        runs.append(segment.run if segment is not None else _sequence(layers[i:j]))
+        i = j
+    return runs
+
+
+def _sequence(layers: list[Layer]) -> Run:
+    def run(values: Values, threads: int) -> None:
+        for layer in layers:
+            layer.run(values, threads)
+
+    return run
+
+
+def _segment(layers: list[Layer], shapes: Shapes, read_later: dict[str, int]) -> Segment | None:
+    """The plan of ``layers``; None for a stretch of reshapes only (nothing to run in C++)."""
+    if all(layer.op == "flatten" for layer in layers):
+        return None
+    plan = _core.Plan()
+    ids: dict[str, int] = {}
+    inputs: list[str] = []
+    for layer in layers:
+        for v in layer.inputs:
+            if v not in ids:
+                ids[v] = plan.value(_per_sample(*shapes[v]), shapes[v][1])
+                inputs.append(v)
+        if layer.op == "flatten":  # the same bytes under another shape
+            ids[layer.output] = ids[layer.inputs[0]]
+            continue
+        for v in (layer.output, *layer.also_writes):
+            ids[v] = plan.value(_per_sample(*shapes[v]), shapes[v][1])
+        layer.native(plan, ids, shapes)
+    produced = [v for layer in layers for v in (layer.output, *layer.also_writes)]
+    input_ids = {ids[v]: v for v in inputs}
+    outputs: list[str] = []
+    aliases: dict[str, str] = {}
+    seen: dict[int, str] = {}
+    for v in produced:
+        if v not in read_later:
+            continue
+        if ids[v] in input_ids:
+            aliases[v] = input_ids[ids[v]]
+        elif ids[v] in seen:  # a flatten of another output
+            aliases[v] = seen[ids[v]]
+        else:
+            seen[ids[v]] = v
+            outputs.append(v)
+    # Aliases of outputs are set after the outputs (Segment.run), so order them after.
+    plan.set_io([ids[v] for v in inputs], [ids[v] for v in outputs])
+    limits = [layer.native_max_batch for layer in layers if layer.native_max_batch is not None]
+    return Segment(layers, plan, inputs, outputs, aliases, shapes, min(limits) if limits else None)
