@@ -479,9 +479,9 @@ struct DenseStage {
     }
     float* o = static_cast<float*>(out);
     if (act == 1) {
-      onebit::relu_f32(y, rows * c, o);
+      onebit::relu_f32(y, rows * c, o, threads, isa);
     } else if (act == 2) {
-      onebit::clip_f32(y, rows * c, -1.0f, 1.0f, o);
+      onebit::clip_f32(y, rows * c, -1.0f, 1.0f, o, threads, isa);
     } else {
       std::memcpy(o, y, static_cast<std::size_t>(rows * c) * sizeof(float));
     }
@@ -510,6 +510,10 @@ void bind_plan(nb::module_& m) {
       .def("set_io", &Plan::set_io, nb::arg("inputs"), nb::arg("outputs"))
       .def_prop_ro("num_steps", &Plan::num_steps)
       .def("arena_bytes", &Plan::arena_bytes, nb::arg("n"), "Bytes of the intermediate values' arena at batch n.")
+      .def("set_profile", &Plan::set_profile, nb::arg("on"),
+           "With profiling on, run() adds each step's wall time to step_seconds().")
+      .def("step_seconds", &Plan::step_seconds, "Seconds per step, in order, summed over the profiled runs.")
+      .def("reset_profile", &Plan::reset_profile)
       .def(
           "run",
           [](Plan& p, const std::vector<AnyArray>& inputs, std::int64_t n, int num_threads) {
@@ -956,19 +960,33 @@ void bind_plan(nb::module_& m) {
           "clip",
           [](Plan& p, int src, int dst, float low, float high, bool relu) {
             const char* fn = "Plan.clip";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             need_value(p, src, p.per_sample(src), false, fn, "src");
             need_value(p, dst, p.per_sample(src), false, fn, "dst");
             const std::int64_t size = p.per_sample(src);
-            p.step("act", {src}, {dst}, [=](void* const* s, std::int64_t n, int) {
+            p.step("act", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
               if (relu) {
-                onebit::relu_f32(at<const float>(s, src), n * size, at<float>(s, dst));
+                onebit::relu_f32(at<const float>(s, src), n * size, at<float>(s, dst), threads, isa);
               } else {
-                onebit::clip_f32(at<const float>(s, src), n * size, low, high, at<float>(s, dst));
+                onebit::clip_f32(at<const float>(s, src), n * size, low, high, at<float>(s, dst), threads, isa);
               }
             });
           },
           nb::arg("src"), nb::arg("dst"), nb::arg("low"), nb::arg("high"), nb::arg("relu"),
           "relu=True: numpy.maximum(x, 0); else numpy.clip(x, low, high).")
+      .def(
+          "sigmoid",
+          [](Plan& p, int src, int dst) {
+            const char* fn = "Plan.sigmoid";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
+            need_value(p, src, p.per_sample(src), false, fn, "src");
+            need_value(p, dst, p.per_sample(src), false, fn, "dst");
+            const std::int64_t size = p.per_sample(src);
+            p.step("sigmoid", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
+              onebit::sigmoid_f32(at<const float>(s, src), n * size, at<float>(s, dst), threads, isa);
+            });
+          },
+          nb::arg("src"), nb::arg("dst"), "sigmoid_f32 (the kernel of _core.sigmoid).")
       .def(
           "add",
           [](Plan& p, int a, int b, int dst) {
@@ -985,36 +1003,45 @@ void bind_plan(nb::module_& m) {
           nb::arg("a"), nb::arg("b"), nb::arg("dst"))
       .def(
           "concat",
-          [](Plan& p, const std::vector<int>& srcs, const std::vector<std::int64_t>& channels, int dst) {
+          [](Plan& p, const std::vector<int>& srcs, const std::vector<std::int64_t>& channels, int dst,
+             nb::handle scale, nb::handle bias) {
             const char* fn = "Plan.concat";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             if (srcs.empty() || srcs.size() != channels.size() || channels[0] < 1 || p.per_sample(srcs[0]) % channels[0]) {
               throw std::invalid_argument("Plan.concat: one channel count (>= 1) per part, at least one part");
             }
             const std::int64_t rows = p.per_sample(srcs[0]) / channels[0];
             std::int64_t c = 0;
             for (std::size_t i = 0; i < srcs.size(); ++i) {
+              if (channels[i] < 1) throw std::invalid_argument("Plan.concat: channel counts must be >= 1");
               need_value(p, srcs[i], rows * channels[i], false, fn, "part");
               c += channels[i];
             }
             need_value(p, dst, rows * c, false, fn, "dst");
-            p.step("concat", srcs, {dst}, [=](void* const* s, std::int64_t n, int) {
+            if (scale.is_none() != bias.is_none()) throw std::invalid_argument("Plan.concat: scale and bias together");
+            std::vector<float> sc = copy_vector(scale, c, fn, "scale"), bi = copy_vector(bias, c, fn, "bias");
+            p.step(sc.empty() ? "concat" : "concat+affine", srcs, {dst}, [=](void* const* s, std::int64_t n, int threads) {
               std::vector<const float*> parts;
               for (int id : srcs) parts.push_back(at<const float>(s, id));
-              onebit::concat_f32(parts.data(), channels.data(), static_cast<int>(parts.size()), n * rows, at<float>(s, dst));
+              onebit::channel_affine_parts(parts.data(), channels.data(), static_cast<int>(parts.size()), n * rows,
+                                           data_or_null(sc), data_or_null(bi), at<float>(s, dst), threads, isa);
             });
           },
-          nb::arg("srcs"), nb::arg("channels"), nb::arg("dst"))
+          nb::arg("srcs"), nb::arg("channels"), nb::arg("dst"), nb::arg("scale").none() = nb::none(),
+          nb::arg("bias").none() = nb::none(),
+          "numpy.concatenate of the parts along channels; with scale and bias, then the affine (one pass).")
       .def(
           "channel_mul",
           [](Plan& p, int x, int g, int dst, std::int64_t c) {
             const char* fn = "Plan.channel_mul";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             if (c < 1 || p.per_sample(x) % c) throw std::invalid_argument("Plan.channel_mul: c must divide x's size");
             need_value(p, x, p.per_sample(x), false, fn, "x");
             need_value(p, g, c, false, fn, "g");
             need_value(p, dst, p.per_sample(x), false, fn, "dst");
             const std::int64_t hw = p.per_sample(x) / c;
-            p.step("channel_mul", {x, g}, {dst}, [=](void* const* s, std::int64_t n, int) {
-              onebit::channel_mul_f32(at<const float>(s, x), at<const float>(s, g), n, hw, c, at<float>(s, dst));
+            p.step("channel_mul", {x, g}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
+              onebit::channel_gate(at<const float>(s, x), at<const float>(s, g), n, hw, c, at<float>(s, dst), threads, isa);
             });
           },
           nb::arg("x"), nb::arg("g"), nb::arg("dst"), nb::arg("c"));
@@ -1488,6 +1515,25 @@ NB_MODULE(_core, m) {
       "Packed sign of z over the concatenation of the float32 parts along their last axis (the same "
       "leading shape), without forming it: z = x * scale + bias (if given), then z - shift (if given); "
       "bit 1 where z < 0.");
+
+  m.def(
+      "sigmoid",
+      [](const AnyArray& x, int num_threads, const std::string& isa) {
+        const char* fn = "sigmoid";
+        const float* data = checked<float>(x, x.ndim(), fn, "x");
+        const int threads = checked_threads(num_threads, fn);
+        const onebit::Isa which = onebit::resolve_isa(isa);
+        std::vector<std::size_t> shape;
+        for (std::size_t i = 0; i < x.ndim(); ++i) shape.push_back(static_cast<std::size_t>(x.shape(i)));
+        auto out = new_array<float>(shape);
+        {
+          nb::gil_scoped_release release;
+          onebit::sigmoid_f32(data, static_cast<std::int64_t>(x.size()), out.data(), threads, which);
+        }
+        return out;
+      },
+      nb::arg("x"), nb::arg("num_threads") = 0, nb::arg("isa") = "",
+      "1 / (1 + exp(-x)) of float32 x, computed in double (std::exp) and rounded once to float32.");
 
   m.def(
       "nchw_to_nhwc",

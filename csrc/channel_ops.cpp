@@ -5,6 +5,7 @@
 #include "channel_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "bitpack.h"
@@ -19,7 +20,7 @@ namespace {
 constexpr double kFloatsPerMicro = 4000.0;
 constexpr double kMinMicrosPerThread = 8.0;
 
-enum class Step { affine, prelu, add, pack_shifted, pack_parts };
+enum class Step { affine, prelu, add, pack_shifted, pack_parts, affine_parts, clip, relu, sigmoid, gate };
 
 struct Job {
   Step step;
@@ -36,6 +37,8 @@ struct Job {
   const float* const* parts = nullptr;
   const std::int64_t* part_channels = nullptr;
   int n_parts = 0;
+  float low = 0.0f, high = 0.0f;  // clip
+  std::int64_t hw = 1;            // gate: rows per sample
 };
 
 __attribute__((always_inline)) inline void affine_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
@@ -128,6 +131,63 @@ __attribute__((always_inline)) inline void parts_rows(const Job& j, std::int64_t
   }
 }
 
+// Rows [r0, r1) of the parts written side by side into out, through the affine if given.
+__attribute__((always_inline)) inline void affine_parts_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  for (std::int64_t r = r0; r < r1; ++r) {
+    std::int64_t at = 0;
+    for (int i = 0; i < j.n_parts; ++i) {
+      const std::int64_t ci = j.part_channels[i];
+      const float* __restrict x = j.parts[i] + r * ci;
+      float* __restrict d = j.out + r * j.c + at;
+      if (j.p1 != nullptr) {
+        const float* __restrict s = j.p1 + at;
+        const float* __restrict b = j.p2 + at;
+        for (std::int64_t k = 0; k < ci; ++k) {
+          const float z = x[k] * s[k];
+          d[k] = z + b[k];
+        }
+      } else {
+        for (std::int64_t k = 0; k < ci; ++k) d[k] = x[k];
+      }
+      at += ci;
+    }
+  }
+}
+
+// Flat ranges [i0, i1) of elements, numpy's rounding and signed zeros.
+__attribute__((always_inline)) inline void relu_range(const Job& j, std::int64_t i0, std::int64_t i1) {
+  const float* __restrict x = j.x;
+  float* __restrict o = j.out;
+  for (std::int64_t i = i0; i < i1; ++i) o[i] = x[i] <= 0.0f ? 0.0f : x[i];  // maximum(x, 0): -0 -> +0, NaN kept
+}
+
+__attribute__((always_inline)) inline void clip_range(const Job& j, std::int64_t i0, std::int64_t i1) {
+  const float* __restrict x = j.x;
+  float* __restrict o = j.out;
+  const float low = j.low, high = j.high;
+  for (std::int64_t i = i0; i < i1; ++i) {  // minimum(maximum(x, low), high)
+    const float v = x[i] < low ? low : x[i];
+    o[i] = v > high ? high : v;
+  }
+}
+
+__attribute__((always_inline)) inline void sigmoid_range(const Job& j, std::int64_t i0, std::int64_t i1) {
+  for (std::int64_t i = i0; i < i1; ++i) {
+    j.out[i] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(j.x[i]))));
+  }
+}
+
+// Rows [r0, r1) of x times the gate row of their sample (hw rows per sample).
+__attribute__((always_inline)) inline void gate_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t c = j.c;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const float* __restrict x = j.x + r * c;
+    const float* __restrict g = j.y + (r / j.hw) * c;
+    float* __restrict o = j.out + r * c;
+    for (std::int64_t k = 0; k < c; ++k) o[k] = x[k] * g[k];
+  }
+}
+
 __attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r0, std::int64_t r1) {
   switch (j.step) {
     case Step::affine: affine_rows(j, r0, r1); break;
@@ -135,6 +195,11 @@ __attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r
     case Step::add: add_range(j, r0, r1); break;
     case Step::pack_shifted: shifted_rows(j, r0, r1); break;
     case Step::pack_parts: parts_rows(j, r0, r1); break;
+    case Step::affine_parts: affine_parts_rows(j, r0, r1); break;
+    case Step::clip: clip_range(j, r0, r1); break;
+    case Step::relu: relu_range(j, r0, r1); break;
+    case Step::sigmoid: sigmoid_range(j, r0, r1); break;
+    case Step::gate: gate_rows(j, r0, r1); break;
   }
 }
 
@@ -207,6 +272,41 @@ void pack_shifted_parts(const float* const* parts, const std::int64_t* channels,
   j.parts = parts;
   j.part_channels = channels;
   j.n_parts = n_parts;
+  run(j, num_threads);
+}
+
+void channel_affine_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
+                          const float* scale, const float* bias, float* out, int num_threads, Isa isa) {
+  std::int64_t c = 0;
+  for (int i = 0; i < n_parts; ++i) c += channels[i];
+  Job j{Step::affine_parts, nullptr, nullptr, nullptr, scale, bias, out, nullptr, rows, c, 1, isa};
+  j.parts = parts;
+  j.part_channels = channels;
+  j.n_parts = n_parts;
+  run(j, num_threads);
+}
+
+void relu_f32(const float* x, std::int64_t n, float* out, int num_threads, Isa isa) {
+  Job j{Step::relu, x, nullptr, nullptr, nullptr, nullptr, out, nullptr, n, 1, 1, isa};
+  run(j, num_threads);
+}
+
+void clip_f32(const float* x, std::int64_t n, float low, float high, float* out, int num_threads, Isa isa) {
+  Job j{Step::clip, x, nullptr, nullptr, nullptr, nullptr, out, nullptr, n, 1, 1, isa};
+  j.low = low;
+  j.high = high;
+  run(j, num_threads);
+}
+
+void sigmoid_f32(const float* x, std::int64_t n, float* out, int num_threads, Isa isa) {
+  Job j{Step::sigmoid, x, nullptr, nullptr, nullptr, nullptr, out, nullptr, n, 1, 1, isa};
+  run(j, num_threads);
+}
+
+void channel_gate(const float* x, const float* g, std::int64_t n, std::int64_t hw, std::int64_t c, float* out,
+                  int num_threads, Isa isa) {
+  Job j{Step::gate, x, g, nullptr, nullptr, nullptr, out, nullptr, n * hw, c, 1, isa};
+  j.hw = hw;
   run(j, num_threads);
 }
 

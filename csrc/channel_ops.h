@@ -37,4 +37,22 @@ void pack_shifted_parts(const float* const* parts, const std::int64_t* channels,
                         const float* scale, const float* bias, const float* shift, std::uint64_t* out,
                         int num_threads, Isa isa);
 
+// out = the channel concatenation of n_parts arrays (part i: rows x channels[i] floats),
+// through out[r, j] = x * scale[j] + bias[j] when scale is not null (a DenseNet transition's
+// concat and BatchNorm in one pass; the same bits as the two steps apart).
+void channel_affine_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
+                          const float* scale, const float* bias, float* out, int num_threads, Isa isa);
+
+// Elementwise on n floats, numpy's semantics: relu is maximum(x, 0) (x <= 0 -> +0, NaN kept),
+// clip is minimum(maximum(x, low), high); sigmoid is 1 / (1 + exp(-x)) in double (std::exp),
+// rounded once to float32 (a gate's squashing: the runtime's reference calls this kernel too).
+void relu_f32(const float* x, std::int64_t n, float* out, int num_threads, Isa isa);
+void clip_f32(const float* x, std::int64_t n, float low, float high, float* out, int num_threads, Isa isa);
+void sigmoid_f32(const float* x, std::int64_t n, float* out, int num_threads, Isa isa);
+
+// out[b, p, j] = x[b, p, j] * g[b, j] for n samples of hw rows of c channels: a per-sample
+// channel gate (squeeze-and-excitation's product, Real-to-Binary Net).
+void channel_gate(const float* x, const float* g, std::int64_t n, std::int64_t hw, std::int64_t c, float* out,
+                  int num_threads, Isa isa);
+
 }  // namespace onebit

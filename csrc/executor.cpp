@@ -1,6 +1,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -169,40 +170,33 @@ void Plan::run(const std::vector<const void*>& in, const std::vector<void*>& out
   }
   for (std::size_t i = 0; i < in.size(); ++i) slots_[static_cast<std::size_t>(inputs_[i])] = const_cast<void*>(in[i]);
   for (std::size_t i = 0; i < out.size(); ++i) slots_[static_cast<std::size_t>(outputs_[i])] = out[i];
-  for (const Step& s : steps_) s.fn(slots_.data(), n, num_threads);
-}
-
-void relu_f32(const float* x, std::int64_t count, float* out) {
-  for (std::int64_t i = 0; i < count; ++i) out[i] = x[i] <= 0.0f ? 0.0f : x[i];
-}
-
-void clip_f32(const float* x, std::int64_t count, float low, float high, float* out) {
-  for (std::int64_t i = 0; i < count; ++i) {
-    const float v = x[i] < low ? low : x[i];
-    out[i] = v > high ? high : v;
+  if (!profile_) {
+    for (const Step& s : steps_) s.fn(slots_.data(), n, num_threads);
+    return;
+  }
+  step_seconds_.resize(steps_.size(), 0.0);
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    steps_[i].fn(slots_.data(), n, num_threads);
+    step_seconds_[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 }
 
-void channel_mul_f32(const float* x, const float* g, std::int64_t n, std::int64_t hw, std::int64_t c, float* out) {
-  for (std::int64_t b = 0; b < n; ++b) {
-    const float* gate = g + b * c;
-    for (std::int64_t p = 0; p < hw; ++p) {
-      const std::int64_t row = (b * hw + p) * c;
-      for (std::int64_t j = 0; j < c; ++j) out[row + j] = x[row + j] * gate[j];
-    }
-  }
+void Plan::set_profile(bool on) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  profile_ = on;
 }
 
-void concat_f32(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows, float* out) {
-  std::int64_t total = 0;
-  for (int i = 0; i < n_parts; ++i) total += channels[i];
-  for (std::int64_t r = 0; r < rows; ++r) {
-    float* dst = out + r * total;
-    for (int i = 0; i < n_parts; ++i) {
-      std::memcpy(dst, parts[i] + r * channels[i], static_cast<std::size_t>(channels[i]) * sizeof(float));
-      dst += channels[i];
-    }
-  }
+std::vector<double> Plan::step_seconds() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<double> out = step_seconds_;
+  out.resize(steps_.size(), 0.0);
+  return out;
+}
+
+void Plan::reset_profile() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  step_seconds_.assign(steps_.size(), 0.0);
 }
 
 }  // namespace onebit

@@ -50,6 +50,12 @@ class Plan {
   // Bytes of the arena for a batch of n (the lifetimes' layout; 0 if nothing is internal).
   std::size_t arena_bytes(std::int64_t n) const;
 
+  // With profiling on, run() adds each step's wall time to step_seconds() (one entry per
+  // step, in order); reset_profile() zeroes them.
+  void set_profile(bool on);
+  std::vector<double> step_seconds();
+  void reset_profile();
+
  private:
   struct Value {
     std::int64_t per_sample;
@@ -79,17 +85,8 @@ class Plan {
   std::unique_ptr<std::byte[], Free> arena_;
   std::size_t arena_capacity_ = 0;
   std::vector<void*> slots_;
+  bool profile_ = false;
+  std::vector<double> step_seconds_;
 };
-
-// Elementwise steps of the executor that the Python reference runs in numpy, here with
-// numpy's rounding and signed zeros (the library is built with -ffp-contract=off).
-// relu: numpy.maximum(x, 0): x <= 0 -> +0 (NaN kept).
-void relu_f32(const float* x, std::int64_t count, float* out);
-// hardtanh: numpy.clip(x, low, high).
-void clip_f32(const float* x, std::int64_t count, float low, float high, float* out);
-// out[r, j] = x[r, j] * g[r / hw, j]: a per-sample channel gate (hw rows per sample).
-void channel_mul_f32(const float* x, const float* g, std::int64_t n, std::int64_t hw, std::int64_t c, float* out);
-// numpy.concatenate along the last axis: rows of parts[i] (channels[i] each) side by side.
-void concat_f32(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows, float* out);
 
 }  // namespace onebit

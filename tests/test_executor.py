@@ -30,7 +30,7 @@ def _input(model: rt.Model, n: int, seed: int) -> np.ndarray:
 
 
 def _segments(model: rt.Model) -> list[Segment]:
-    return [run.__self__ for run in model._runs if isinstance(getattr(run, "__self__", None), Segment)]
+    return [run for run in model._runs if isinstance(run, Segment)]
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -135,14 +135,19 @@ def test_concurrent_calls_share_one_plan(tmp_path):
     assert not failures
 
 
-def test_profile_times_each_layer(tmp_path):
+@pytest.mark.parametrize("executor", ["native", "python"])
+def test_profile_times_each_layer(tmp_path, executor):
     path = tmp_path / "m.onebit"
-    _export("cnv", path)
-    model = rt.load(path, 1)
-    x = _input(model, 1, 0)
+    _export("binary_cnn2d", path)  # its float dense runs in Python beyond 16 rows
+    model = rt.load(path, 1, executor=executor)
     model.profile = True
-    assert model(x).tobytes() == rt.load(path, 1, executor="python")(x).tobytes()
-    assert all(calls == 1 for calls in (layer.calls for layer in model.layers))
+    for n in (1, 17):
+        x = _input(model, n, 0)
+        assert model(x).tobytes() == rt.load(path, 1, executor="python")(x).tobytes()
+    assert all(layer.calls == 2 for layer in model.layers)
+    assert all(layer.seconds > 0 for layer in model.layers if layer.op != "flatten")
+    model.reset_timings()
+    assert all(layer.calls == 0 for layer in model.layers)
 
 
 def test_benchmark_quick_table(capsys):
@@ -158,3 +163,39 @@ def test_benchmark_quick_table(capsys):
     assert len(rows) == 2 and all(row.split("|")[3].strip() == "1" for row in rows)  # one run: all in C++
     with pytest.raises(SystemExit):
         module.main(["--models", "resnet1000"])
+
+
+@pytest.mark.parametrize("isa", _core.available_isas())
+@pytest.mark.parametrize("threads", [1, 2])
+def test_elementwise_steps_are_numpys_on_every_isa(monkeypatch, isa, threads):
+    """The steps the Python runtime runs in numpy (relu, clip, the gate product, concat and
+    concat + affine) and the sigmoid kernel: the same bits on every ISA and thread count,
+    signed zeros and extremes included (sizes large enough to be threaded)."""
+    monkeypatch.setenv("ONEBIT_ISA", isa)
+    rng = np.random.default_rng(7)
+    n, hw, c1, c2 = 2, 40 * 40, 24, 40
+    a = (rng.standard_normal((n, hw, c1)) * 3).astype(np.float32)
+    b = (rng.standard_normal((n, hw, c2)) * 3).astype(np.float32)
+    a.reshape(-1)[:8] = [0.0, -0.0, 1.0, -1.0, 3e38, -3e38, 1e-45, -1e-45]
+    gate = rng.random((n, c1)).astype(np.float32)
+    scale = rng.standard_normal(c1 + c2).astype(np.float32)
+    bias = rng.standard_normal(c1 + c2).astype(np.float32)
+    plan = _core.Plan()
+    va, vb, vg = plan.value(hw * c1, False), plan.value(hw * c2, False), plan.value(c1, False)
+    outs = [plan.value(hw * c1, False) for _ in range(4)] + [plan.value(hw * (c1 + c2), False) for _ in range(2)]
+    plan.clip(va, outs[0], 0.0, 0.0, True)
+    plan.clip(va, outs[1], -1.0, 1.0, False)
+    plan.sigmoid(va, outs[2])
+    plan.channel_mul(va, vg, outs[3], c1)
+    plan.concat([va, vb], [c1, c2], outs[4])
+    plan.concat([va, vb], [c1, c2], outs[5], scale, bias)
+    plan.set_io([va, vb, vg], outs)
+    got = plan.run([a, b, gate], n, threads)
+    joined = np.concatenate([a, b], axis=-1)
+    with np.errstate(over="ignore"):
+        sig = (1.0 / (1.0 + np.exp(-a.astype(np.float64)))).astype(np.float32)
+    expected = [np.maximum(a, np.float32(0)), np.clip(a, np.float32(-1), np.float32(1)), sig,
+                a * gate[:, None, :], joined, joined * scale + bias]
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g.tobytes() == np.ascontiguousarray(e).tobytes(), i
+    assert _core.sigmoid(a, threads, isa=isa).tobytes() == sig.tobytes()

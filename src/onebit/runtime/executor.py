@@ -18,7 +18,7 @@ beyond 16 rows) runs its layers in Python for that call.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from onebit import _core
 from onebit.runtime.ops import Layer, Values, words
 
-__all__ = ["Segment", "plan_runs"]
+__all__ = ["Segment", "plan_runs", "time_layer"]
 
 Shapes = dict[str, tuple[tuple[int, ...], bool]]
 
@@ -52,6 +52,7 @@ class Segment:
     aliases: dict[str, str]  # outputs that are an input seen through flatten: name -> input name
     shapes: Shapes
     max_batch: int | None
+    spans: list[tuple[int, int]]  # per layer, its steps' [start, end) in the plan
 
     @property
     def name(self) -> str:
@@ -69,13 +70,36 @@ class Segment:
         for name, src in self.aliases.items():
             values[name] = values[src].reshape(n, *_array_shape(*self.shapes[name]))
 
+    def run_profiled(self, values: Values, threads: int) -> None:
+        """:meth:`run`, adding each layer's time in its steps to ``layer.seconds`` (``Model.profile``)."""
+        n = len(values[self.inputs[0]])
+        if self.max_batch is not None and n > self.max_batch:
+            for layer in self.layers:
+                time_layer(layer, values, threads)
+            return
+        self.plan.reset_profile()
+        self.plan.set_profile(True)
+        try:
+            self.run(values, threads)
+        finally:
+            self.plan.set_profile(False)
+        seconds = self.plan.step_seconds()
+        for layer, (start, end) in zip(self.layers, self.spans):
+            layer.seconds += sum(seconds[start:end])
+            layer.calls += 1
 
-Run = Callable[[Values, int], None]
+
+def time_layer(layer: Layer, values: Values, threads: int) -> None:
+    """``layer.run``, its wall time added to ``layer.seconds``."""
+    start = time.perf_counter()
+    layer.run(values, threads)
+    layer.seconds += time.perf_counter() - start
+    layer.calls += 1
 
 
-def plan_runs(layers: list[Layer], graph_output: str, input_shape: tuple[int, ...]) -> list[Run]:
-    """The model's runs in order: a :class:`Segment`'s ``run`` for each stretch of layers with
-    executor steps, the layer's own ``run`` for the others."""
+def plan_runs(layers: list[Layer], graph_output: str, input_shape: tuple[int, ...]) -> list[Segment | Layer]:
+    """The model's runs in order: a :class:`Segment` for each stretch of layers with executor
+    steps, the layer itself for the others (each has ``run(values, threads)``)."""
     shapes: Shapes = {"input": (tuple(input_shape), False)}
     for layer in layers:
         shapes[layer.output] = (tuple(layer.out_shape), layer.out_bits)
@@ -87,28 +111,20 @@ def plan_runs(layers: list[Layer], graph_output: str, input_shape: tuple[int, ..
         for v in layer.inputs:
             last_read[v] = max(last_read.get(v, -1), i)
 
-    runs: list[Run] = []
+    runs: list[Segment | Layer] = []
     i = 0
     while i < len(layers):
         if layers[i].native is None and layers[i].op != "flatten":
-            runs.append(layers[i].run)
+            runs.append(layers[i])
             i += 1
             continue
         j = i
         while j < len(layers) and (layers[j].native is not None or layers[j].op == "flatten"):
             j += 1
         segment = _segment(layers[i:j], shapes, {v: r for v, r in last_read.items() if r >= j})
-        runs.append(segment.run if segment is not None else _sequence(layers[i:j]))
+        runs.extend([segment] if segment is not None else layers[i:j])
         i = j
     return runs
-
-
-def _sequence(layers: list[Layer]) -> Run:
-    def run(values: Values, threads: int) -> None:
-        for layer in layers:
-            layer.run(values, threads)
-
-    return run
 
 
 def _segment(layers: list[Layer], shapes: Shapes, read_later: dict[str, int]) -> Segment | None:
@@ -118,17 +134,21 @@ def _segment(layers: list[Layer], shapes: Shapes, read_later: dict[str, int]) ->
     plan = _core.Plan()
     ids: dict[str, int] = {}
     inputs: list[str] = []
+    spans: list[tuple[int, int]] = []
     for layer in layers:
         for v in layer.inputs:
             if v not in ids:
                 ids[v] = plan.value(_per_sample(*shapes[v]), shapes[v][1])
                 inputs.append(v)
+        start = plan.num_steps
+        spans.append((start, start))
         if layer.op == "flatten":  # the same bytes under another shape
             ids[layer.output] = ids[layer.inputs[0]]
             continue
         for v in (layer.output, *layer.also_writes):
             ids[v] = plan.value(_per_sample(*shapes[v]), shapes[v][1])
         layer.native(plan, ids, shapes)
+        spans[-1] = (start, plan.num_steps)
     produced = [v for layer in layers for v in (layer.output, *layer.also_writes)]
     input_ids = {ids[v]: v for v in inputs}
     outputs: list[str] = []
@@ -147,4 +167,4 @@ def _segment(layers: list[Layer], shapes: Shapes, read_later: dict[str, int]) ->
     # Aliases of outputs are set after the outputs (Segment.run), so order them after.
     plan.set_io([ids[v] for v in inputs], [ids[v] for v in outputs])
     limits = [layer.native_max_batch for layer in layers if layer.native_max_batch is not None]
-    return Segment(layers, plan, inputs, outputs, aliases, shapes, min(limits) if limits else None)
+    return Segment(layers, plan, inputs, outputs, aliases, shapes, min(limits) if limits else None, spans)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from onebit.runtime.ops import Layer, concat_native, concat_run, sign_of_parts_native, sign_of_parts_run
+from onebit.runtime.ops import (Layer, affine_of_parts_native, affine_of_parts_run, concat_native, concat_run,
+                                sign_of_parts_native, sign_of_parts_run)
 
 __all__ = ["fuse_layers", "unfold_concats"]
 
@@ -88,14 +89,17 @@ def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
     the next binary conv: every layer copied all the features so far, O(L²) floats per
     block (1.9 of BinaryDenseNet-28's 8 ms). Here a sign of a concat (or of an affine of one
     that nothing else reads) packs the concat's parts row by row without forming it (the
-    same bits), every concat reads the base parts directly, and concats no one reads any
-    more are dropped: one copy per block.
+    same bits), every concat reads the base parts directly, an affine of a concat that more
+    than a sign reads (a transition's BatchNorm) joins and scales the parts in one pass, and
+    concats no one reads any more are dropped: at most one copy per block.
     """
     parts: dict[str, list[str]] = {}  # concat output -> the non-concat values it joins
+    concat_names: dict[str, str] = {}  # concat output -> its layer's name
     readers: dict[str, int] = defaultdict(int)
     for layer in layers:
         if layer.op == "concat":
             parts[layer.output] = [p for v in layer.inputs for p in parts.get(v, [v])]
+            concat_names[layer.output] = layer.name
         for v in layer.inputs:
             readers[v] += 1
     readers[graph_output] += 1
@@ -119,6 +123,12 @@ def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
                           layer.in_shape, layer.out_shape, True, output=layer.output, inputs=tuple(joined),
                           run=sign_of_parts_run(joined, layer.fusion["sign"], affine, layer.output),
                           native=sign_of_parts_native(joined, layer.fusion["sign"], affine, layer.output))
+        elif layer.output in affines:  # read by more than a sign (a transition's pool): join and scale at once
+            name, joined, (scale, bias) = affines[layer.output]
+            layer = Layer(f"{concat_names[layer.inputs[0]]}+{name}", "affine", layer.kind, layer.in_shape, layer.out_shape, False,
+                          output=layer.output, inputs=tuple(joined), fusion=layer.fusion,
+                          run=affine_of_parts_run(joined, scale, bias, layer.output),
+                          native=affine_of_parts_native(joined, scale, bias, layer.output))
         out.append(layer)
     # Drop the concats and affines whose value no one reads now (walking back, so chains go
     # at once).

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from onebit.errors import ConfigError, InputError, ModelFileError
 from onebit.runtime import malloc
 from onebit.runtime.bitpack import unpack_bits
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
-from onebit.runtime.executor import plan_runs
+from onebit.runtime.executor import Segment, plan_runs, time_layer
 from onebit.runtime.fusion import fuse_layers, unfold_concats
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
@@ -60,7 +59,7 @@ class Model:
         self._output = graph["output"]
         self.executor = executor
         self._runs = (plan_runs(self.layers, self._output, self.in_shape) if executor == "native"
-                      else [layer.run for layer in self.layers])
+                      else list(self.layers))
         last = next(l for l in self.layers if l.output == self._output)
         self.out_shape, self.out_bits = last.out_shape, last.out_bits
         self._chw = _output_layout(graph, self.out_shape, where) if self.out_bits else None
@@ -98,14 +97,13 @@ class Model:
     def _run(self, values: dict[str, Any]) -> None:
         if not self.profile:
             for run in self._runs:
-                run(values, self.num_threads)
+                run.run(values, self.num_threads)
             return
-        # Per-layer timings need the layers one by one: the Python runtime's calls of the same kernels.
-        for layer in self.layers:
-            start = time.perf_counter()
-            layer.run(values, self.num_threads)
-            layer.seconds += time.perf_counter() - start
-            layer.calls += 1
+        for run in self._runs:  # each layer's time: its steps' in a segment, its call's otherwise
+            if isinstance(run, Segment):
+                run.run_profiled(values, self.num_threads)
+            else:
+                time_layer(run, values, self.num_threads)
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The argmax class of each row of ``x``, run in batches of ``batch_size``."""

@@ -308,15 +308,18 @@ def concat_native(srcs: list[str], out: str) -> Callable[[Any, dict[str, int], A
 
 
 def sigmoid(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
-    """``1 / (1 + exp(−x))`` elementwise, computed in float64 and rounded once to float32 (a gate's squashing)."""
+    """``1 / (1 + exp(−x))`` elementwise, computed in float64 (C's ``exp``) and rounded once to
+    float32 (a gate's squashing; ``_core.sigmoid``, the executor's kernel too)."""
     if bits:
         raise r.error("sigmoid needs a float input")
 
     def run(values: Values, threads: int) -> None:
-        with np.errstate(over="ignore"):  # exp(−x) = inf below x ≈ −709: the result is 0, as it should be
-            values[out] = (1.0 / (1.0 + np.exp(-values[src].astype(np.float64)))).astype(np.float32)
+        values[out] = _core.sigmoid(np.ascontiguousarray(values[src]), threads)
 
-    return Layer("", "sigmoid", "float", shape, shape, False, run=run)
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.sigmoid(ids[src], ids[out])
+
+    return Layer("", "sigmoid", "float", shape, shape, False, run=run, native=native)
 
 
 def channel_mul(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tuple[int, ...], bool]]) -> Layer:
@@ -334,6 +337,26 @@ def channel_mul(r: NodeReader, srcs: list[str], out: str, known: list[tuple[tupl
         plan.channel_mul(ids[x], ids[g], ids[out], sx[2])
 
     return Layer("", "channel_mul", "float", sx, sx, False, run=run, native=native)
+
+
+def affine_of_parts_run(parts: list[str], scale: np.ndarray, bias: np.ndarray,
+                        out: str) -> Callable[[Values, int], None]:
+    """``affine(concat(parts))``: a DenseNet transition's BatchNorm of the block's features, the
+    concat formed here as numpy does it (the executor's step joins and scales in one pass)."""
+
+    def run(values: Values, threads: int) -> None:
+        joined = np.concatenate([values[v] for v in parts], axis=-1)
+        values[out] = _core.channel_affine(joined, scale, bias, threads)
+
+    return run
+
+
+def affine_of_parts_native(parts: list[str], scale: np.ndarray, bias: np.ndarray,
+                           out: str) -> Callable[[Any, dict[str, int], Any], None]:
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.concat([ids[v] for v in parts], [shapes[v][0][-1] for v in parts], ids[out], scale, bias)
+
+    return native
 
 
 def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None,
