@@ -28,6 +28,7 @@
 #include "finite.h"
 #include "fgemm_bw.h"
 #include "dispatch.h"
+#include "embedding.h"
 #include "executor.h"
 #include "layout.h"
 #include "threadpool.h"
@@ -882,6 +883,27 @@ void bind_plan(nb::module_& m) {
           nb::arg("scale").none(), nb::arg("bias").none(), nb::arg("act"), nb::arg("post_scale").none(),
           nb::arg("post_bias").none(), nb::arg("bits"), nb::keep_alive<1, 4>())
       .def(
+          "embedding",
+          [](Plan& p, int src, int dst, const AnyArray& table, bool bits) {
+            // Ids are checked before the plan runs (onebit/runtime/embedding.py: a bad id is the
+            // caller's InputError); the step gathers rows.
+            const char* fn = "Plan.embedding";
+            if (table.ndim() != 2 || table.shape(0) < 1 || table.shape(1) < 1) {
+              throw std::invalid_argument("Plan.embedding: table must be 2-D (V, row)");
+            }
+            const void* data = bits ? static_cast<const void*>(checked<std::uint64_t>(table, 2, fn, "table"))
+                                    : static_cast<const void*>(checked<float>(table, 2, fn, "table"));
+            const auto row = static_cast<std::int64_t>(table.shape(1));
+            const std::int64_t length = p.per_sample(src);
+            need_value(p, src, length, false, fn, "src");
+            need_value(p, dst, length * row, bits, fn, "dst");
+            const std::int64_t row_bytes = row * (bits ? 8 : 4);
+            p.step("embedding", {src}, {dst}, [=](void* const* s, std::int64_t n, int) {
+              onebit::embedding_gather(at<const float>(s, src), n * length, data, row_bytes, s[dst]);
+            });
+          },
+          nb::arg("src"), nb::arg("dst"), nb::arg("table"), nb::arg("bits"), nb::keep_alive<1, 4>())
+      .def(
           "bmaxpool",
           [](Plan& p, int src, int dst, std::int64_t h, std::int64_t w, std::int64_t c, nb::handle pool,
                 const AnyArray& and_mask) {
@@ -1515,6 +1537,16 @@ NB_MODULE(_core, m) {
       "Packed sign of z over the concatenation of the float32 parts along their last axis (the same "
       "leading shape), without forming it: z = x * scale + bias (if given), then z - shift (if given); "
       "bit 1 where z < 0.");
+
+  m.def(
+      "first_bad_id",
+      [](const AnyArray& ids, std::int64_t vocab) {
+        const float* data = checked<float>(ids, ids.ndim(), "first_bad_id", "ids");
+        if (vocab < 1) throw std::invalid_argument("first_bad_id: vocab must be >= 1, got " + std::to_string(vocab));
+        return onebit::first_bad_id(data, static_cast<std::int64_t>(ids.size()), vocab);
+      },
+      nb::arg("ids"), nb::arg("vocab"),
+      "The flat index of the first id (float32) that is not an integer in [0, vocab), or -1.");
 
   m.def(
       "sigmoid",

@@ -22,8 +22,11 @@ naming the first bad value, never a wrong row.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from onebit import _core
 from onebit.errors import InputError
 from onebit.runtime.ops import Layer, NodeReader, Values, words
 
@@ -46,15 +49,22 @@ def embedding(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     else:
         table = r.finite("table", (vocab, dim))
     length = shape[0]
+    name = r.node.get("name")
+
+    def check(values: Values) -> None:
+        x = np.ascontiguousarray(values[src])
+        bad = _core.first_bad_id(x, vocab)
+        if bad >= 0:
+            raise InputError(f"embedding {name!r}: token ids must be integers in [0, {vocab}), "
+                             f"got {float(x.reshape(-1)[bad])!r}")
 
     def run(values: Values, threads: int) -> None:
+        check(values)
         x = values[src]
-        ids = x.astype(np.int64)
-        bad = (ids != x) | (ids < 0) | (ids >= vocab)
-        if bad.any():
-            first = float(x[bad][0])
-            raise InputError(f"embedding {r.node.get('name')!r}: token ids must be integers in [0, {vocab}), "
-                             f"got {first!r}")
-        values[out] = table[ids].reshape(len(x), 1, length, table.shape[1])
+        values[out] = table[x.astype(np.int64)].reshape(len(x), 1, length, table.shape[1])
 
-    return Layer("", "embedding", f"lookup, {form} table", shape, (1, length, dim), form == "bits", run=run)
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.embedding(ids[src], ids[out], table, form == "bits")
+
+    return Layer("", "embedding", f"lookup, {form} table", shape, (1, length, dim), form == "bits", run=run,
+                 native=native, check=check)

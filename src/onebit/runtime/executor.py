@@ -4,9 +4,8 @@
 stretch of consecutive layers that have executor steps (``Layer.native``) becomes one
 :class:`Segment`, a ``_core.Plan`` (``csrc/executor.h``) that holds every node's kernel
 call bound at load, with the intermediate values in one arena laid out by their lifetimes;
-a layer without steps (an embedding lookup, a sigmoid, a binary conv whose float output is
-pooled, a depthwise binary conv) runs as before between segments. Every zoo network but
-Real-to-Binary Net and the text CNN is one segment.
+a layer without steps (a depthwise binary conv, whose groups are narrower than a word) runs
+as before between segments. Every zoo network is one segment.
 
 Each step calls the kernel the layer's Python ``run`` calls, with the same arguments and
 thread count, so the executor's outputs are the Python runtime's bits (the Python runtime
@@ -64,6 +63,9 @@ class Segment:
             for layer in self.layers:
                 layer.run(values, threads)
             return
+        for layer in self.layers:
+            if layer.check is not None:
+                layer.check(values)
         arrays = self.plan.run([np.ascontiguousarray(values[v]) for v in self.inputs], n, threads)
         for name, array in zip(self.outputs, arrays):
             values[name] = array.reshape(n, *_array_shape(*self.shapes[name]))

@@ -77,6 +77,9 @@ class Layer:
     native: Callable[[Any, dict[str, int], dict[str, tuple[tuple[int, ...], bool]]], None] | None = field(
         default=None, repr=False)
     native_max_batch: int | None = None
+    # Checks of the values a node reads that the executor's steps do not make (an embedding's
+    # token ids): run before its segment, raising the Python run's error.
+    check: Callable[[Values], None] | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         out = f"{self.out_shape} {'bits' if self.out_bits else 'float32'}"
