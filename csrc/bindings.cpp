@@ -499,6 +499,32 @@ struct DenseStage {
 template <typename T>
 T* at(void* const* slots, int id) { return static_cast<T*>(slots[id]); }
 
+// fmaxpool2d_rows' row source for a DenseNet transition: row i of image b of the parts'
+// concatenation through the BatchNorm affine (channel_affine_parts' arithmetic).
+struct AffinePartsRows {
+  std::vector<const float*> parts;
+  std::vector<std::int64_t> channels;
+  std::int64_t h, w;
+  const float* scale;
+  const float* bias;
+  onebit::Isa isa;
+
+  static void row(const void* ctx, std::int64_t b, std::int64_t i, float* out) {
+    const auto& r = *static_cast<const AffinePartsRows*>(ctx);
+    const std::int64_t pixel = (b * r.h + i) * r.w;
+    const float* at_row[256];
+    std::vector<const float*> many;
+    const float** p = at_row;
+    if (r.parts.size() > 256) {
+      many.resize(r.parts.size());
+      p = many.data();
+    }
+    for (std::size_t k = 0; k < r.parts.size(); ++k) p[k] = r.parts[k] + pixel * r.channels[k];
+    onebit::channel_affine_parts_serial(p, r.channels.data(), static_cast<int>(r.parts.size()), r.w, r.scale, r.bias,
+                                        out, r.isa);
+  }
+};
+
 void bind_plan(nb::module_& m) {
   nb::class_<Plan>(m, "Plan",
                    "The graph executor's program (csrc/executor.h): values and kernel steps bound at load, run "
@@ -1052,6 +1078,38 @@ void bind_plan(nb::module_& m) {
           nb::arg("srcs"), nb::arg("channels"), nb::arg("dst"), nb::arg("scale").none() = nb::none(),
           nb::arg("bias").none() = nb::none(),
           "numpy.concatenate of the parts along channels; with scale and bias, then the affine (one pass).")
+      .def(
+          "transition",
+          [](Plan& p, const std::vector<int>& srcs, const std::vector<std::int64_t>& channels, int dst, std::int64_t h,
+             std::int64_t w, nb::handle scale, nb::handle bias, nb::handle pool, bool relu) {
+            // maxpool(affine(concat(parts))) [then relu], each input row made as it is pooled.
+            const char* fn = "Plan.transition";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
+            if (srcs.empty() || srcs.size() != channels.size()) {
+              throw std::invalid_argument("Plan.transition: one channel count per part, at least one part");
+            }
+            std::int64_t c = 0;
+            for (std::size_t i = 0; i < srcs.size(); ++i) {
+              if (channels[i] < 1) throw std::invalid_argument("Plan.transition: channel counts must be >= 1");
+              need_value(p, srcs[i], h * w * channels[i], false, fn, "part");
+              c += channels[i];
+            }
+            const onebit::FconvPool pl = pool_tuple(pool, fn);
+            if (!pl.on) throw std::invalid_argument("Plan.transition: needs a pool");
+            const auto shape = onebit::fpool2d_output_shape(h, w, pl.kernel, pl.stride, pl.padding, pl.padding_end);
+            need_value(p, dst, shape[0] * shape[1] * c, false, fn, "dst");
+            auto v = std::make_shared<std::array<std::vector<float>, 2>>(
+                std::array<std::vector<float>, 2>{copy_vector(scale, c, fn, "scale"), copy_vector(bias, c, fn, "bias")});
+            if ((*v)[0].empty() || (*v)[1].empty()) throw std::invalid_argument("Plan.transition: scale and bias are required");
+            p.step("concat+affine+maxpool2d", srcs, {dst}, [=](void* const* s, std::int64_t n, int threads) {
+              AffinePartsRows rows{{}, channels, h, w, (*v)[0].data(), (*v)[1].data(), isa};
+              for (int id : srcs) rows.parts.push_back(at<const float>(s, id));
+              onebit::fmaxpool2d_rows(&AffinePartsRows::row, &rows, n, h, w, c, pl.kernel, pl.stride, pl.padding, relu,
+                                      at<float>(s, dst), threads, pl.padding_end, isa);
+            });
+          },
+          nb::arg("srcs"), nb::arg("channels"), nb::arg("dst"), nb::arg("h"), nb::arg("w"), nb::arg("scale"),
+          nb::arg("bias"), nb::arg("pool"), nb::arg("relu"))
       .def(
           "channel_mul",
           [](Plan& p, int x, int g, int dst, std::int64_t c) {

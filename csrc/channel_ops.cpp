@@ -286,6 +286,17 @@ void channel_affine_parts(const float* const* parts, const std::int64_t* channel
   run(j, num_threads);
 }
 
+void channel_affine_parts_serial(const float* const* parts, const std::int64_t* channels, int n_parts,
+                                 std::int64_t rows, const float* scale, const float* bias, float* out, Isa isa) {
+  std::int64_t c = 0;
+  for (int i = 0; i < n_parts; ++i) c += channels[i];
+  Job j{Step::affine_parts, nullptr, nullptr, nullptr, scale, bias, out, nullptr, rows, c, 1, isa};
+  j.parts = parts;
+  j.part_channels = channels;
+  j.n_parts = n_parts;
+  task(&j, 0, 0);
+}
+
 void relu_f32(const float* x, std::int64_t n, float* out, int num_threads, Isa isa) {
   Job j{Step::relu, x, nullptr, nullptr, nullptr, nullptr, out, nullptr, n, 1, 1, isa};
   run(j, num_threads);

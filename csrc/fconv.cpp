@@ -469,8 +469,18 @@ struct PoolJob {
   bool mean;
   float* out;
   FconvMaxFn max;
-  float* rows;  // max: one row of w * c floats per thread
+  float* rows;  // max: one row of w * c floats per thread (two with a row source)
+  PoolRowFn source = nullptr;  // max: input rows made on demand (fmaxpool2d_rows), else read from x
+  const void* source_ctx = nullptr;
+  bool relu = false;  // max: maximum(pooled, 0) on each output row
 };
+
+// Input row i of image b: from x, or made by the job's row source in scratch.
+const float* input_row(const PoolJob& j, std::int64_t b, std::int64_t i, float* scratch) {
+  if (j.source == nullptr) return j.x + (b * j.h + i) * j.w * j.c;
+  j.source(j.source_ctx, b, i, scratch);
+  return scratch;
+}
 
 // Max: per output row, the max of its kernel rows over the whole row first (kh - 1 calls of
 // the ISA's max on w * c floats), then of each window's columns in that row (a stride of 1:
@@ -478,14 +488,15 @@ struct PoolJob {
 // by one, up to the sign of a zero (max(-0, +0) keeps whichever came first) and which NaN.
 void max_rows_task(const PoolJob& j, std::int64_t r0, std::int64_t r1, int thread) {
   const std::int64_t row = j.w * j.c;
-  float* v = j.rows + thread * row;
+  const std::int64_t per_thread = j.source == nullptr ? row : 2 * row;
+  float* v = j.rows + thread * per_thread;
+  float* scratch = v + row;  // a row source's row (only with one)
   for (std::int64_t gr = r0; gr < r1; ++gr) {
     const std::int64_t b = gr / j.ph, r = gr % j.ph;
     const std::int64_t i0 = std::max<std::int64_t>(0, r * j.stride[0] - j.padding[0]);
     const std::int64_t i1 = std::min(j.h, r * j.stride[0] - j.padding[0] + j.kernel[0]);
-    const float* img = j.x + b * j.h * row;
-    std::memcpy(v, img + i0 * row, static_cast<std::size_t>(row) * sizeof(float));
-    for (std::int64_t i = i0 + 1; i < i1; ++i) j.max(v, img + i * row, row);
+    std::memcpy(v, input_row(j, b, i0, scratch), static_cast<std::size_t>(row) * sizeof(float));
+    for (std::int64_t i = i0 + 1; i < i1; ++i) j.max(v, input_row(j, b, i, scratch), row);
     float* dst = j.out + gr * j.pw * j.c;
     // Output columns whose window lies inside the row: [q0, q1).
     const std::int64_t sw = j.stride[1], pwd = j.padding[1], kw = j.kernel[1];
@@ -507,6 +518,9 @@ void max_rows_task(const PoolJob& j, std::int64_t r0, std::int64_t r1, int threa
       for (std::int64_t q = q0; q < q1; ++q) window(q);
     }
     for (std::int64_t q = q1; q < j.pw; ++q) window(q);
+    if (j.relu) {
+      for (std::int64_t e = 0; e < j.pw * j.c; ++e) dst[e] = dst[e] <= 0.0f ? 0.0f : dst[e];
+    }
   }
 }
 
@@ -569,6 +583,29 @@ void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std
   const PoolJob job{x, h, w, c, shape[0], shape[1], per_task, total, kernel, stride, padding, mean, out,
                     fconv_kernels(isa).max, rows.data()};
   parallel_run(used, tasks, pool_task, const_cast<PoolJob*>(&job), micros);
+}
+
+void fmaxpool2d_rows(PoolRowFn source, const void* source_ctx, std::int64_t n, std::int64_t h, std::int64_t w,
+                     std::int64_t c, std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
+                     std::array<std::int64_t, 2> padding, bool relu, float* out, int num_threads,
+                     std::array<std::int64_t, 2> padding_end, Isa isa) {
+  const auto shape = fpool2d_output_shape(h, w, kernel, stride, padding, padding_end);
+  if (n <= 0 || c <= 0) return;
+  // The rows are made as they are pooled: about twice fpool2d's work per input float.
+  const double micros = static_cast<double>(n * h * w * c) / 1000.0;
+  const int threads = plan_threads(micros, num_threads);
+  const std::int64_t total = n * shape[0];
+  const std::int64_t wanted = threads > 1 ? 4 * static_cast<std::int64_t>(threads) : 1;
+  const std::int64_t per_task = (total + wanted - 1) / wanted;
+  const std::int64_t tasks = (total + per_task - 1) / per_task;
+  const int used = static_cast<int>(std::min<std::int64_t>(threads, tasks));
+  std::vector<float> rows(static_cast<std::size_t>(used * 2 * w * c));
+  PoolJob job{nullptr, h, w, c, shape[0], shape[1], per_task, total, kernel, stride, padding, false, out,
+              fconv_kernels(isa).max, rows.data()};
+  job.source = source;
+  job.source_ctx = source_ctx;
+  job.relu = relu;
+  parallel_run(used, tasks, pool_task, &job, micros);
 }
 
 }  // namespace onebit

@@ -184,6 +184,17 @@ void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std
              std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
              std::array<std::int64_t, 2> padding_end = {-1, -1}, Isa isa = Isa::scalar);
 
+// fpool2d's max-pool of an input whose rows are made on demand, never stored whole:
+// source(ctx, b, i, row) writes input row i of image b (w * c floats) into row. Each output
+// row reduces its window's rows in order as fpool2d does (the same bits as fpool2d on the
+// stored input), then with relu takes maximum(y, 0) (x <= 0 -> +0, as numpy). A DenseNet
+// transition's BatchNorm of the block's concatenated features, pooled as it is computed.
+using PoolRowFn = void (*)(const void* ctx, std::int64_t b, std::int64_t i, float* row);
+void fmaxpool2d_rows(PoolRowFn source, const void* source_ctx, std::int64_t n, std::int64_t h, std::int64_t w,
+                     std::int64_t c, std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
+                     std::array<std::int64_t, 2> padding, bool relu, float* out, int num_threads,
+                     std::array<std::int64_t, 2> padding_end = {-1, -1}, Isa isa = Isa::scalar);
+
 // The specification of y (no pool, no stage): plain loops, one thread, std::fma.
 // w: O x KH x KW x Cg; y: n x OH x OW x O.
 void fconv_reference(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,

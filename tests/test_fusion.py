@@ -111,15 +111,15 @@ def test_fusion_keeps_values_other_layers_read(tmp_path):
 def test_densenet_blocks_copy_their_features_once(tmp_path):
     """Each dense block's growing concats unfold: the signs pack the block's parts directly
     and only the block's last concat (the transition's input) is formed, from all its parts,
-    in one pass with the transition's BatchNorm."""
+    in one pass with the transition's BatchNorm, which its max-pool and ReLU take in."""
     model = MODELS["densenet"]()
     path = tmp_path / "d.onebit"
     check_export(model, torch.randn(32, 3, 32, 32), path)
     plain, fused = rt.load(path, fuse=False).layers, rt.load(path).layers
     assert sum(layer.op == "concat" for layer in plain) == 23 and not any(layer.op == "concat" for layer in fused)
-    joined = [layer for layer in fused if layer.op == "affine" and len(layer.inputs) > 1]  # 6 + 6 + 6 + 5 layers
-    assert [layer.name.split("+")[1] for layer in joined] == ["transition1.bn", "transition2.bn", "transition3.bn",
-                                                              "head_bn"]
+    joined = [layer for layer in fused if len(layer.inputs) > 1 and layer.op in ("affine", "maxpool2d")]
+    assert [layer.name.split("+", 1)[1] for layer in joined] == [
+        f"transition{i}.bn+transition{i}.pool+transition{i}.relu" for i in (1, 2, 3)] + ["head_bn"]
     produced = {layer.output: layer for layer in plain}
     assert all(produced[v].op != "concat" for layer in joined for v in layer.inputs)
     signs = [layer for layer in fused if layer.op == "sign" and len(layer.inputs) > 1]

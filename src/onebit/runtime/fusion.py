@@ -14,17 +14,23 @@ numpy's separate operations do.
 :func:`unfold_concats`: DenseNet blocks pack their growing features without forming each
 concatenation (see there).
 
+:func:`fuse_transitions`: a BatchNorm affine (of one value or of a concat's parts) read only
+by a float max-pool, itself optionally read only by a ReLU (a DenseNet transition), runs as
+one executor step that makes each input row as it pools it.
+
 ``onebit.runtime.load(..., fuse=False)`` keeps every node apart.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
-from onebit.runtime.ops import (Layer, affine_of_parts_native, affine_of_parts_run, concat_native, concat_run,
+from onebit.runtime.ops import (Layer, Values, affine_of_parts_native, affine_of_parts_run, concat_native, concat_run,
                                 sign_of_parts_native, sign_of_parts_run)
 
-__all__ = ["fuse_layers", "unfold_concats"]
+__all__ = ["fuse_layers", "fuse_transitions", "unfold_concats"]
 
 
 def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
@@ -140,3 +146,63 @@ def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
         read.update(layer.inputs)
         kept.append(layer)
     return kept[::-1]
+
+
+def fuse_transitions(layers: list[Layer], graph_output: str) -> list[Layer]:
+    """The layers with every affine → float max-pool [→ ReLU] chain merged into one layer.
+
+    Its Python run is the three runs in order (the reference); its executor step
+    (``Plan.transition``) computes each affine row as the pool reads it, so the affine's
+    output (5.6 MB at BinaryDenseNet's first transition) is never stored."""
+    readers: dict[str, list[int]] = defaultdict(list)
+    for i, layer in enumerate(layers):
+        for v in layer.inputs:
+            readers[v].append(i)
+
+    def sole_reader(layer: Layer) -> Layer | None:
+        users = readers[layer.output]
+        if layer.output == graph_output or layer.also_writes or len(users) != 1:
+            return None
+        return layers[users[0]]
+
+    merged: dict[int, Layer] = {}
+    removed: set[int] = set()
+    for i, affine in enumerate(layers):
+        if "affine" not in affine.fusion or i in removed:
+            continue
+        pool = sole_reader(affine)
+        if pool is None or "maxpool" not in pool.fusion:
+            continue
+        chain = [affine, pool]
+        relu = sole_reader(pool)
+        if relu is not None and relu.fusion.get("prelu") == "relu":
+            chain.append(relu)
+        last = chain[-1]
+        fused = Layer("+".join(layer.name for layer in chain), "maxpool2d", "float", affine.in_shape, last.out_shape,
+                      False, output=last.output, inputs=affine.inputs,
+                      run=_in_order([layer.run for layer in chain]),
+                      native=_transition_native(affine, pool.fusion["maxpool"], len(chain) == 3, last.output))
+        positions = [layers.index(layer) for layer in chain]
+        merged[positions[-1]] = fused
+        removed.update(positions)
+    return [merged[i] if i in merged else layer for i, layer in enumerate(layers) if i not in removed or i in merged]
+
+
+def _in_order(runs: list[Callable[[Values, int], None]]) -> Callable[[Values, int], None]:
+    def run(values: Values, threads: int) -> None:
+        for step in runs:
+            step(values, threads)
+
+    return run
+
+
+def _transition_native(affine: Layer, pool: tuple, relu: bool, out: str) -> Callable[[Any, dict[str, int], Any], None]:
+    scale, bias = affine.fusion["affine"]
+    h, w, _ = affine.out_shape
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.transition([ids[v] for v in affine.inputs], [shapes[v][0][-1] for v in affine.inputs], ids[out], h, w,
+                        scale, bias, pool, relu)
+
+    return native
+

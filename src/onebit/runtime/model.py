@@ -27,7 +27,7 @@ from onebit.runtime import malloc
 from onebit.runtime.bitpack import unpack_bits
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
 from onebit.runtime.executor import Segment, plan_runs, time_layer
-from onebit.runtime.fusion import fuse_layers, unfold_concats
+from onebit.runtime.fusion import fuse_layers, fuse_transitions, unfold_concats
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
 __all__ = ["EXECUTORS", "FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
@@ -54,7 +54,8 @@ class Model:
         self.profile = False
         _build(self, graph, tensors, where)  # validates everything read below
         if fuse:
-            self.layers = unfold_concats(fuse_layers(self.layers, graph["output"]), graph["output"])
+            self.layers = fuse_transitions(unfold_concats(fuse_layers(self.layers, graph["output"]), graph["output"]),
+                                           graph["output"])
         self.in_shape = tuple(graph["input"]["shape"])
         self._output = graph["output"]
         self.executor = executor

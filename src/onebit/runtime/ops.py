@@ -629,7 +629,8 @@ def maxpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
         def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
             plan.fpool(ids[src], ids[out], shape[0], shape[1], c, (kernel, stride, pad, pad_end), False)
 
-    return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run, native=native)
+    return Layer("", "maxpool2d", "binary" if bits else "float", shape, (ph, pw, c), bits, run=run, native=native,
+                 fusion={} if bits else {"maxpool": (kernel, stride, pad, pad_end)})
 
 
 def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: bool) -> Layer:
