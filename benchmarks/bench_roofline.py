@@ -12,9 +12,9 @@ not depend on them), exported, loaded on one thread, and timed at its native inp
 PyTorch fp32 twin (float layers, same architecture) is timed in the same run.
 
 The per-layer table (``--layers``) is the runtime's profile (``Model.profile``: each node's
-wall time, Python between nodes included) matched to the summary's MACs by the node's first
-name (a fused node ``conv+add+sign`` is its conv): each MAC layer's rate and its share of its
-kind's peak, then the time in layers without MACs.
+time in the C++ executor's steps) matched to the summary's MACs by the node's first name (a
+fused node ``conv+add+sign`` is its conv): each MAC layer's rate and its share of its kind's
+peak, then the time in layers without MACs.
 
     python benchmarks/bench_roofline.py                        # every model, about 3 minutes
     python benchmarks/bench_roofline.py --models quicknet_small --layers
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     fast = sum(1 for r in results if r["torch_seconds"] / r["seconds"] >= TARGET_TORCH)
     print(f"\nTargets (issue 21, not asserted): ≥ {TARGET_SHARE:.0%} of the roofline — {met} of {len(results)} "
           f"models; ≥ {TARGET_TORCH:g}× PyTorch fp32 — {fast} of {len(results)}; every binary layer ≥ "
-          f"{TARGET_LAYER:.0%} of the popcount peak (see --layers). Layer times are the profile's (Python between "
-          f"nodes included), so their sum exceeds the model's time a little.")
+          f"{TARGET_LAYER:.0%} of the popcount peak (see --layers). Layer times are the executor's per-step "
+          f"times (Model.profile); the model's time adds the call's fixed cost.")
 
     if args.layers:
         for r, layers in zip(results, tables):
