@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ class Segment:
     shapes: Shapes
     max_batch: int | None
     spans: list[tuple[int, int]]  # per layer, its steps' [start, end) in the plan
+    checks: list[Callable[[Values], None]]  # the layers' checks of their inputs (Layer.check)
 
     @property
     def name(self) -> str:
@@ -63,9 +65,8 @@ class Segment:
             for layer in self.layers:
                 layer.run(values, threads)
             return
-        for layer in self.layers:
-            if layer.check is not None:
-                layer.check(values)
+        for check in self.checks:
+            check(values)
         arrays = self.plan.run([np.ascontiguousarray(values[v]) for v in self.inputs], n, threads)
         for name, array in zip(self.outputs, arrays):
             values[name] = array.reshape(n, *_array_shape(*self.shapes[name]))
@@ -169,4 +170,5 @@ def _segment(layers: list[Layer], shapes: Shapes, read_later: dict[str, int]) ->
     # Aliases of outputs are set after the outputs (Segment.run), so order them after.
     plan.set_io([ids[v] for v in inputs], [ids[v] for v in outputs])
     limits = [layer.native_max_batch for layer in layers if layer.native_max_batch is not None]
-    return Segment(layers, plan, inputs, outputs, aliases, shapes, min(limits) if limits else None, spans)
+    checks = [layer.check for layer in layers if layer.check is not None]
+    return Segment(layers, plan, inputs, outputs, aliases, shapes, min(limits) if limits else None, spans, checks)
