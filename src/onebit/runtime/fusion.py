@@ -131,8 +131,8 @@ def unfold_concats(layers: list[Layer], graph_output: str) -> list[Layer]:
                           native=sign_of_parts_native(joined, layer.fusion["sign"], affine, layer.output))
         elif layer.output in affines:  # read by more than a sign (a transition's pool): join and scale at once
             name, joined, (scale, bias) = affines[layer.output]
-            layer = Layer(f"{concat_names[layer.inputs[0]]}+{name}", "affine", layer.kind, layer.in_shape, layer.out_shape, False,
-                          output=layer.output, inputs=tuple(joined), fusion=layer.fusion,
+            layer = Layer(f"{concat_names[layer.inputs[0]]}+{name}", "affine", layer.kind, layer.in_shape,
+                          layer.out_shape, False, output=layer.output, inputs=tuple(joined), fusion=layer.fusion,
                           run=affine_of_parts_run(joined, scale, bias, layer.output),
                           native=affine_of_parts_native(joined, scale, bias, layer.output))
         out.append(layer)
@@ -159,30 +159,31 @@ def fuse_transitions(layers: list[Layer], graph_output: str) -> list[Layer]:
         for v in layer.inputs:
             readers[v].append(i)
 
-    def sole_reader(layer: Layer) -> Layer | None:
-        users = readers[layer.output]
-        if layer.output == graph_output or layer.also_writes or len(users) != 1:
+    def sole_reader(i: int) -> int | None:
+        """The position of the one layer that reads layer i's output (not the caller), if any."""
+        users = readers[layers[i].output]
+        if layers[i].output == graph_output or layers[i].also_writes or len(users) != 1:
             return None
-        return layers[users[0]]
+        return users[0]
 
     merged: dict[int, Layer] = {}
     removed: set[int] = set()
     for i, affine in enumerate(layers):
         if "affine" not in affine.fusion or i in removed:
             continue
-        pool = sole_reader(affine)
-        if pool is None or "maxpool" not in pool.fusion:
+        pool = sole_reader(i)
+        if pool is None or "maxpool" not in layers[pool].fusion:
             continue
-        chain = [affine, pool]
+        positions = [i, pool]
         relu = sole_reader(pool)
-        if relu is not None and relu.fusion.get("prelu") == "relu":
-            chain.append(relu)
+        if relu is not None and layers[relu].fusion.get("prelu") == "relu":
+            positions.append(relu)
+        chain = [layers[j] for j in positions]
         last = chain[-1]
         fused = Layer("+".join(layer.name for layer in chain), "maxpool2d", "float", affine.in_shape, last.out_shape,
                       False, output=last.output, inputs=affine.inputs,
                       run=_in_order([layer.run for layer in chain]),
-                      native=_transition_native(affine, pool.fusion["maxpool"], len(chain) == 3, last.output))
-        positions = [layers.index(layer) for layer in chain]
+                      native=_transition_native(affine, layers[pool].fusion["maxpool"], len(chain) == 3, last.output))
         merged[positions[-1]] = fused
         removed.update(positions)
     return [merged[i] if i in merged else layer for i, layer in enumerate(layers) if i not in removed or i in merged]

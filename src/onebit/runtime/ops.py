@@ -376,8 +376,11 @@ def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[
     return run
 
 
-def sign_of_parts_native(parts: list[str], shift: np.ndarray | None,
-                         affine: tuple[np.ndarray, np.ndarray] | None, out: str) -> Callable[[Any, dict[str, int], Any], None]:
+Native = Callable[[Any, dict[str, int], Any], None]  # Layer.native: (plan, ids, shapes) -> None
+
+
+def sign_of_parts_native(parts: list[str], shift: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None,
+                         out: str) -> Native:
     """:func:`sign_of_parts_run` as an executor step."""
     scale, bias = (None, None) if affine is None else affine
 
