@@ -49,15 +49,11 @@ class Segment:
     plan: Any
     inputs: list[str]
     outputs: list[str]  # values the plan returns, in the plan's output order
-    aliases: dict[str, str]  # outputs that are an input seen through flatten: name -> input name
+    aliases: dict[str, str]  # values that are another one seen through flatten: name -> that value
     shapes: Shapes
     max_batch: int | None
     spans: list[tuple[int, int]]  # per layer, its steps' [start, end) in the plan
     checks: list[Callable[[Values], None]]  # the layers' checks of their inputs (Layer.check)
-
-    @property
-    def name(self) -> str:
-        return f"executor segment ({len(self.layers)} layers, {self.plan.num_steps} steps)"
 
     def run(self, values: Values, threads: int) -> None:
         n = len(values[self.inputs[0]])
