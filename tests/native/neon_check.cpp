@@ -1,7 +1,7 @@
 // NEON kernels against the scalar reference, on AArch64 (run by .ci/neon under
 // qemu-aarch64; no Python).
 //
-// Compiled together with every kernel source (csrc/*.cpp but bindings.cpp), it checks:
+// Compiled together with every kernel source (csrc/*.cpp but the bindings*.cpp), it checks:
 //   * dispatch: the known ISAs are scalar and neon, neon is selected unless ONEBIT_ISA
 //     names another, and x86 names are refused with the valid choices;
 //   * bit packing: the NEON pack / unpack kernels and the threaded driver equal the scalar
