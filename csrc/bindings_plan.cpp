@@ -72,6 +72,22 @@ struct DenseStage {
   int act = 0;
   bool bits = false;
 
+  // The stage of c channels from a binding's arguments (each vector optional; post_* together).
+  static DenseStage checked(nb::handle scale, nb::handle bias, const std::string& act, nb::handle post_scale,
+                            nb::handle post_bias, bool bits, std::int64_t c, const char* fn) {
+    DenseStage st;
+    st.scale = copy_vector(scale, c, fn, "scale");
+    st.bias = copy_vector(bias, c, fn, "bias");
+    st.post_scale = copy_vector(post_scale, c, fn, "post_scale");
+    st.post_bias = copy_vector(post_bias, c, fn, "post_bias");
+    if (st.post_scale.empty() != st.post_bias.empty()) {
+      throw std::invalid_argument(std::string(fn) + ": post_scale and post_bias must be given together");
+    }
+    st.act = act_code(act, fn);
+    st.bits = bits;
+    return st;
+  }
+
   void operator()(float* y, std::int64_t rows, std::int64_t c, void* out, int threads, onebit::Isa isa) const {
     for (std::int64_t r = 0; r < rows; ++r) {
       float* z = y + r * c;
@@ -318,14 +334,7 @@ void bind_plan(nb::module_& m) {
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             need_value(p, src, c, false, fn, "src");
             need_value(p, dst, bits ? onebit::words_for(c) : c, bits, fn, "dst");
-            DenseStage st;
-            st.scale = copy_vector(scale, c, fn, "scale");
-            st.bias = copy_vector(bias, c, fn, "bias");
-            st.post_scale = copy_vector(post_scale, c, fn, "post_scale");
-            st.post_bias = copy_vector(post_bias, c, fn, "post_bias");
-            if (st.post_scale.empty() != st.post_bias.empty()) throw std::invalid_argument("Plan.dense_stage: post_scale and post_bias together");
-            st.act = act_code(act, fn);
-            st.bits = bits;
+            const DenseStage st = DenseStage::checked(scale, bias, act, post_scale, post_bias, bits, c, fn);
             // The stage works in place on the product (as numpy's in-place operations do).
             p.step("dense stage", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
               st(at<float>(s, src), n, c, s[dst], threads, isa);
@@ -491,14 +500,7 @@ void bind_plan(nb::module_& m) {
             const auto pooled = onebit::fpool2d_output_shape(shape[0], shape[1], pl.kernel, pl.stride, pl.padding,
                                                              pl.padding_end);
             need_value(p, dst, pooled[0] * pooled[1] * (bits ? onebit::words_for(o) : o), bits, fn, "dst");
-            DenseStage st;
-            st.scale = copy_vector(scale, o, fn, "scale");
-            st.bias = copy_vector(bias, o, fn, "bias");
-            st.post_scale = copy_vector(post_scale, o, fn, "post_scale");
-            st.post_bias = copy_vector(post_bias, o, fn, "post_bias");
-            if (st.post_scale.empty() != st.post_bias.empty()) throw std::invalid_argument("Plan.bconv_pooled: post_scale and post_bias together");
-            st.act = act_code(act, fn);
-            st.bits = bits;
+            const DenseStage st = DenseStage::checked(scale, bias, act, post_scale, post_bias, bits, o, fn);
             const onebit::BinaryConv2d* cp = &conv;
             p.step("conv2d", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
               const std::int64_t conv_size = n * shape[0] * shape[1] * o, pool_size = n * pooled[0] * pooled[1] * o;

@@ -99,6 +99,27 @@ __attribute__((always_inline)) inline void shifted_rows(const Job& j, std::int64
   }
 }
 
+// Row r of the parts' channel concatenation into d (c floats), through the affine if given.
+__attribute__((always_inline)) inline void join_row(const Job& j, std::int64_t r, float* __restrict d) {
+  std::int64_t at = 0;
+  for (int i = 0; i < j.n_parts; ++i) {
+    const std::int64_t ci = j.part_channels[i];
+    const float* __restrict x = j.parts[i] + r * ci;
+    float* __restrict o = d + at;
+    if (j.p1 != nullptr) {  // affine; the per-channel vectors span the concatenation
+      const float* __restrict s = j.p1 + at;
+      const float* __restrict b = j.p2 + at;
+      for (std::int64_t k = 0; k < ci; ++k) {
+        const float z = x[k] * s[k];
+        o[k] = z + b[k];
+      }
+    } else {
+      for (std::int64_t k = 0; k < ci; ++k) o[k] = x[k];
+    }
+    at += ci;
+  }
+}
+
 // Rows [r0, r1) of the parts joined in a buffer (through the affine and the shift), then
 // packed.
 __attribute__((always_inline)) inline void parts_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
@@ -106,26 +127,11 @@ __attribute__((always_inline)) inline void parts_rows(const Job& j, std::int64_t
   const PackRowsFn pack = bitpack_kernels(j.isa).pack;
   std::vector<float> row(static_cast<std::size_t>(j.c));
   for (std::int64_t r = r0; r < r1; ++r) {
-    std::int64_t at = 0;
-    for (int i = 0; i < j.n_parts; ++i) {
-      const std::int64_t ci = j.part_channels[i];
-      const float* __restrict x = j.parts[i] + r * ci;
-      float* __restrict d = row.data() + at;
-      if (j.p1 != nullptr) {  // affine
-        const float* __restrict s = j.p1 + at;
-        const float* __restrict b = j.p2 + at;
-        for (std::int64_t k = 0; k < ci; ++k) {
-          const float z = x[k] * s[k];
-          d[k] = z + b[k];
-        }
-      } else {
-        for (std::int64_t k = 0; k < ci; ++k) d[k] = x[k];
-      }
-      if (j.p0 != nullptr) {  // shift
-        const float* __restrict sh = j.p0 + at;
-        for (std::int64_t k = 0; k < ci; ++k) d[k] = d[k] - sh[k];
-      }
-      at += ci;
+    join_row(j, r, row.data());
+    if (j.p0 != nullptr) {  // shift
+      float* __restrict d = row.data();
+      const float* __restrict sh = j.p0;
+      for (std::int64_t k = 0; k < j.c; ++k) d[k] = d[k] - sh[k];
     }
     pack(row.data(), 1, j.c, j.bits + r * words);
   }
@@ -133,25 +139,7 @@ __attribute__((always_inline)) inline void parts_rows(const Job& j, std::int64_t
 
 // Rows [r0, r1) of the parts written side by side into out, through the affine if given.
 __attribute__((always_inline)) inline void affine_parts_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
-  for (std::int64_t r = r0; r < r1; ++r) {
-    std::int64_t at = 0;
-    for (int i = 0; i < j.n_parts; ++i) {
-      const std::int64_t ci = j.part_channels[i];
-      const float* __restrict x = j.parts[i] + r * ci;
-      float* __restrict d = j.out + r * j.c + at;
-      if (j.p1 != nullptr) {
-        const float* __restrict s = j.p1 + at;
-        const float* __restrict b = j.p2 + at;
-        for (std::int64_t k = 0; k < ci; ++k) {
-          const float z = x[k] * s[k];
-          d[k] = z + b[k];
-        }
-      } else {
-        for (std::int64_t k = 0; k < ci; ++k) d[k] = x[k];
-      }
-      at += ci;
-    }
-  }
+  for (std::int64_t r = r0; r < r1; ++r) join_row(j, r, j.out + r * j.c);
 }
 
 // Flat ranges [i0, i1) of elements, numpy's rounding and signed zeros.

@@ -563,6 +563,26 @@ void pool_task(void* ctx, std::int64_t task, int thread) {
 
 }  // namespace
 
+namespace {
+
+// Runs a pool job over the n * PH output rows: tasks of whole rows, about 4 per thread,
+// with floats_per_thread of scratch rows for each thread that runs. Per call, not
+// thread_local: a thread_local with a destructor on a Python caller thread is freed at thread
+// exit in a way ThreadSanitizer cannot order (see bgemm_float).
+void run_pool(PoolJob job, std::int64_t n, double micros, int num_threads, std::int64_t floats_per_thread) {
+  const int threads = plan_threads(micros, num_threads);
+  job.total = n * job.ph;
+  const std::int64_t wanted = threads > 1 ? 4 * static_cast<std::int64_t>(threads) : 1;
+  job.rows_per_task = (job.total + wanted - 1) / wanted;
+  const std::int64_t tasks = (job.total + job.rows_per_task - 1) / job.rows_per_task;
+  const int used = static_cast<int>(std::min<std::int64_t>(threads, tasks));
+  std::vector<float> rows(static_cast<std::size_t>(used * floats_per_thread));
+  job.rows = rows.data();
+  parallel_run(used, tasks, pool_task, &job, micros);
+}
+
+}  // namespace
+
 void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,
              std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
              std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
@@ -571,18 +591,9 @@ void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std
   if (n <= 0 || c <= 0) return;
   // ~2 floats per ns on one core.
   const double micros = static_cast<double>(n * shape[0] * shape[1] * c * kernel[0] * kernel[1]) / 2000.0;
-  const int threads = plan_threads(micros, num_threads);
-  const std::int64_t total = n * shape[0];
-  const std::int64_t wanted = threads > 1 ? 4 * static_cast<std::int64_t>(threads) : 1;
-  const std::int64_t per_task = (total + wanted - 1) / wanted;
-  const std::int64_t tasks = (total + per_task - 1) / per_task;
-  const int used = static_cast<int>(std::min<std::int64_t>(threads, tasks));
-  // Per call, not thread_local: a thread_local with a destructor on a Python caller thread is
-  // freed at thread exit in a way ThreadSanitizer cannot order (see bgemm_float).
-  std::vector<float> rows(mean ? 0 : static_cast<std::size_t>(used * w * c));
-  const PoolJob job{x, h, w, c, shape[0], shape[1], per_task, total, kernel, stride, padding, mean, out,
-                    fconv_kernels(isa).max, rows.data()};
-  parallel_run(used, tasks, pool_task, const_cast<PoolJob*>(&job), micros);
+  const PoolJob job{x, h, w, c, shape[0], shape[1], 0, 0, kernel, stride, padding, mean, out, fconv_kernels(isa).max,
+                    nullptr};
+  run_pool(job, n, micros, num_threads, mean ? 0 : w * c);
 }
 
 void fmaxpool2d_rows(PoolRowFn source, const void* source_ctx, std::int64_t n, std::int64_t h, std::int64_t w,
@@ -593,19 +604,12 @@ void fmaxpool2d_rows(PoolRowFn source, const void* source_ctx, std::int64_t n, s
   if (n <= 0 || c <= 0) return;
   // The rows are made as they are pooled: about twice fpool2d's work per input float.
   const double micros = static_cast<double>(n * h * w * c) / 1000.0;
-  const int threads = plan_threads(micros, num_threads);
-  const std::int64_t total = n * shape[0];
-  const std::int64_t wanted = threads > 1 ? 4 * static_cast<std::int64_t>(threads) : 1;
-  const std::int64_t per_task = (total + wanted - 1) / wanted;
-  const std::int64_t tasks = (total + per_task - 1) / per_task;
-  const int used = static_cast<int>(std::min<std::int64_t>(threads, tasks));
-  std::vector<float> rows(static_cast<std::size_t>(used * 2 * w * c));
-  PoolJob job{nullptr, h, w, c, shape[0], shape[1], per_task, total, kernel, stride, padding, false, out,
-              fconv_kernels(isa).max, rows.data()};
+  PoolJob job{nullptr, h, w, c, shape[0], shape[1], 0, 0, kernel, stride, padding, false, out,
+              fconv_kernels(isa).max, nullptr};
   job.source = source;
   job.source_ctx = source_ctx;
   job.relu = relu;
-  parallel_run(used, tasks, pool_task, &job, micros);
+  run_pool(job, n, micros, num_threads, 2 * w * c);  // the max row and the made row
 }
 
 }  // namespace onebit
