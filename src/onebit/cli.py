@@ -543,13 +543,22 @@ def _check_new_folder(out: Path, what: str = "folder", alternative: str = "") ->
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from onebit.distributed import start_from_env
 
     if args.nproc is not None:
         return _launch_train(args)
     dist_run = start_from_env(args.backend, args.batchnorm)  # None in a single process
+    try:
+        return _train_in_process(args, dist_run)
+    finally:
+        if dist_run is not None:
+            dist_run.finish()
+
+
+def _train_in_process(args: argparse.Namespace, dist_run: Any) -> int:
+    """``onebit train`` in this process: the whole run, or this rank's part of a distributed one."""
+    from dataclasses import replace
+
     if dist_run is not None and not dist_run.is_main:
         logging.getLogger("onebit").setLevel(logging.WARNING)  # rank 0 alone reports progress
     recorded = _use_recorded_settings(args) if args.resume is not None else None

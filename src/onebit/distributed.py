@@ -204,6 +204,21 @@ class DistributedRun:
     def barrier(self) -> None:
         dist.barrier()
 
+    def finish(self) -> None:
+        """Wait for every rank, then leave the process group.
+
+        Ranks other than 0 finish training while rank 0 still exports and reports; a rank that
+        tore its gloo group down alone then could abort in gloo's teardown ("terminate called
+        without an active exception"). A rank whose group is already broken leaves at once.
+        """
+        if not dist.is_initialized():
+            return
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # another rank failed: there is no one left to wait for
+        dist.destroy_process_group()
+
 
 class _AllReduceSum(torch.autograd.Function):
     """``Σ_r x_r`` on every rank; the gradient of each ``x_r`` is ``Σ_r`` of the output's gradients."""
