@@ -1,7 +1,6 @@
-// The float output stage (float_stage.h) in AVX-512 intrinsics: 16 channels per zmm, the
-// blocks of 16 outer and the rows inner, so each block's parameters stay in registers and
-// a row costs only its own loads and stores; the signs come from the same registers (a
-// compare mask is 16 output bits), with no second pass over the floats.
+// The float output stage (float_stage.h) in AVX-512 intrinsics: 16 channels per zmm, row
+// by row; the signs come from the same registers (a compare mask is 16 output bits), with
+// no second pass over the floats.
 //
 // Bit-identical to the reference (float_stage_impl.h): the same float32 operations in the
 // same order, each rounded on its own (vmulps then vaddps: the library is built with
@@ -15,7 +14,6 @@
 // Only functions with the target attribute, all TU-local: nothing here can be picked by
 // the linker for baseline code.
 #include <cstdint>
-#include <cstring>
 
 #include "bitpack.h"
 #include "float_stage.h"
@@ -28,64 +26,109 @@
 namespace onebit {
 namespace {
 
+// The stage's parameters as locals of the row loop (read through the FloatStage, every
+// pointer would be reloaded after each store: the compiler cannot rule out aliasing).
+struct Params {
+  const float *scale, *bias, *post_scale, *post_bias, *shift_in, *slope, *shift_out, *sign_shift;
+  int act;
+  bool relu_after;
+};
+
+// The stage of one 16-channel block of one row: z, stored, and its 16 sign bits (Signs).
 template <bool Post, bool Res, bool Prelu, bool Signs>
-ONEBIT_TARGET_AVX512 void block_rows(const FloatStage& st, int act, const std::int32_t* src, std::int64_t lds,
-                                     std::int64_t m, std::int64_t o, __mmask16 k, float* dst, const float* res,
-                                     std::int64_t ldo, std::uint64_t* bits, std::int64_t words) {
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
-  const __m512 scale = _mm512_maskz_loadu_ps(k, st.scale + o), bias = _mm512_maskz_loadu_ps(k, st.bias + o);
-  __m512 ps = zero, pb = zero, si = zero, sl = zero, so = zero, sh = zero;
+ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::uint64_t block(const Params& q,
+                                                                               const std::int32_t* src,
+                                                                               std::int64_t o, __mmask16 k,
+                                                                               float* dst, const float* res) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 z = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, src));
+  z = _mm512_mul_ps(z, _mm512_maskz_loadu_ps(k, q.scale + o));
+  z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, q.bias + o));
+  if (q.act == 1) z = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero, _CMP_LT_OQ), z, zero);
+  if (q.act == 2) {
+    const __m512 one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+    const __m512 upper = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, one, _CMP_GT_OQ), z, one);
+    z = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, minus_one, _CMP_LT_OQ), upper, minus_one);
+  }
   if constexpr (Post) {
-    ps = _mm512_maskz_loadu_ps(k, st.post_scale + o);
-    pb = _mm512_maskz_loadu_ps(k, st.post_bias + o);
+    z = _mm512_mul_ps(z, _mm512_maskz_loadu_ps(k, q.post_scale + o));
+    z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, q.post_bias + o));
   }
+  if constexpr (Res) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, res));
   if constexpr (Prelu) {
-    si = _mm512_maskz_loadu_ps(k, st.prelu_shift_in + o);
-    sl = _mm512_maskz_loadu_ps(k, st.prelu_slope + o);
-    so = _mm512_maskz_loadu_ps(k, st.prelu_shift_out + o);
+    const __m512 u = _mm512_sub_ps(z, _mm512_maskz_loadu_ps(k, q.shift_in + o));
+    const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ), u);
+    const __m512 neg = _mm512_mul_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, zero, _CMP_LT_OQ), u),
+                                     _mm512_maskz_loadu_ps(k, q.slope + o));
+    z = _mm512_add_ps(pos, neg);
+    z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, q.shift_out + o));
   }
-  const bool shift = Signs && st.sign_shift != nullptr, relu_after = st.relu_after;
-  if (shift) sh = _mm512_maskz_loadu_ps(k, st.sign_shift + o);
+  if (q.relu_after) z = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, zero, _CMP_NLE_UQ), z);
+  _mm512_mask_storeu_ps(dst, k, z);
+  if constexpr (!Signs) return 0;
+  const __m512 v = q.sign_shift != nullptr ? _mm512_sub_ps(z, _mm512_maskz_loadu_ps(k, q.sign_shift + o)) : z;
+  return _mm512_mask_cmp_ps_mask(k, v, zero, _CMP_LT_OQ);
+}
+
+// Row by row, the row's blocks in order: every array is read and written in address order.
+// (Blocks outer and rows inner kept each block's parameters in registers but walked the
+// rows ldo floats apart; at 256 channels that ran at ~12-15 cycles per 16 channels.) The
+// parameters are re-read per row from L1. A row's signs are assembled a word (4 blocks)
+// at a time and stored whole, tail bits 0.
+template <bool Post, bool Res, bool Prelu, bool Signs>
+ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m,
+                               std::int64_t c0, std::int64_t c1, float* dst, const float* res, std::int64_t ldo,
+                               std::uint64_t* bits, std::int64_t words) {
+  const Params q{st.scale, st.bias, st.post_scale, st.post_bias, st.prelu_shift_in, st.prelu_slope,
+                 st.prelu_shift_out, Signs ? st.sign_shift : nullptr, st.act, st.relu_after};
+  constexpr __mmask16 kAll = 0xffff;
+  const std::int64_t full_end = c0 + (c1 - c0) / 64 * 64;  // 64-channel runs: one sign word each
   for (std::int64_t p = 0; p < m; ++p) {
-    __m512 z = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, src + p * lds));
-    z = _mm512_mul_ps(z, scale);
-    z = _mm512_add_ps(z, bias);
-    if (act == 1) z = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero, _CMP_LT_OQ), z, zero);
-    if (act == 2) {
-      const __m512 upper = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, one, _CMP_GT_OQ), z, one);
-      z = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, minus_one, _CMP_LT_OQ), upper, minus_one);
+    const std::int32_t* s = src + p * lds - c0;  // s[o]: channel o of the row
+    float* d = dst + p * ldo;
+    const float* r = Res ? res + p * ldo : nullptr;
+    std::uint64_t* row_bits = Signs ? bits + p * words : nullptr;
+    std::int64_t o = c0;
+    for (; o < full_end; o += 64) {
+      std::uint64_t word = 0;
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const std::int64_t oj = o + 16 * j;
+        word |= block<Post, Res, Prelu, Signs>(q, s + oj, oj, kAll, d + oj, Res ? r + oj : nullptr) << (16 * j);
+      }
+      if constexpr (Signs) row_bits[o / 64] = word;
     }
-    if constexpr (Post) {
-      z = _mm512_mul_ps(z, ps);
-      z = _mm512_add_ps(z, pb);
-    }
-    if constexpr (Res) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, res + p * ldo));
-    if constexpr (Prelu) {
-      const __m512 u = _mm512_sub_ps(z, si);
-      const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ), u);
-      const __m512 neg = _mm512_mul_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, zero, _CMP_LT_OQ), u), sl);
-      z = _mm512_add_ps(pos, neg);
-      z = _mm512_add_ps(z, so);
-    }
-    if (relu_after) z = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, zero, _CMP_NLE_UQ), z);
-    _mm512_mask_storeu_ps(dst + p * ldo, k, z);
-    if constexpr (Signs) {
-      const __m512 v = shift ? _mm512_sub_ps(z, sh) : z;
-      const auto b = static_cast<std::uint16_t>(_mm512_mask_cmp_ps_mask(k, v, zero, _CMP_LT_OQ));
-      std::memcpy(reinterpret_cast<unsigned char*>(bits + p * words) + o / 8, &b, 2);
+    if (o < c1) {  // the last < 64 channels (c0 = 0 with signs: their word starts at o)
+      std::uint64_t word = 0;
+      for (std::int64_t j = 0; o + 16 * j < c1; ++j) {
+        const std::int64_t oj = o + 16 * j, left = c1 - oj;
+        const __mmask16 k = left >= 16 ? kAll : static_cast<__mmask16>((1u << left) - 1u);
+        word |= block<Post, Res, Prelu, Signs>(q, s + oj, oj, k, d + oj, Res ? r + oj : nullptr) << (16 * j);
+      }
+      if constexpr (Signs) row_bits[o / 64] = word;
     }
   }
 }
 
+// Narrow outputs (< 64 channels, rows of a few cache lines): a 16-channel block at a time
+// over all the rows, which costs fewer instructions per block than the row loop above.
 template <bool Post, bool Res, bool Prelu, bool Signs>
-ONEBIT_TARGET_AVX512 void blocks(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m,
-                                 std::int64_t c0, std::int64_t c1, float* dst, const float* res, std::int64_t ldo,
-                                 std::uint64_t* bits, std::int64_t words) {
+ONEBIT_TARGET_AVX512 void columns(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m,
+                                  std::int64_t c0, std::int64_t c1, float* dst, const float* res,
+                                  std::int64_t ldo, std::uint64_t* bits, std::int64_t words) {
+  const Params q{st.scale, st.bias, st.post_scale, st.post_bias, st.prelu_shift_in, st.prelu_slope,
+                 st.prelu_shift_out, Signs ? st.sign_shift : nullptr, st.act, st.relu_after};
+  if constexpr (Signs) {
+    for (std::int64_t p = 0; p < m; ++p) bits[p * words] = 0;  // c1 = ldo < 64: one word per row
+  }
   for (std::int64_t o = c0; o < c1; o += 16) {
     const std::int64_t left = c1 - o;
     const __mmask16 k = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
-    block_rows<Post, Res, Prelu, Signs>(st, st.act, src + (o - c0), lds, m, o, k, dst + o, Res ? res + o : nullptr,
-                                        ldo, bits, words);
+    for (std::int64_t p = 0; p < m; ++p) {
+      const std::uint64_t b = block<Post, Res, Prelu, Signs>(q, src + p * lds + (o - c0), o, k, dst + p * ldo + o,
+                                                             Res ? res + p * ldo + o : nullptr);
+      if constexpr (Signs) bits[p * words] |= b << o;
+    }
   }
 }
 
@@ -95,22 +138,19 @@ ONEBIT_TARGET_AVX512 void stage_avx512(const FloatStage& st, const std::int32_t*
   float* dst = out + row0 * ldo;
   const float* res = st.residual ? st.residual + row0 * ldo : nullptr;
   const std::int64_t words = words_for(ldo);
+  // Signs come with whole rows (c0 = 0, c1 = ldo): every word of a row is written.
   std::uint64_t* bits = st.signs ? st.signs + row0 * words : nullptr;
-  if (bits != nullptr) {
-    // Signs come with whole rows (c0 = 0, c1 = ldo): the 16-bit halves past the last block
-    // are the tail of the last word, 0.
-    const std::int64_t written = (ldo + 15) / 16 * 2, total = words * 8;
-    for (std::int64_t p = 0; p < m; ++p) {
-      std::memset(reinterpret_cast<unsigned char*>(bits + p * words) + written, 0,
-                  static_cast<std::size_t>(total - written));
-    }
-  }
   const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0) | (bits ? 8 : 0);
   switch (flags) {
 #define ONEBIT_STAGE_CASE(F)                                                                                 \
   case F:                                                                                                    \
-    blocks<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, m, c0, c1, dst, res, ldo, bits, \
-                                                                   words);                                  \
+    if (c1 - c0 < 64) {                                                                                      \
+      columns<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, m, c0, c1, dst, res, ldo, \
+                                                                      bits, words);                         \
+    } else {                                                                                                 \
+      rows<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, m, c0, c1, dst, res, ldo,    \
+                                                                   bits, words);                            \
+    }                                                                                                        \
     break;
     ONEBIT_STAGE_CASE(0) ONEBIT_STAGE_CASE(1) ONEBIT_STAGE_CASE(2) ONEBIT_STAGE_CASE(3)
     ONEBIT_STAGE_CASE(4) ONEBIT_STAGE_CASE(5) ONEBIT_STAGE_CASE(6) ONEBIT_STAGE_CASE(7)
