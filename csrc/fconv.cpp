@@ -362,6 +362,14 @@ void fconv_task(void* ctx, std::int64_t task, int thread) { static_cast<const Fc
 // Each thread's share of the (estimated, single-thread) work must be at least this; the
 // estimate goes to parallel_run, which shares jobs under ~100 us only with awake workers.
 constexpr double kMinMicrosPerThread = 8.0;
+// The estimate's corrections to the GEMM rate (measured on QuickNet's stem and transitions,
+// one core, AVX-512): a depthwise conv reuses no loaded input across output channels, one
+// FMA per loaded vector (its 8- and 32-channel stride-2 convs: 226 K MACs in 27-47 us, about
+// a sixteenth of the GEMM's rate); and every output costs its store and stage, ~0.25 ns
+// (1x1 convs of 8 and 32 input channels: 22-25 us for 50-100 K outputs, 3-4x the MAC
+// estimate). Without them those convs were planned as 2-8 us jobs and ran on one thread.
+constexpr double kDepthwiseSlowdown = 16.0;
+constexpr double kOutputsPerMicro = 4000.0;
 
 int plan_threads(double micros, int num_threads) {
   return static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, std::max(num_threads, 1)));
@@ -382,8 +390,10 @@ void FloatConv2d::run(const float* x, std::int64_t n, std::int64_t h, std::int64
   }
   if (n <= 0) return;
   const std::int64_t wpad = (shape[1] - 1) * stride_[1] + (kw_ - 1) * dilation_[1] + 1;
-  const double micros = static_cast<double>(n * shape[0] * shape[1]) * static_cast<double>(o_) *
-                        static_cast<double>(kh_ * kw_ * cg_) / kern.macs_per_us;
+  const double outputs = static_cast<double>(n * shape[0] * shape[1]) * static_cast<double>(o_);
+  const double macs = outputs * static_cast<double>(kh_ * kw_ * cg_);
+  const double micros = macs / (depthwise_ ? kern.macs_per_us / kDepthwiseSlowdown : kern.macs_per_us) +
+                        outputs / kOutputsPerMicro;
   const int threads = plan_threads(micros, num_threads);
   const std::int64_t rows = n * pshape[0];
   const std::int64_t tasks_wanted = threads > 1 ? 4 * static_cast<std::int64_t>(threads) : 1;
