@@ -56,8 +56,11 @@ namespace {
 // Fewer threads than asked for when there is too little work: each thread must get at
 // least this much (estimated, single-thread) work. The estimate goes to parallel_run,
 // which shares jobs under ~100 us only with pool workers that are already awake (see
-// threadpool.h and bgemm.cpp).
-constexpr double kMinMicrosPerThread = 10.0;
+// threadpool.h and bgemm.cpp), so a short pack costs no wake-up. It is short: between
+// threaded steps of a model, a pack run on one thread read the half of its input that the
+// other core had just written, from that core's cache (QuickNet's first sign, 56x56x32:
+// 7.8 us alone, 17 us so on 2 threads; 10 us per thread kept it on one).
+constexpr double kMinMicrosPerThread = 2.0;
 
 // Rough single-thread speed in floats per microsecond (measured on a Zen 5 core), only
 // used for the thread count.
