@@ -623,13 +623,13 @@ NB_MODULE(_core, m) {
           [](const onebit::BinaryConv2d& self, const AnyArray& x, const AnyArray& scale, const AnyArray& bias,
              const std::string& act, nb::handle post_scale, nb::handle post_bias, int num_threads,
              const std::string& isa, nb::handle residual, nb::handle prelu, bool signs,
-             nb::handle sign_shift) -> nb::object {
+             nb::handle sign_shift, nb::handle gate, bool residual_last) -> nb::object {
             const char* fn = "BinaryConv2d.run_float";
             const ConvCall c(self, x, num_threads, isa, fn);
             const std::int64_t o = self.out_channels();
             StageArgs st(scale, bias, act, post_scale, post_bias, o, fn);
             // The fused steps after the stage (float_stage.h), each checked like the stage's.
-            AnyArray res, si, sl, so, ss;
+            AnyArray res, si, sl, so, ss, ga;
             auto array = [&](nb::handle h, AnyArray& into, const char* name) {
               if (!nb::try_cast(h, into)) throw std::invalid_argument(std::string(fn) + ": " + name + " must be a numpy array");
             };
@@ -643,6 +643,19 @@ NB_MODULE(_core, m) {
                                             std::to_string(c.ow) + ", " + std::to_string(o) + "), got " +
                                             shape_str(res));
               }
+            }
+            if (residual_last && residual.is_none()) {
+              throw std::invalid_argument(std::string(fn) + ": residual_last needs a residual");
+            }
+            st.stage.residual_last = residual_last;
+            if (!gate.is_none()) {
+              array(gate, ga, "gate");
+              st.stage.gate = checked<float>(ga, 2, fn, "gate");
+              if (static_cast<std::int64_t>(ga.shape(0)) != c.n || static_cast<std::int64_t>(ga.shape(1)) != o) {
+                throw std::invalid_argument(std::string(fn) + ": gate must be (N, O) = (" + std::to_string(c.n) +
+                                            ", " + std::to_string(o) + "), got " + shape_str(ga));
+              }
+              st.stage.gate_rows = c.oh * c.ow;
             }
             if (nb::isinstance<nb::str>(prelu)) {
               if (nb::cast<std::string>(prelu) != "relu") {
@@ -682,11 +695,13 @@ NB_MODULE(_core, m) {
           nb::arg("x"), nb::arg("scale"), nb::arg("bias"), nb::arg("act") = "none", nb::arg("post_scale").none() = nb::none(),
           nb::arg("post_bias").none() = nb::none(), nb::arg("num_threads") = 0, nb::arg("isa") = "",
           nb::arg("residual").none() = nb::none(), nb::arg("prelu").none() = nb::none(), nb::arg("signs") = false,
-          nb::arg("sign_shift").none() = nb::none(),
+          nb::arg("sign_shift").none() = nb::none(), nb::arg("gate").none() = nb::none(),
+          nb::arg("residual_last") = false,
           "float32 (N, OH, OW, O): act(y * scale + bias) * post_scale + post_bias per output channel (post_* "
-          "optional; act none, relu or hardtanh), y the int32 convolution of run(), then optionally + residual "
-          "(the output's shape) and RPReLU prelu=(shift_in, slope, shift_out) or prelu='relu' (z <= 0 -> 0, as "
-          "numpy.maximum(z, 0)); each step rounded to float32. "
+          "optional; act none, relu or hardtanh), y the int32 convolution of run(), then optionally times "
+          "gate[n, o] (a per-sample channel gate, (N, O) float32), + residual (the output's shape) and RPReLU "
+          "prelu=(shift_in, slope, shift_out) or prelu='relu' (z <= 0 -> 0, as numpy.maximum(z, 0)); "
+          "residual_last=True adds the residual after the RPReLU instead; each step rounded to float32. "
           "signs=True: returns (that, its packed signs (N, OH, OW, ceil(O/64)) uint64, bit 1 where "
           "value - sign_shift < 0).")
       .def(

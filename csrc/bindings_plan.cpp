@@ -426,7 +426,7 @@ void bind_plan(nb::module_& m) {
           "bconv_float",
           [](Plan& p, int src, int dst, const onebit::BinaryConv2d& conv, std::int64_t h, std::int64_t w,
                 nb::handle scale, nb::handle bias, const std::string& act, nb::handle post_scale, nb::handle post_bias,
-                int residual, nb::handle prelu, int bits_dst, nb::handle sign_shift) {
+                int residual, nb::handle prelu, int bits_dst, nb::handle sign_shift, int gate, bool residual_last) {
             const char* fn = "Plan.bconv_float";
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             const std::int64_t o = conv.out_channels();
@@ -438,6 +438,12 @@ void bind_plan(nb::module_& m) {
             if (residual >= 0) {
               need_value(p, residual, pixels * o, false, fn, "residual");
               reads.push_back(residual);
+            } else if (residual_last) {
+              throw std::invalid_argument("Plan.bconv_float: residual_last needs a residual");
+            }
+            if (gate >= 0) {
+              need_value(p, gate, o, false, fn, "gate");  // one row of O per sample
+              reads.push_back(gate);
             }
             if (bits_dst >= 0) {
               need_value(p, bits_dst, pixels * onebit::words_for(o), true, fn, "bits_dst");
@@ -475,6 +481,9 @@ void bind_plan(nb::module_& m) {
               st.prelu_slope = data_or_null((*v)[5]);
               st.prelu_shift_out = data_or_null((*v)[6]);
               st.relu_after = relu_after;
+              st.residual_last = residual_last;
+              st.gate = gate >= 0 ? at<const float>(s, gate) : nullptr;
+              st.gate_rows = pixels;
               st.signs = bits_dst >= 0 ? at<std::uint64_t>(s, bits_dst) : nullptr;
               st.sign_shift = data_or_null((*v)[7]);
               cp->run_float(at<const std::uint64_t>(s, src), n, h, w, st, at<float>(s, dst), threads, isa);
@@ -482,7 +491,8 @@ void bind_plan(nb::module_& m) {
           },
           nb::arg("src"), nb::arg("dst"), nb::arg("conv"), nb::arg("h"), nb::arg("w"), nb::arg("scale"), nb::arg("bias"),
           nb::arg("act"), nb::arg("post_scale").none(), nb::arg("post_bias").none(), nb::arg("residual"),
-          nb::arg("prelu").none(), nb::arg("bits_dst"), nb::arg("sign_shift").none(), nb::keep_alive<1, 4>())
+          nb::arg("prelu").none(), nb::arg("bits_dst"), nb::arg("sign_shift").none(), nb::arg("gate") = -1,
+          nb::arg("residual_last") = false, nb::keep_alive<1, 4>())
       .def(
           "bconv_pooled",
           [](Plan& p, int src, int dst, const onebit::BinaryConv2d& conv, std::int64_t h, std::int64_t w,

@@ -3,7 +3,9 @@
 // parameters are null:
 //   z = act(float(y) * scale[o] + bias[o])      act 0 = none, 1 = relu, 2 = hardtanh [-1, 1]
 //   z = z * post_scale[o] + post_bias[o]        (an affine after the activation)
-//   z = z + residual[row, o]                    (a Bi-Real / ReActNet shortcut)
+//   z = z * gate[row / gate_rows, o]            (a per-sample channel gate: Real-to-Binary Net)
+//   z = z + residual[row, o]                    (a Bi-Real / ReActNet shortcut; after RPReLU instead
+//                                                with residual_last: Real-to-Binary Net)
 //   z = (max(u, 0) + min(u, 0) * slope[o]) + shift_out[o],  u = z - shift_in[o]   (RPReLU)
 //   z = z <= 0 ? 0 : z                          (relu_after: numpy's maximum(z, 0), -0 -> +0, NaN kept)
 // and optionally also the packed sign of the result for the next binary layer: bit 1 where
@@ -29,6 +31,9 @@ struct FloatStage {
   const float* prelu_slope = nullptr;
   const float* prelu_shift_out = nullptr;
   bool relu_after = false;  // a ReLU after the residual (QuickNet's transition)
+  const float* gate = nullptr;  // rows of the output's channels, one per sample
+  std::int64_t gate_rows = 1;   // output rows per sample (a conv's OH * OW)
+  bool residual_last = false;   // the residual added after the RPReLU
   std::uint64_t* signs = nullptr;  // rows of words_for(channels) uint64, tail bits 0
   const float* sign_shift = nullptr;
 };

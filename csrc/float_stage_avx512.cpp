@@ -31,15 +31,19 @@ namespace {
 struct Params {
   const float *scale, *bias, *post_scale, *post_bias, *shift_in, *slope, *shift_out, *sign_shift;
   int act;
-  bool relu_after;
+  bool relu_after, residual_last;
+  const float* gate;
+  std::int64_t gate_rows;
 };
 
 // The stage of one 16-channel block of one row: z, stored, and its 16 sign bits (Signs).
+// gate: the row's sample's gate row, or null.
 template <bool Post, bool Res, bool Prelu, bool Signs>
 ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::uint64_t block(const Params& q,
                                                                                const std::int32_t* src,
                                                                                std::int64_t o, __mmask16 k,
-                                                                               float* dst, const float* res) {
+                                                                               float* dst, const float* res,
+                                                                               const float* gate) {
   const __m512 zero = _mm512_setzero_ps();
   __m512 z = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, src));
   z = _mm512_mul_ps(z, _mm512_maskz_loadu_ps(k, q.scale + o));
@@ -54,7 +58,8 @@ ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::uint64_t block(c
     z = _mm512_mul_ps(z, _mm512_maskz_loadu_ps(k, q.post_scale + o));
     z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, q.post_bias + o));
   }
-  if constexpr (Res) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, res));
+  if (gate != nullptr) z = _mm512_mul_ps(z, _mm512_maskz_loadu_ps(k, gate + o));
+  if (Res && !q.residual_last) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, res));
   if constexpr (Prelu) {
     const __m512 u = _mm512_sub_ps(z, _mm512_maskz_loadu_ps(k, q.shift_in + o));
     const __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, zero, _CMP_GT_OQ), u);
@@ -63,6 +68,7 @@ ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::uint64_t block(c
     z = _mm512_add_ps(pos, neg);
     z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, q.shift_out + o));
   }
+  if (Res && q.residual_last) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(k, res));
   if (q.relu_after) z = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, zero, _CMP_NLE_UQ), z);
   _mm512_mask_storeu_ps(dst, k, z);
   if constexpr (!Signs) return 0;
@@ -76,11 +82,23 @@ ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::uint64_t block(c
 // parameters are re-read per row from L1. A row's signs are assembled a word (4 blocks)
 // at a time and stored whole, tail bits 0.
 template <bool Post, bool Res, bool Prelu, bool Signs>
-ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m,
+ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
+                               std::int64_t m,
                                std::int64_t c0, std::int64_t c1, float* dst, const float* res, std::int64_t ldo,
                                std::uint64_t* bits, std::int64_t words) {
-  const Params q{st.scale, st.bias, st.post_scale, st.post_bias, st.prelu_shift_in, st.prelu_slope,
-                 st.prelu_shift_out, Signs ? st.sign_shift : nullptr, st.act, st.relu_after};
+  const Params q{st.scale,
+                 st.bias,
+                 st.post_scale,
+                 st.post_bias,
+                 st.prelu_shift_in,
+                 st.prelu_slope,
+                 st.prelu_shift_out,
+                 Signs ? st.sign_shift : nullptr,
+                 st.act,
+                 st.relu_after,
+                 st.residual_last,
+                 st.gate,
+                 st.gate_rows};
   constexpr __mmask16 kAll = 0xffff;
   const std::int64_t full_end = c0 + (c1 - c0) / 64 * 64;  // 64-channel runs: one sign word each
   for (std::int64_t p = 0; p < m; ++p) {
@@ -88,13 +106,14 @@ ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, st
     float* d = dst + p * ldo;
     const float* r = Res ? res + p * ldo : nullptr;
     std::uint64_t* row_bits = Signs ? bits + p * words : nullptr;
+    const float* g = q.gate != nullptr ? q.gate + (row0 + p) / q.gate_rows * ldo : nullptr;
     std::int64_t o = c0;
     for (; o < full_end; o += 64) {
       std::uint64_t word = 0;
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const std::int64_t oj = o + 16 * j;
-        word |= block<Post, Res, Prelu, Signs>(q, s + oj, oj, kAll, d + oj, Res ? r + oj : nullptr) << (16 * j);
+        word |= block<Post, Res, Prelu, Signs>(q, s + oj, oj, kAll, d + oj, Res ? r + oj : nullptr, g) << (16 * j);
       }
       if constexpr (Signs) row_bits[o / 64] = word;
     }
@@ -103,7 +122,7 @@ ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, st
       for (std::int64_t j = 0; o + 16 * j < c1; ++j) {
         const std::int64_t oj = o + 16 * j, left = c1 - oj;
         const __mmask16 k = left >= 16 ? kAll : static_cast<__mmask16>((1u << left) - 1u);
-        word |= block<Post, Res, Prelu, Signs>(q, s + oj, oj, k, d + oj, Res ? r + oj : nullptr) << (16 * j);
+        word |= block<Post, Res, Prelu, Signs>(q, s + oj, oj, k, d + oj, Res ? r + oj : nullptr, g) << (16 * j);
       }
       if constexpr (Signs) row_bits[o / 64] = word;
     }
@@ -113,11 +132,22 @@ ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, st
 // Narrow outputs (< 64 channels, rows of a few cache lines): a 16-channel block at a time
 // over all the rows, which costs fewer instructions per block than the row loop above.
 template <bool Post, bool Res, bool Prelu, bool Signs>
-ONEBIT_TARGET_AVX512 void columns(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m,
-                                  std::int64_t c0, std::int64_t c1, float* dst, const float* res,
+ONEBIT_TARGET_AVX512 void columns(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
+                                  std::int64_t m, std::int64_t c0, std::int64_t c1, float* dst, const float* res,
                                   std::int64_t ldo, std::uint64_t* bits, std::int64_t words) {
-  const Params q{st.scale, st.bias, st.post_scale, st.post_bias, st.prelu_shift_in, st.prelu_slope,
-                 st.prelu_shift_out, Signs ? st.sign_shift : nullptr, st.act, st.relu_after};
+  const Params q{st.scale,
+                 st.bias,
+                 st.post_scale,
+                 st.post_bias,
+                 st.prelu_shift_in,
+                 st.prelu_slope,
+                 st.prelu_shift_out,
+                 Signs ? st.sign_shift : nullptr,
+                 st.act,
+                 st.relu_after,
+                 st.residual_last,
+                 st.gate,
+                 st.gate_rows};
   if constexpr (Signs) {
     for (std::int64_t p = 0; p < m; ++p) bits[p * words] = 0;  // c1 = ldo < 64: one word per row
   }
@@ -125,8 +155,9 @@ ONEBIT_TARGET_AVX512 void columns(const FloatStage& st, const std::int32_t* src,
     const std::int64_t left = c1 - o;
     const __mmask16 k = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
     for (std::int64_t p = 0; p < m; ++p) {
+      const float* g = q.gate != nullptr ? q.gate + (row0 + p) / q.gate_rows * ldo : nullptr;
       const std::uint64_t b = block<Post, Res, Prelu, Signs>(q, src + p * lds + (o - c0), o, k, dst + p * ldo + o,
-                                                             Res ? res + p * ldo + o : nullptr);
+                                                             Res ? res + p * ldo + o : nullptr, g);
       if constexpr (Signs) bits[p * words] |= b << o;
     }
   }
@@ -145,11 +176,11 @@ ONEBIT_TARGET_AVX512 void stage_avx512(const FloatStage& st, const std::int32_t*
 #define ONEBIT_STAGE_CASE(F)                                                                                 \
   case F:                                                                                                    \
     if (c1 - c0 < 64) {                                                                                      \
-      columns<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, m, c0, c1, dst, res, ldo, \
-                                                                      bits, words);                         \
+      columns<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, c1, dst, res, \
+                                                                      ldo, bits, words);                    \
     } else {                                                                                                 \
-      rows<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, m, c0, c1, dst, res, ldo,    \
-                                                                   bits, words);                            \
+      rows<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, c1, dst, res,   \
+                                                                   ldo, bits, words);                       \
     }                                                                                                        \
     break;
     ONEBIT_STAGE_CASE(0) ONEBIT_STAGE_CASE(1) ONEBIT_STAGE_CASE(2) ONEBIT_STAGE_CASE(3)

@@ -8,9 +8,9 @@
 // provides <algorithm>, <cstdint>, float_stage.h and bitpack.h before its target region.
 
 // Branch-free per element so that the compiler vectorizes it.
-template <int Act, bool Post, bool Res, bool Prelu>
-void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m, std::int64_t c0,
-                std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
+template <int Act, bool Post, bool Res, bool Prelu, bool Gate>
+void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0, std::int64_t m,
+                std::int64_t c0, std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
   const float* __restrict scale = st.scale + c0;
   const float* __restrict bias = st.bias + c0;
   const float* __restrict ps = Post ? st.post_scale + c0 : nullptr;
@@ -18,11 +18,12 @@ void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
   const float* __restrict si = Prelu ? st.prelu_shift_in + c0 : nullptr;
   const float* __restrict sl = Prelu ? st.prelu_slope + c0 : nullptr;
   const float* __restrict so = Prelu ? st.prelu_shift_out + c0 : nullptr;
-  const bool relu_after = st.relu_after;
+  const bool relu_after = st.relu_after, res_first = Res && !st.residual_last, res_last = Res && st.residual_last;
   for (std::int64_t p = 0; p < m; ++p) {
     const std::int32_t* __restrict s = src + p * lds;
     float* __restrict d = dst + p * ldo;
     const float* __restrict r = Res ? res + p * ldo : nullptr;
+    const float* __restrict g = Gate ? st.gate + (row0 + p) / st.gate_rows * ldo + c0 : nullptr;
     for (std::int64_t o = 0; o < n; ++o) {
       float z = static_cast<float>(s[o]) * scale[o];
       z = z + bias[o];
@@ -32,7 +33,8 @@ void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
         z = z * ps[o];
         z = z + pb[o];
       }
-      if constexpr (Res) z = z + r[o];
+      if constexpr (Gate) z = z * g[o];
+      if (res_first) z = z + r[o];
       if constexpr (Prelu) {
         const float u = z - si[o];
         const float pos = u > 0.0f ? u : 0.0f;
@@ -40,6 +42,7 @@ void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
         z = pos + neg;
         z = z + so[o];
       }
+      if (res_last) z = z + r[o];
       if (relu_after) z = z <= 0.0f ? 0.0f : z;
       d[o] = z;
     }
@@ -47,18 +50,21 @@ void stage_rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
 }
 
 template <int Act>
-void dispatch_flags(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t m, std::int64_t c0,
-                    std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
-  const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0);
+void dispatch_flags(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0, std::int64_t m,
+                    std::int64_t c0, std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
+  const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0) | (st.gate ? 8 : 0);
   switch (flags) {
-    case 0: stage_rows<Act, false, false, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 1: stage_rows<Act, true, false, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 2: stage_rows<Act, false, true, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 3: stage_rows<Act, true, true, false>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 4: stage_rows<Act, false, false, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 5: stage_rows<Act, true, false, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    case 6: stage_rows<Act, false, true, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
-    default: stage_rows<Act, true, true, true>(st, src, lds, m, c0, n, dst, res, ldo); break;
+#define ONEBIT_STAGE_CASE(F)                                                                            \
+  case F:                                                                                               \
+    stage_rows<Act, (F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, n, \
+                                                                             dst, res, ldo);            \
+    break;
+    ONEBIT_STAGE_CASE(0) ONEBIT_STAGE_CASE(1) ONEBIT_STAGE_CASE(2) ONEBIT_STAGE_CASE(3)
+    ONEBIT_STAGE_CASE(4) ONEBIT_STAGE_CASE(5) ONEBIT_STAGE_CASE(6) ONEBIT_STAGE_CASE(7)
+    ONEBIT_STAGE_CASE(8) ONEBIT_STAGE_CASE(9) ONEBIT_STAGE_CASE(10) ONEBIT_STAGE_CASE(11)
+    ONEBIT_STAGE_CASE(12) ONEBIT_STAGE_CASE(13) ONEBIT_STAGE_CASE(14) ONEBIT_STAGE_CASE(15)
+#undef ONEBIT_STAGE_CASE
+    default: break;
   }
 }
 
@@ -69,11 +75,11 @@ void stage_impl(const FloatStage& st, const std::int32_t* src, std::int64_t lds,
   float* dst = out + row0 * ldo + c0;
   const float* res = st.residual ? st.residual + row0 * ldo + c0 : nullptr;
   if (st.act == 1) {
-    dispatch_flags<1>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
+    dispatch_flags<1>(st, src, lds, row0, m, c0, c1 - c0, dst, res, ldo);
   } else if (st.act == 2) {
-    dispatch_flags<2>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
+    dispatch_flags<2>(st, src, lds, row0, m, c0, c1 - c0, dst, res, ldo);
   } else {
-    dispatch_flags<0>(st, src, lds, m, c0, c1 - c0, dst, res, ldo);
+    dispatch_flags<0>(st, src, lds, row0, m, c0, c1 - c0, dst, res, ldo);
   }
   if (st.signs == nullptr) return;
   const std::int64_t words = words_for(ldo);

@@ -315,7 +315,8 @@ def ref_prelu(z, shift_in, slope, shift_out):
 
 
 def check_fused_float(conv, x, ref, rng, isa, threads=(1, 2)):
-    """run_float(residual=, prelu=, signs=, sign_shift=) equals the numpy steps one by one."""
+    """run_float(gate=, residual=, prelu=, residual_last=, signs=, sign_shift=) equals the numpy
+    steps one by one."""
     o = ref.shape[-1]
     scale, bias, ps, pb, si, sl, so, sh = (rng.standard_normal(o).astype(np.float32) * 0.3 for _ in range(8))
     residual = rng.standard_normal(ref.shape).astype(np.float32)
@@ -323,16 +324,22 @@ def check_fused_float(conv, x, ref, rng, isa, threads=(1, 2)):
         post = (ps, pb) if rng.random() < 0.5 else (None, None)
         use_res, shift = rng.random() < 0.7, sh if rng.random() < 0.5 else None
         prelu = [None, (si, sl, so), (si, sl, so), "relu"][rng.integers(4)]
+        gate = rng.standard_normal((ref.shape[0], o)).astype(np.float32) if rng.random() < 0.5 else None
+        last = use_res and isinstance(prelu, tuple) and rng.random() < 0.5  # Real-to-Binary Net's order
         want = ref_float_stage(ref, scale, bias, act, *post)
-        if use_res:
+        if gate is not None:
+            want = want * gate[:, None, None, :]  # the unfused channel_mul node's numpy
+        if use_res and not last:
             want = want + residual
         if prelu == "relu":
             want = np.maximum(want, np.float32(0))  # the unfused node's numpy
         elif prelu is not None:
             want = ref_prelu(want, si, sl, so)
+        if last:
+            want = want + residual
         want_bits = pack_pm(np.where(want - (0 if shift is None else shift) < 0, -1, 1))
         for t in threads:
-            kw = dict(residual=residual if use_res else None, prelu=prelu)
+            kw = dict(residual=residual if use_res else None, prelu=prelu, gate=gate, residual_last=last)
             got, bits = conv.run_float(x, scale, bias, act, *post, num_threads=t, isa=isa, signs=True, sign_shift=shift,
                                        **kw)
             np.testing.assert_array_equal(got, want)
@@ -389,6 +396,10 @@ def test_fused_float_steps_errors():
         (lambda: conv.run_float(x, v, v, prelu="gelu"), r"prelu must be \(shift_in, slope, shift_out\) or 'relu', got 'gelu'"),
         (lambda: conv.run_float(x, v, v, prelu=(v, v[:3], v)), "prelu slope needs 4 entries"),
         (lambda: conv.run_float(x, v, v, sign_shift=v), "sign_shift needs signs=True"),
+        (lambda: conv.run_float(x, v, v, residual_last=True), "residual_last needs a residual"),
+        (lambda: conv.run_float(x, v, v, gate=v), "gate must be 2-D"),
+        (lambda: conv.run_float(x, v, v, gate=np.zeros((2, 4), np.float32)), r"gate must be \(N, O\)"),
+        (lambda: conv.run_float(x, v, v, gate=np.zeros((1, 4), np.float64)), "gate must be float32"),
         (lambda: conv.run_float(x, v, v, signs=True, sign_shift=v[:2]), "sign_shift needs 4 entries"),
     ]
     for call, match in cases:

@@ -1,5 +1,5 @@
-"""Load-time fusion (onebit.runtime.fusion): a binary conv's residual add, RPReLU and sign run
-inside its kernel, with exactly the results of running the nodes one by one."""
+"""Load-time fusion (onebit.runtime.fusion): a binary conv's channel gate, residual add, RPReLU
+and sign run inside its kernel, with exactly the results of running the nodes one by one."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def _bireal():
     )
 
 
+def _random_prelu(model: nn.Module) -> nn.Module:
+    """PReLU slopes of both signs (trained nets have some below 0, which RPReLU keeps)."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.PReLU):
+                m.weight.uniform_(-0.5, 0.5, generator=generator)
+    return model
+
+
 MODELS = {
     "bireal": lambda: randomize_bn(_bireal()),
     "reactnet_resnet18": lambda: randomize_react(randomize_bn(
@@ -46,6 +56,9 @@ MODELS = {
         create_model("reactnet_a", num_classes=10, in_shape=(3, 32, 32), width=4))),
     "two_branches": lambda: randomize_bn(_TwoBranches()),
     "quicknet_small": lambda: randomize_bn(create_model("quicknet_small", num_classes=10, in_shape=(3, 32, 32))),
+    # conv → gate → RPReLU → + shortcut: the residual after the RPReLU, the gate per sample
+    "real_to_binary_net": lambda: _random_prelu(randomize_bn(
+        create_model("real_to_binary_net", num_classes=10, in_shape=(3, 32, 32), width=16))),
     # growth 16 from 32 channels: parts that start mid-word
     "densenet": lambda: randomize_bn(create_model("binarydensenet28", num_classes=10, in_shape=(3, 32, 32),
                                                   initial_filters=32, growth_rate=16)),
@@ -58,6 +71,7 @@ CHAINS = {
     "two_branches": ["+add"],
     # each section's last block: its sum feeds only the transition's ReLU, which the stage takes
     "quicknet_small": ["+add_3+section2.0.0", "+add_7+section3.0.0", "+add_11+section4.0.0"],
+    "real_to_binary_net": ["conv+mul+", "+mul_1+", "+mul_2+"],
     "densenet": [],  # no conv chain; its concats unfold (test below)
 }
 
@@ -66,7 +80,7 @@ CHAINS = {
 def test_fused_equals_unfused_and_pytorch(tmp_path, name):
     torch.manual_seed(0)
     model = MODELS[name]()
-    shape = (3, 32, 32) if name.startswith(("reactnet", "densenet", "quicknet")) else (3, 16, 16)
+    shape = (3, 32, 32) if name.startswith(("reactnet", "densenet", "quicknet", "real")) else (3, 16, 16)
     path = tmp_path / "m.onebit"
     check_export(model, torch.randn(64, *shape), path)  # the runtime (fused by default) == PyTorch
     x = np.random.default_rng(1).standard_normal((5, *shape)).astype(np.float32)

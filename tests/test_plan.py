@@ -124,3 +124,32 @@ def test_misuse_gets_a_clear_error():
         plan.run([np.zeros((1, 4), np.float64)], 1, 1)
     with pytest.raises(ValueError, match="needs 1 inputs"):
         plan.run([], 1, 1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gated_conv_step_is_run_float(threads):
+    """Real-to-Binary Net's fused block as one step: conv → per-sample gate → RPReLU → +
+    shortcut, the gate and the shortcut read from the arena: run_float's bits."""
+    rng = np.random.default_rng(11)
+    n, h, w, c, o = 2, 12, 12, 64, 64
+    conv = _core.BinaryConv2d(rng.integers(0, 2**63, (o, 3, 3, 1), dtype=np.uint64), c, padding=(1, 1))
+    x = rng.integers(0, 2**63, (n, h, w, 1), dtype=np.uint64)
+    gate = rng.random((n, o)).astype(np.float32)
+    residual = rng.standard_normal((n, h, w, o)).astype(np.float32)
+    scale, bias, si, sl, so = (rng.standard_normal(o).astype(np.float32) for _ in range(5))
+    plan = _core.Plan()
+    vx, vg = plan.value(h * w, True), plan.value(o, False)
+    vr, vy = plan.value(h * w * o, False), plan.value(h * w * o, False)
+    plan.bconv_float(vx, vy, conv, h, w, scale, bias, "none", None, None, vr, (si, sl, so), -1, None, gate=vg,
+                     residual_last=True)
+    plan.set_io([vx, vg, vr], [vy])
+    (got,) = plan.run([x, gate, residual], n, threads)
+    want = conv.run_float(x, scale, bias, "none", num_threads=threads, residual=residual, prelu=(si, sl, so),
+                          gate=gate, residual_last=True)
+    assert got.tobytes() == want.tobytes()
+    bad = _core.Plan()
+    bx, bg, by = bad.value(h * w, True), bad.value(o + 1, False), bad.value(h * w * o, False)
+    with pytest.raises(ValueError, match="residual_last needs a residual"):
+        bad.bconv_float(bx, by, conv, h, w, scale, bias, "none", None, None, -1, None, -1, None, residual_last=True)
+    with pytest.raises(ValueError, match="gate must hold 64 float32 per sample"):
+        bad.bconv_float(bx, by, conv, h, w, scale, bias, "none", None, None, -1, None, -1, None, gate=bg)

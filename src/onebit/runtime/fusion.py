@@ -3,7 +3,9 @@
 :func:`fuse_layers`: a binary conv with a float output that feeds only a residual ``add``,
 whose result (or the conv's own output) feeds only an RPReLU or ReLU ``act``, runs those steps inside
 its kernel per tile, while the tile is in cache, and a ``sign`` of the final value is packed
-there too
+there too. A per-sample ``channel_mul`` gate right after the conv, and an RPReLU before the
+``add`` instead of after it, fuse the same way (Real-to-Binary Net's conv → gate → RPReLU →
++ shortcut)
 (``BinaryConv2d.run_float``'s residual, prelu and signs; ``csrc/float_stage.h``): one pass
 over the activation instead of up to four, threaded with the conv. This is Bi-Real Net's
 and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the next block), and
@@ -34,7 +36,8 @@ __all__ = ["fuse_layers", "fuse_transitions", "unfold_concats"]
 
 
 def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
-    """The layers with every fusable conv → [add] → [RPReLU] → [sign] chain merged into one."""
+    """The layers with every fusable conv → [gate] → [add] → [RPReLU] → [sign] chain (or with the
+    RPReLU before the add) merged into one."""
     consumers: dict[str, list[int]] = defaultdict(list)
     for i, layer in enumerate(layers):
         for v in layer.inputs:
@@ -52,14 +55,30 @@ def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
             return None
         return layers[users[0]]
 
+    def residual_of(add: Layer | None, value: str) -> str | None:
+        """The other input of an ``add`` that reads ``value`` once, or None."""
+        if add is None or add.op != "add" or add.inputs.count(value) != 1:
+            return None
+        return next(v for v in add.inputs if v != value)
+
     for i, conv in enumerate(layers):
         if "fuse" not in conv.fusion:
             continue
         chain = [i]
-        value, residual, prelu = conv.output, None, None
+        value, residual, prelu, gate, residual_last = conv.output, None, None, None, False
         nxt = sole_consumer(value)
-        if nxt is not None and nxt.op == "add" and nxt.inputs.count(value) == 1:
-            residual = next(v for v in nxt.inputs if v != value)
+        if nxt is not None and nxt.op == "channel_mul" and nxt.inputs[0] == value and nxt.inputs[1] != value:
+            gate = nxt.inputs[1]  # a per-sample channel gate on the conv's output (Real-to-Binary Net)
+            chain.append(by_output[nxt.output])
+            value, nxt = nxt.output, sole_consumer(nxt.output)
+        if nxt is not None and isinstance(nxt.fusion.get("prelu"), tuple):
+            after = sole_consumer(nxt.output)
+            if residual_of(after, nxt.output) is not None:  # RPReLU, then the shortcut (Real-to-Binary Net)
+                prelu, residual, residual_last = nxt.fusion["prelu"], residual_of(after, nxt.output), True
+                chain += [by_output[nxt.output], by_output[after.output]]
+                value, nxt = after.output, None
+        if nxt is not None and residual_of(nxt, value) is not None:
+            residual = residual_of(nxt, value)
             chain.append(by_output[nxt.output])
             value, nxt = nxt.output, sole_consumer(nxt.output)
         if nxt is not None and "prelu" in nxt.fusion:
@@ -73,10 +92,10 @@ def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
         parts = [layers[j] for j in chain] + ([sign] if sign is not None else [])
         last = layers[chain[-1]]
         steps = (residual, prelu, sign is not None, None if sign is None else sign.fusion["sign"], value,
-                 None if sign is None else sign.output)
+                 None if sign is None else sign.output, gate, residual_last)
         fused = Layer(
             "+".join(p.name for p in parts), conv.op, conv.kind, conv.in_shape, last.out_shape, False,
-            output=value, inputs=conv.inputs + ((residual,) if residual is not None else ()),
+            output=value, inputs=conv.inputs + tuple(v for v in (gate, residual) if v is not None),
             also_writes=(sign.output,) if sign is not None else (),
             run=conv.fusion["fuse"](*steps), native=conv.fusion["fuse_native"](*steps),
         )

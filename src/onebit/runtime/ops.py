@@ -757,13 +757,16 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
                                  None, -1, None)
 
             def fuse(residual: str | None, prelu: tuple | None, sign: bool, sign_shift: np.ndarray | None,
-                     float_out: str, bits_out: str | None) -> Callable[[Values, int], None]:
+                     float_out: str, bits_out: str | None, gate: str | None = None,
+                     residual_last: bool = False) -> Callable[[Values, int], None]:
                 """The run of this conv with the steps after it in its kernel (runtime/fusion.py)."""
 
                 def fused(values: Values, threads: int) -> None:
                     r = None if residual is None else np.ascontiguousarray(values[residual])
+                    g = None if gate is None else np.ascontiguousarray(values[gate])
                     y = conv.run_float(values[src], scale, bias, act_name, post_scale, post_bias, threads,
-                                       residual=r, prelu=prelu, signs=sign, sign_shift=sign_shift)
+                                       residual=r, prelu=prelu, signs=sign, sign_shift=sign_shift, gate=g,
+                                       residual_last=residual_last)
                     if sign:
                         values[float_out], values[bits_out] = y
                     else:
@@ -772,13 +775,15 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
                 return fused
 
             def fuse_native(residual: str | None, prelu: tuple | None, sign: bool, sign_shift: np.ndarray | None,
-                            float_out: str, bits_out: str | None) -> Callable[[Any, dict[str, int], Any], None]:
+                            float_out: str, bits_out: str | None, gate: str | None = None,
+                            residual_last: bool = False) -> Callable[[Any, dict[str, int], Any], None]:
                 """``fuse``'s run as an executor step."""
 
                 def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
                     plan.bconv_float(ids[src], ids[float_out], conv, h, w, scale, bias, act_name, post_scale,
                                      post_bias, -1 if residual is None else ids[residual], prelu,
-                                     ids[bits_out] if sign else -1, sign_shift)
+                                     ids[bits_out] if sign else -1, sign_shift,
+                                     gate=-1 if gate is None else ids[gate], residual_last=residual_last)
 
                 return native
 
