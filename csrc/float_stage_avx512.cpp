@@ -36,6 +36,11 @@ struct Params {
   std::int64_t gate_rows;
 };
 
+inline Params params_of(const FloatStage& st, bool signs) {
+  return {st.scale, st.bias, st.post_scale, st.post_bias, st.prelu_shift_in, st.prelu_slope, st.prelu_shift_out,
+          signs ? st.sign_shift : nullptr, st.act, st.relu_after, st.residual_last, st.gate, st.gate_rows};
+}
+
 // The stage of one 16-channel block of one row: z, stored, and its 16 sign bits (Signs).
 // gate: the row's sample's gate row, or null.
 template <bool Post, bool Res, bool Prelu, bool Signs>
@@ -83,22 +88,9 @@ ONEBIT_TARGET_AVX512 __attribute__((always_inline)) inline std::uint64_t block(c
 // at a time and stored whole, tail bits 0.
 template <bool Post, bool Res, bool Prelu, bool Signs>
 ONEBIT_TARGET_AVX512 void rows(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
-                               std::int64_t m,
-                               std::int64_t c0, std::int64_t c1, float* dst, const float* res, std::int64_t ldo,
-                               std::uint64_t* bits, std::int64_t words) {
-  const Params q{st.scale,
-                 st.bias,
-                 st.post_scale,
-                 st.post_bias,
-                 st.prelu_shift_in,
-                 st.prelu_slope,
-                 st.prelu_shift_out,
-                 Signs ? st.sign_shift : nullptr,
-                 st.act,
-                 st.relu_after,
-                 st.residual_last,
-                 st.gate,
-                 st.gate_rows};
+                               std::int64_t m, std::int64_t c0, std::int64_t c1, float* dst, const float* res,
+                               std::int64_t ldo, std::uint64_t* bits, std::int64_t words) {
+  const Params q = params_of(st, Signs);
   constexpr __mmask16 kAll = 0xffff;
   const std::int64_t full_end = c0 + (c1 - c0) / 64 * 64;  // 64-channel runs: one sign word each
   for (std::int64_t p = 0; p < m; ++p) {
@@ -135,19 +127,7 @@ template <bool Post, bool Res, bool Prelu, bool Signs>
 ONEBIT_TARGET_AVX512 void columns(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0,
                                   std::int64_t m, std::int64_t c0, std::int64_t c1, float* dst, const float* res,
                                   std::int64_t ldo, std::uint64_t* bits, std::int64_t words) {
-  const Params q{st.scale,
-                 st.bias,
-                 st.post_scale,
-                 st.post_bias,
-                 st.prelu_shift_in,
-                 st.prelu_slope,
-                 st.prelu_shift_out,
-                 Signs ? st.sign_shift : nullptr,
-                 st.act,
-                 st.relu_after,
-                 st.residual_last,
-                 st.gate,
-                 st.gate_rows};
+  const Params q = params_of(st, Signs);
   if constexpr (Signs) {
     for (std::int64_t p = 0; p < m; ++p) bits[p * words] = 0;  // c1 = ldo < 64: one word per row
   }
