@@ -1,17 +1,16 @@
 """Load-time fusion: fewer, larger steps with the results of the graph's nodes one by one.
 
 :func:`fuse_layers`: a binary conv with a float output that feeds only a residual ``add``,
-whose result (or the conv's own output) feeds only an RPReLU or ReLU ``act``, runs those steps inside
-its kernel per tile, while the tile is in cache, and a ``sign`` of the final value is packed
-there too. A per-sample ``channel_mul`` gate right after the conv, and an RPReLU before the
-``add`` instead of after it, fuse the same way (Real-to-Binary Net's conv → gate → RPReLU →
-+ shortcut)
-(``BinaryConv2d.run_float``'s residual, prelu and signs; ``csrc/float_stage.h``): one pass
-over the activation instead of up to four, threaded with the conv. This is Bi-Real Net's
-and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the next block), and
-QuickNet's last block before a transition (conv → + shortcut → ReLU). The
-results are the bits of running the nodes one by one: each step rounds to float32 as
-numpy's separate operations do.
+whose result (or the conv's own output) feeds only an RPReLU or ReLU ``act``, runs those steps
+inside its kernel per tile, while the tile is in cache, and a ``sign`` of the final value is
+packed there too (``BinaryConv2d.run_float``'s residual, prelu and signs;
+``csrc/float_stage.h``): one pass over the activation instead of up to four, threaded with the
+conv. This is Bi-Real Net's and ReActNet's block (conv → BN → + shortcut → RPReLU → sign of the
+next block), and QuickNet's last block before a transition (conv → + shortcut → ReLU). A
+per-sample ``channel_mul`` gate right after the conv, and an RPReLU before the ``add`` instead
+of after it, fuse the same way (the stage's gate and residual_last): Real-to-Binary Net's
+block, conv → gate → RPReLU → + shortcut. The results are the bits of running the nodes one by
+one: each step rounds to float32 as numpy's separate operations do.
 
 :func:`unfold_concats`: DenseNet blocks pack their growing features without forming each
 concatenation (see there).
