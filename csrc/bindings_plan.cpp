@@ -31,6 +31,13 @@ void need_value(const Plan& plan, int id, std::int64_t per_sample, bool bits, co
   }
 }
 
+// An elementwise step's src and dst: float values of the same size per sample; returns it.
+std::int64_t same_float_values(const Plan& plan, int src, int dst, const char* fn) {
+  need_value(plan, src, plan.per_sample(src), false, fn, "src");
+  need_value(plan, dst, plan.per_sample(src), false, fn, "dst");
+  return plan.per_sample(src);
+}
+
 // A copy of a float32 vector of n entries (a node's per-channel parameters); empty for None.
 std::vector<float> copy_vector(nb::handle h, std::int64_t n, const char* fn, const char* name) {
   if (h.is_none()) return {};
@@ -592,8 +599,7 @@ void bind_plan(nb::module_& m) {
             const char* fn = "Plan.affine";
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             if (c < 1 || p.per_sample(src) % c) throw std::invalid_argument("Plan.affine: c must divide the source's size");
-            need_value(p, dst, p.per_sample(src), false, fn, "dst");
-            need_value(p, src, p.per_sample(src), false, fn, "src");
+            same_float_values(p, src, dst, fn);
             std::vector<float> sc = copy_vector(scale, c, fn, "scale"), bi = copy_vector(bias, c, fn, "bias");
             if (sc.empty() || bi.empty()) throw std::invalid_argument("Plan.affine: scale and bias are required");
             const std::int64_t rows = p.per_sample(src) / c;
@@ -610,8 +616,7 @@ void bind_plan(nb::module_& m) {
             const char* fn = "Plan.prelu";
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             if (c < 1 || p.per_sample(src) % c) throw std::invalid_argument("Plan.prelu: c must divide the source's size");
-            need_value(p, src, p.per_sample(src), false, fn, "src");
-            need_value(p, dst, p.per_sample(src), false, fn, "dst");
+            same_float_values(p, src, dst, fn);
             std::vector<float> si = copy_vector(shift_in, c, fn, "shift_in"), sl = copy_vector(slope, c, fn, "slope"),
                                so = copy_vector(shift_out, c, fn, "shift_out");
             if (si.empty() || sl.empty() || so.empty()) throw std::invalid_argument("Plan.prelu: shift_in, slope and shift_out are required");
@@ -627,9 +632,7 @@ void bind_plan(nb::module_& m) {
           [](Plan& p, int src, int dst, float low, float high, bool relu) {
             const char* fn = "Plan.clip";
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
-            need_value(p, src, p.per_sample(src), false, fn, "src");
-            need_value(p, dst, p.per_sample(src), false, fn, "dst");
-            const std::int64_t size = p.per_sample(src);
+            const std::int64_t size = same_float_values(p, src, dst, fn);
             p.step("act", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
               if (relu) {
                 onebit::relu_f32(at<const float>(s, src), n * size, at<float>(s, dst), threads, isa);
@@ -645,9 +648,7 @@ void bind_plan(nb::module_& m) {
           [](Plan& p, int src, int dst) {
             const char* fn = "Plan.sigmoid";
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
-            need_value(p, src, p.per_sample(src), false, fn, "src");
-            need_value(p, dst, p.per_sample(src), false, fn, "dst");
-            const std::int64_t size = p.per_sample(src);
+            const std::int64_t size = same_float_values(p, src, dst, fn);
             p.step("sigmoid", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
               onebit::sigmoid_f32(at<const float>(s, src), n * size, at<float>(s, dst), threads, isa);
             });

@@ -225,6 +225,18 @@ void run(Job& j, int num_threads) {
   parallel_run(threads, j.tasks, task, &j, micros);
 }
 
+// A job over the channel concatenation of n_parts arrays (c: their channels in all).
+Job parts_job(Step step, const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
+              const float* shift, const float* scale, const float* bias, float* out, std::uint64_t* bits, Isa isa) {
+  std::int64_t c = 0;
+  for (int i = 0; i < n_parts; ++i) c += channels[i];
+  Job j{step, nullptr, nullptr, shift, scale, bias, out, bits, rows, c, 1, isa};
+  j.parts = parts;
+  j.part_channels = channels;
+  j.n_parts = n_parts;
+  return j;
+}
+
 }  // namespace
 
 void channel_affine(const float* x, std::int64_t rows, std::int64_t c, const float* scale, const float* bias,
@@ -254,34 +266,19 @@ void pack_shifted(const float* x, std::int64_t rows, std::int64_t c, const float
 void pack_shifted_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
                         const float* scale, const float* bias, const float* shift, std::uint64_t* out,
                         int num_threads, Isa isa) {
-  std::int64_t c = 0;
-  for (int i = 0; i < n_parts; ++i) c += channels[i];
-  Job j{Step::pack_parts, nullptr, nullptr, shift, scale, bias, nullptr, out, rows, c, 1, isa};
-  j.parts = parts;
-  j.part_channels = channels;
-  j.n_parts = n_parts;
+  Job j = parts_job(Step::pack_parts, parts, channels, n_parts, rows, shift, scale, bias, nullptr, out, isa);
   run(j, num_threads);
 }
 
 void channel_affine_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
                           const float* scale, const float* bias, float* out, int num_threads, Isa isa) {
-  std::int64_t c = 0;
-  for (int i = 0; i < n_parts; ++i) c += channels[i];
-  Job j{Step::affine_parts, nullptr, nullptr, nullptr, scale, bias, out, nullptr, rows, c, 1, isa};
-  j.parts = parts;
-  j.part_channels = channels;
-  j.n_parts = n_parts;
+  Job j = parts_job(Step::affine_parts, parts, channels, n_parts, rows, nullptr, scale, bias, out, nullptr, isa);
   run(j, num_threads);
 }
 
 void channel_affine_parts_serial(const float* const* parts, const std::int64_t* channels, int n_parts,
                                  std::int64_t rows, const float* scale, const float* bias, float* out, Isa isa) {
-  std::int64_t c = 0;
-  for (int i = 0; i < n_parts; ++i) c += channels[i];
-  Job j{Step::affine_parts, nullptr, nullptr, nullptr, scale, bias, out, nullptr, rows, c, 1, isa};
-  j.parts = parts;
-  j.part_channels = channels;
-  j.n_parts = n_parts;
+  Job j = parts_job(Step::affine_parts, parts, channels, n_parts, rows, nullptr, scale, bias, out, nullptr, isa);
   task(&j, 0, 0);
 }
 

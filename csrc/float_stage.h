@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "dispatch.h"
 
@@ -48,6 +49,17 @@ using FloatStageFn = void (*)(const FloatStage& stage, const std::int32_t* src, 
 extern const FloatStageFn kFloatStageScalar;  // float_stage.cpp (the reference)
 extern const FloatStageFn kFloatStageAvx2;    // float_stage_avx2.cpp (nullptr off x86)
 extern const FloatStageFn kFloatStageAvx512;  // float_stage_avx512.cpp (nullptr off x86)
+
+// Calls fn(std::integral_constant<int, flags>{}) for flags in [0, 16): a stage's four optional
+// steps as one compile-time argument, so each ISA's loops are instantiated per combination.
+template <int F = 0, typename Fn>
+inline void with_stage_flags(int flags, Fn&& fn) {
+  if (flags == F) {
+    fn(std::integral_constant<int, F>{});
+  } else if constexpr (F < 15) {
+    with_stage_flags<F + 1>(flags, fn);
+  }
+}
 
 // Rows [row0, row0 + m) x channels [c0, c1) of the stage: src[p * lds + j] is y of row
 // row0 + p, channel c0 + j; writes out[(row0 + p) * ldo + c0 + j] (ldo: the output's

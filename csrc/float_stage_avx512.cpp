@@ -152,24 +152,15 @@ ONEBIT_TARGET_AVX512 void stage_avx512(const FloatStage& st, const std::int32_t*
   // Signs come with whole rows (c0 = 0, c1 = ldo): every word of a row is written.
   std::uint64_t* bits = st.signs ? st.signs + row0 * words : nullptr;
   const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0) | (bits ? 8 : 0);
-  switch (flags) {
-#define ONEBIT_STAGE_CASE(F)                                                                                 \
-  case F:                                                                                                    \
-    if (c1 - c0 < 64) {                                                                                      \
-      columns<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, c1, dst, res, \
-                                                                      ldo, bits, words);                    \
-    } else {                                                                                                 \
-      rows<(F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, c1, dst, res,   \
-                                                                   ldo, bits, words);                       \
-    }                                                                                                        \
-    break;
-    ONEBIT_STAGE_CASE(0) ONEBIT_STAGE_CASE(1) ONEBIT_STAGE_CASE(2) ONEBIT_STAGE_CASE(3)
-    ONEBIT_STAGE_CASE(4) ONEBIT_STAGE_CASE(5) ONEBIT_STAGE_CASE(6) ONEBIT_STAGE_CASE(7)
-    ONEBIT_STAGE_CASE(8) ONEBIT_STAGE_CASE(9) ONEBIT_STAGE_CASE(10) ONEBIT_STAGE_CASE(11)
-    ONEBIT_STAGE_CASE(12) ONEBIT_STAGE_CASE(13) ONEBIT_STAGE_CASE(14) ONEBIT_STAGE_CASE(15)
-#undef ONEBIT_STAGE_CASE
-    default: break;
-  }
+  with_stage_flags(flags, [&](auto f) {
+    constexpr int F = decltype(f)::value;
+    constexpr bool post = (F & 1) != 0, res_on = (F & 2) != 0, prelu = (F & 4) != 0, signs = (F & 8) != 0;
+    if (c1 - c0 < 64) {
+      columns<post, res_on, prelu, signs>(st, src, lds, row0, m, c0, c1, dst, res, ldo, bits, words);
+    } else {
+      rows<post, res_on, prelu, signs>(st, src, lds, row0, m, c0, c1, dst, res, ldo, bits, words);
+    }
+  });
 }
 
 }  // namespace

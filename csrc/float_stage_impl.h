@@ -53,19 +53,11 @@ template <int Act>
 void dispatch_flags(const FloatStage& st, const std::int32_t* src, std::int64_t lds, std::int64_t row0, std::int64_t m,
                     std::int64_t c0, std::int64_t n, float* dst, const float* res, std::int64_t ldo) {
   const int flags = (st.post_scale ? 1 : 0) | (st.residual ? 2 : 0) | (st.prelu_slope ? 4 : 0) | (st.gate ? 8 : 0);
-  switch (flags) {
-#define ONEBIT_STAGE_CASE(F)                                                                            \
-  case F:                                                                                               \
-    stage_rows<Act, (F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, n, \
-                                                                             dst, res, ldo);            \
-    break;
-    ONEBIT_STAGE_CASE(0) ONEBIT_STAGE_CASE(1) ONEBIT_STAGE_CASE(2) ONEBIT_STAGE_CASE(3)
-    ONEBIT_STAGE_CASE(4) ONEBIT_STAGE_CASE(5) ONEBIT_STAGE_CASE(6) ONEBIT_STAGE_CASE(7)
-    ONEBIT_STAGE_CASE(8) ONEBIT_STAGE_CASE(9) ONEBIT_STAGE_CASE(10) ONEBIT_STAGE_CASE(11)
-    ONEBIT_STAGE_CASE(12) ONEBIT_STAGE_CASE(13) ONEBIT_STAGE_CASE(14) ONEBIT_STAGE_CASE(15)
-#undef ONEBIT_STAGE_CASE
-    default: break;
-  }
+  with_stage_flags(flags, [&](auto f) {
+    constexpr int F = decltype(f)::value;
+    stage_rows<Act, (F & 1) != 0, (F & 2) != 0, (F & 4) != 0, (F & 8) != 0>(st, src, lds, row0, m, c0, n, dst, res,
+                                                                             ldo);
+  });
 }
 
 // The stage of rows [row0, row0 + m) x channels [c0, c1) (float_stage.h), then the signs

@@ -72,12 +72,13 @@ def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
             value, nxt = nxt.output, sole_consumer(nxt.output)
         if nxt is not None and isinstance(nxt.fusion.get("prelu"), tuple):
             after = sole_consumer(nxt.output)
-            if residual_of(after, nxt.output) is not None:  # RPReLU, then the shortcut (Real-to-Binary Net)
-                prelu, residual, residual_last = nxt.fusion["prelu"], residual_of(after, nxt.output), True
+            shortcut = residual_of(after, nxt.output)
+            if shortcut is not None:  # RPReLU, then the shortcut (Real-to-Binary Net)
+                prelu, residual, residual_last = nxt.fusion["prelu"], shortcut, True
                 chain += [by_output[nxt.output], by_output[after.output]]
                 value, nxt = after.output, None
-        if nxt is not None and residual_of(nxt, value) is not None:
-            residual = residual_of(nxt, value)
+        if nxt is not None and (shortcut := residual_of(nxt, value)) is not None:
+            residual = shortcut
             chain.append(by_output[nxt.output])
             value, nxt = nxt.output, sole_consumer(nxt.output)
         if nxt is not None and "prelu" in nxt.fusion:
