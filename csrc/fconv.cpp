@@ -222,8 +222,9 @@ struct FconvRun {
     return o;
   }
 
-  // Max over the pool window of the ring's conv rows: output row pr of image b into s.pooled.
-  const float* pooled_row(Scratch& s, std::int64_t b, std::int64_t pr, FconvProfile* prof) const {
+  // The conv rows of output row pr's pool window (image b), computed into the ring where it
+  // does not hold them yet: s.pool_rows[0 .. returned count).
+  std::size_t window_rows(Scratch& s, std::int64_t b, std::int64_t pr, FconvProfile* prof) const {
     std::vector<const float*>& rows = s.pool_rows;
     rows.resize(static_cast<std::size_t>(pool.kernel[0]));
     std::size_t nrows = 0;
@@ -238,6 +239,13 @@ struct FconvRun {
       }
       rows[nrows++] = row;
     }
+    return nrows;
+  }
+
+  // Max over the pool window of the ring's conv rows: output row pr of image b into s.pooled.
+  const float* pooled_row(Scratch& s, std::int64_t b, std::int64_t pr, FconvProfile* prof) const {
+    const std::size_t nrows = window_rows(s, b, pr, prof);
+    const std::vector<const float*>& rows = s.pool_rows;
     const auto t0 = prof ? Clock::now() : Clock::time_point{};
     // Separable: the max over the window's rows (whole rows at once), then over its columns.
     float* vmax = s.vmax.data();
@@ -341,8 +349,22 @@ struct FconvRun {
       s.pooled.resize(static_cast<std::size_t>(pw * ytot));
     }
     if (stage.bits) s.z.resize(static_cast<std::size_t>(pw * o));
+    // One channel block (groups = 1, or depthwise): the pool and the stage in one kernel pass.
+    const bool one_pass = pool.on && (cv.groups_ == 1 || cv.depthwise_);
     for (std::int64_t gr = r0; gr < r1; ++gr) {
       const std::int64_t b = gr / ph, r = gr % ph;
+      if (one_pass) {
+        const std::size_t nrows = window_rows(s, b, r, prof);
+        const auto t0 = prof ? Clock::now() : Clock::time_point{};
+        float* z = stage.bits ? s.z.data() : static_cast<float*>(out) + gr * pw * o;
+        kern.pool_stage(s.pool_rows.data(), static_cast<std::int64_t>(nrows), ow, ytot, pw, pool.kernel[1],
+                        pool.stride[1], pool.padding[1], stage.scale, stage.bias, stage.act, o, z);
+        if (stage.bits) {
+          bitpack_kernels(isa_for_pack).pack(z, pw, o, static_cast<std::uint64_t*>(out) + gr * pw * words_for(o));
+        }
+        if (prof) prof->stage_s += seconds_since(t0);
+        continue;
+      }
       const float* y;
       if (pool.on) {
         y = pooled_row(s, b, r, prof);

@@ -27,8 +27,10 @@
 // channels, kdim x 16 floats (kdim = KH KW Cg), so the kernel does MR broadcasts and NV
 // panel loads per input and MR x NV FMAs (AVX-512: 6 pixels x 4 panels in 24 zmm).
 // Depthwise (Cg = Og = 1) uses its own kernel: channels in the vector lanes, a tap loop.
-// A fused max-pool keeps the task's last KH_pool conv rows in a ring and takes the
-// window's max separably (rows, then columns) with the ISA's vector max.
+// A fused max-pool keeps the task's last KH_pool conv rows in a ring; with one channel
+// block (groups = 1, or depthwise) the ISA's pool_stage kernel takes each output pixel's
+// window max and output stage in registers, one pass per output row; with groups it takes
+// the max separably (rows, then columns) with the ISA's vector max, then the stage.
 // AVX2 kernels need FMA too; a CPU with AVX2 and no FMA runs the scalar ones (same bits).
 #pragma once
 
@@ -81,6 +83,18 @@ using FconvDepthwiseFn = void (*)(const float* const* rows, std::int64_t ow, std
 // y[i] = y[i] < x[i] ? x[i] : y[i] for i < count (the fused max-pool's step).
 using FconvMaxFn = void (*)(float* y, const float* x, std::int64_t count);
 
+// One output row of the fused max-pool and output stage, in one pass over the window's conv
+// rows rows[i], i < nrows (in order; each ow pixels of ytot floats). Output pixel q's
+// columns are k in [k0, k1) = [q sw - pad, q sw - pad + kw) clipped to [0, ow); per channel
+// c < cols, with max(x, y) = y < x ? x : y, in the order fpool2d's separable max takes:
+//   t_k = rows[0][k], then t_k = max(rows[i][k], t_k) for i = 1 ..;   m = t_k0, then
+//   m = max(t_k, m) for k = k0 + 1 ..;
+//   out[q * cols + c] = m, or with scale: act(m * scale[c] + bias[c]) (two roundings; act
+//   as FconvOut's stage).
+using FconvPoolStageFn = void (*)(const float* const* rows, std::int64_t nrows, std::int64_t ow, std::int64_t ytot,
+                                  std::int64_t pw, std::int64_t kw, std::int64_t sw, std::int64_t pad,
+                                  const float* scale, const float* bias, FconvAct act, std::int64_t cols, float* out);
+
 // Peak float MACs/s of the ISA: a register-resident loop of independent FMAs (16
 // accumulators with AVX-512, 12 with AVX2: enough to cover the FMA latency on two pipes), iters iterations; returns
 // the float MACs done. The float side of the roofline (benchmarks/bench_roofline.py).
@@ -90,6 +104,7 @@ struct FconvKernels {
   FconvGemmFn gemm;            // nullptr where the ISA is not compiled for this architecture
   FconvDepthwiseFn depthwise;
   FconvMaxFn max;
+  FconvPoolStageFn pool_stage;
   double macs_per_us;          // rough single-thread speed (Zen 5), for the thread planner
   FconvPeakFn peak;            // nullptr for the scalar reference (no peak to speak of)
 };

@@ -144,6 +144,39 @@ ONEBIT_TARGET_AVX2 void max_avx2(float* y, const float* x, std::int64_t count) {
   for (; i < count; ++i) y[i] = y[i] < x[i] ? x[i] : y[i];
 }
 
+// The max-pool and stage of one output row (fconv.h), 8 channels per ymm: per column the
+// rows' max, then the columns' (vmaxps(x, y) returns y unless x > y: max(x, y) as specified).
+ONEBIT_TARGET_AVX2 void pool_stage_avx2(const float* const* rows, std::int64_t nrows, std::int64_t ow,
+                                        std::int64_t ytot, std::int64_t pw, std::int64_t kw, std::int64_t sw,
+                                        std::int64_t pad, const float* scale, const float* bias, FconvAct act,
+                                        std::int64_t cols, float* out) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), minus_one = _mm256_set1_ps(-1.0f);
+  for (std::int64_t q = 0; q < pw; ++q) {
+    const std::int64_t k0 = q * sw - pad < 0 ? 0 : q * sw - pad;
+    const std::int64_t k1 = q * sw - pad + kw < ow ? q * sw - pad + kw : ow;
+    for (std::int64_t c0 = 0; c0 < cols; c0 += 8) {
+      const __m256i m = lanes_below(cols - c0);
+      __m256 best = _mm256_setzero_ps();
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t at = k * ytot + c0;
+        __m256 t = _mm256_maskload_ps(rows[0] + at, m);
+        for (std::int64_t i = 1; i < nrows; ++i) t = _mm256_max_ps(_mm256_maskload_ps(rows[i] + at, m), t);
+        best = k == k0 ? t : _mm256_max_ps(t, best);
+      }
+      if (scale != nullptr) {
+        __m256 p = _mm256_mul_ps(best, _mm256_maskload_ps(scale + c0, m));
+        __asm__("" : "+x"(p));  // two roundings: no contraction into an FMA
+        best = _mm256_add_ps(p, _mm256_maskload_ps(bias + c0, m));
+        if (act == FconvAct::relu) {
+          best = _mm256_max_ps(best, zero);
+        } else if (act == FconvAct::hardtanh) {
+          best = _mm256_min_ps(_mm256_max_ps(best, minus_one), one);
+        }
+      }
+      _mm256_maskstore_ps(out + q * cols + c0, m, best);
+    }
+  }
+}
 
 // 12 independent FMA chains of 8 lanes (12 + the 2 operands fit the 16 ymm registers); the empty asm keeps the multiplicands opaque
 // so the compiler cannot fold the loop. One iteration = 12 x 8 float MACs.
@@ -165,14 +198,14 @@ ONEBIT_TARGET_AVX2 std::uint64_t peak_avx2(std::int64_t iters) {
 
 }  // namespace
 
-const FconvKernels kFconvAvx2 = {gemm_avx2, depthwise_avx2, max_avx2, 50000.0, peak_avx2};
+const FconvKernels kFconvAvx2 = {gemm_avx2, depthwise_avx2, max_avx2, pool_stage_avx2, 50000.0, peak_avx2};
 
 }  // namespace onebit
 
 #else  // not x86
 
 namespace onebit {
-const FconvKernels kFconvAvx2 = {nullptr, nullptr, nullptr, 1.0, nullptr};
+const FconvKernels kFconvAvx2 = {nullptr, nullptr, nullptr, nullptr, 1.0, nullptr};
 }  // namespace onebit
 
 #endif

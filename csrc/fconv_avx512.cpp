@@ -159,6 +159,39 @@ ONEBIT_TARGET_AVX512 void max_avx512(float* y, const float* x, std::int64_t coun
   }
 }
 
+// The max-pool and stage of one output row (fconv.h), 16 channels per zmm: per column the
+// rows' max, then the columns' (vmaxps(x, y) returns y unless x > y: max(x, y) as specified).
+ONEBIT_TARGET_AVX512 void pool_stage_avx512(const float* const* rows, std::int64_t nrows, std::int64_t ow,
+                                            std::int64_t ytot, std::int64_t pw, std::int64_t kw, std::int64_t sw,
+                                            std::int64_t pad, const float* scale, const float* bias, FconvAct act,
+                                            std::int64_t cols, float* out) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+  for (std::int64_t q = 0; q < pw; ++q) {
+    const std::int64_t k0 = q * sw - pad < 0 ? 0 : q * sw - pad;
+    const std::int64_t k1 = q * sw - pad + kw < ow ? q * sw - pad + kw : ow;
+    for (std::int64_t c0 = 0; c0 < cols; c0 += 16) {
+      const __mmask16 m = lanes_below(cols - c0);
+      __m512 best = _mm512_setzero_ps();
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t at = k * ytot + c0;
+        __m512 t = _mm512_maskz_loadu_ps(m, rows[0] + at);
+        for (std::int64_t i = 1; i < nrows; ++i) t = _mm512_max_ps(_mm512_maskz_loadu_ps(m, rows[i] + at), t);
+        best = k == k0 ? t : _mm512_max_ps(t, best);
+      }
+      if (scale != nullptr) {
+        __m512 p = _mm512_mul_ps(best, _mm512_maskz_loadu_ps(m, scale + c0));
+        __asm__("" : "+v"(p));  // two roundings: no contraction into an FMA
+        best = _mm512_add_ps(p, _mm512_maskz_loadu_ps(m, bias + c0));
+        if (act == FconvAct::relu) {
+          best = _mm512_max_ps(best, zero);
+        } else if (act == FconvAct::hardtanh) {
+          best = _mm512_min_ps(_mm512_max_ps(best, minus_one), one);
+        }
+      }
+      _mm512_mask_storeu_ps(out + q * cols + c0, m, best);
+    }
+  }
+}
 
 // 16 independent FMA chains of 16 lanes; the empty asm keeps the multiplicands opaque
 // so the compiler cannot fold the loop. One iteration = 16 x 16 float MACs.
@@ -180,14 +213,15 @@ ONEBIT_TARGET_AVX512 std::uint64_t peak_avx512(std::int64_t iters) {
 
 }  // namespace
 
-const FconvKernels kFconvAvx512 = {gemm_avx512, depthwise_avx512, max_avx512, 120000.0, peak_avx512};
+const FconvKernels kFconvAvx512 = {gemm_avx512, depthwise_avx512, max_avx512, pool_stage_avx512, 120000.0,
+                                   peak_avx512};
 
 }  // namespace onebit
 
 #else  // not x86
 
 namespace onebit {
-const FconvKernels kFconvAvx512 = {nullptr, nullptr, nullptr, 1.0, nullptr};
+const FconvKernels kFconvAvx512 = {nullptr, nullptr, nullptr, nullptr, 1.0, nullptr};
 }  // namespace onebit
 
 #endif

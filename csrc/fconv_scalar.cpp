@@ -1,6 +1,7 @@
 // Scalar float convolution: the reference, which is also the specification (fconv.h),
 // and the scalar kernels. Plain loops with std::fma, portable to any architecture; the
 // SIMD kernels evaluate the same FMA chains and must give the same bits.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -100,8 +101,38 @@ void max_scalar(float* y, const float* x, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) y[i] = y[i] < x[i] ? x[i] : y[i];
 }
 
+void pool_stage_scalar(const float* const* rows, std::int64_t nrows, std::int64_t ow, std::int64_t ytot,
+                       std::int64_t pw, std::int64_t kw, std::int64_t sw, std::int64_t pad, const float* scale,
+                       const float* bias, FconvAct act, std::int64_t cols, float* out) {
+  for (std::int64_t q = 0; q < pw; ++q) {
+    const std::int64_t k0 = std::max<std::int64_t>(0, q * sw - pad), k1 = std::min(ow, q * sw - pad + kw);
+    for (std::int64_t c = 0; c < cols; ++c) {
+      float m = 0.0f;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        float t = rows[0][k * ytot + c];
+        for (std::int64_t i = 1; i < nrows; ++i) {
+          const float x = rows[i][k * ytot + c];
+          t = t < x ? x : t;
+        }
+        m = k == k0 || m < t ? t : m;
+      }
+      if (scale != nullptr) {
+        const float p = m * scale[c];
+        m = p + bias[c];
+        if (act == FconvAct::relu) {
+          m = m > 0.0f ? m : 0.0f;
+        } else if (act == FconvAct::hardtanh) {
+          const float h = m > -1.0f ? m : -1.0f;
+          m = h < 1.0f ? h : 1.0f;
+        }
+      }
+      out[q * cols + c] = m;
+    }
+  }
+}
+
 }  // namespace
 
-const FconvKernels kFconvScalar = {gemm_scalar, depthwise_scalar, max_scalar, 500.0, nullptr};
+const FconvKernels kFconvScalar = {gemm_scalar, depthwise_scalar, max_scalar, pool_stage_scalar, 500.0, nullptr};
 
 }  // namespace onebit

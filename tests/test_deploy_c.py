@@ -182,6 +182,27 @@ def _signal_graph(path: Path) -> Path:
     return g.write(path, v)
 
 
+def _gate_graph(path: Path) -> Path:
+    """Real-to-Binary Net's data-dependent gate: a float conv's (H, W, C) output times a per-sample
+    (C,) vector, global average pool → float dense (ReLU) → float dense → sigmoid, then a shifted sign,
+    a binary conv and a binary dense."""
+    g = _Graph((3, 6, 6), seed=6)
+    v = g.add("to_nhwc", ["input"])
+    x = _conv(g, v, 3, 24, (3, 3), bits_in=False, out="float", pad_value=0, padding=(1, 1), act="relu",
+              float_weights=True)  # (6, 6, 24)
+    p = g.add("avgpool2d", [x], pool={"kernel": [6, 6], "stride": [1, 1], "padding": [0, 0]})  # (1, 1, 24)
+    p = g.add("flatten", [p])
+    p = _dense(g, p, 24, 8, bits_in=False, out="float", act="relu", float_weights=True)
+    p = _dense(g, p, 8, 24, bits_in=False, out="float", float_weights=True)
+    p = g.add("sigmoid", [p])
+    v = g.add("channel_mul", [x, p])
+    v = g.add("sign", [v], tensors={"shift": g.floats(24, low=0.0, high=0.3)})
+    v = _conv(g, v, 24, 64, (3, 3), bits_in=True, out="bits", pad_value=1, stride=(2, 2), padding=(1, 1))  # (3, 3, 64)
+    v = g.add("flatten", [v])
+    v = _dense(g, v, 576, 10, bits_in=True, out="float")
+    return g.write(path, v)
+
+
 def _same_padding_graph(path: Path) -> Path:
     """TensorFlow's "same" padding of strided convs: the odd padded row and column after the image
     (``padding_end``), on a float-input conv (pad 0) and binary convs (pad −1, pad +1 with a pool)."""
@@ -242,7 +263,7 @@ def digits_models(work: Path) -> dict[str, tuple[Path, np.ndarray]]:
 
 
 @needs_gcc
-@pytest.mark.parametrize("graph", [_image_graph, _signal_graph], ids=["image", "signal"])
+@pytest.mark.parametrize("graph", [_image_graph, _signal_graph, _gate_graph], ids=["image", "signal", "gate"])
 def test_every_node_kind_bit_exact(work: Path, graph) -> None:
     path = graph(work / f"{graph.__name__}.onebit")
     model = load(path, num_threads=1)

@@ -177,6 +177,29 @@ def test_pool_and_stage_match_numpy(o, groups, act, bits, pool, seed):
     check_all_isas(conv, x, expect, scale=scale, bias=bias, act=act, bits=bits, pool=pool)
 
 
+@given(
+    c=st.integers(1, 40), act=st.sampled_from([None, "none", "relu", "hardtanh"]), bits=st.booleans(),
+    pool=st.sampled_from([((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (1, 0))]),
+    seed=st.integers(0, 2**16),
+)
+@SETTINGS
+def test_pool_stage_kernel_depthwise_and_raw(c, act, bits, pool, seed):
+    """The one-pass pool + stage kernel on a depthwise conv's rows (C channels, no panel
+    padding) and on raw pooled output (no stage), every ISA against numpy."""
+    assume(not (bits and act != "none"))
+    x, wt, rng = problem(seed, 2, 9, 8, c, c, (3, 3), c)
+    conv = _core.FloatConv2d(wt, c, c, 1, 1, 1, 0.0)
+    assert conv.depthwise
+    y = pool_ref(_core.fconv_reference(x, wt, c, 1, 1, 1, 0.0), *pool)
+    if act is None:
+        check_all_isas(conv, x, y, pool=pool)
+        return
+    scale = rng.uniform(-2, 2, c).astype(np.float32)
+    bias = (0.3 * rng.standard_normal(c)).astype(np.float32)
+    check_all_isas(conv, x, stage_ref(y, scale, bias, act, bits), scale=scale, bias=bias, act=act, bits=bits,
+                   pool=pool)
+
+
 @pytest.mark.parametrize("groups", [1, 2, 32])
 def test_fused_stage_with_panel_multiple_groups(groups):
     """O / groups a multiple of 16 (the stage fused into the micro-kernel per group) and depthwise."""
