@@ -430,6 +430,58 @@ NB_MODULE(_core, m) {
       "difference is < 0, as pack_rows.");
 
   m.def(
+      "concat_bits",
+      [](const std::vector<AnyArray>& srcs, const std::vector<std::int64_t>& offsets,
+         const std::vector<std::int64_t>& nbits, int num_threads) {
+        const char* fn = "concat_bits";
+        if (srcs.empty() || offsets.size() != srcs.size() || nbits.size() != srcs.size()) {
+          throw std::invalid_argument(std::string(fn) + ": one offset and bit count per part, one part at least");
+        }
+        std::vector<const std::uint64_t*> data;
+        std::vector<std::int64_t> strides;
+        std::vector<std::size_t> lead;
+        std::int64_t total = 0, rows = 1;
+        for (std::size_t i = 0; i < srcs.size(); ++i) {
+          const AnyArray& a = srcs[i];
+          if (a.ndim() < 1) throw std::invalid_argument(std::string(fn) + ": parts must be at least 1-D");
+          data.push_back(checked<std::uint64_t>(a, a.ndim(), fn, "part"));
+          std::vector<std::size_t> l;
+          for (std::size_t d = 0; d + 1 < a.ndim(); ++d) l.push_back(static_cast<std::size_t>(a.shape(d)));
+          if (i == 0) {
+            lead = l;
+          } else if (l != lead) {
+            throw std::invalid_argument(std::string(fn) + ": parts must agree in all but the last axis, got " +
+                                        shape_str(srcs[0]) + " and " + shape_str(a));
+          }
+          const auto stride = static_cast<std::int64_t>(a.shape(a.ndim() - 1));
+          if (nbits[i] < 1) {
+            throw std::invalid_argument(std::string(fn) + ": each part needs at least 1 bit, got " +
+                                        std::to_string(nbits[i]) + " for part " + std::to_string(i));
+          }
+          if (offsets[i] < 0 || offsets[i] + onebit::words_for(nbits[i]) > stride) {
+            throw std::invalid_argument(std::string(fn) + ": part " + std::to_string(i) + "'s " +
+                                        std::to_string(nbits[i]) + " bits at word " + std::to_string(offsets[i]) +
+                                        " do not fit its rows of " + std::to_string(stride) + " words");
+          }
+          strides.push_back(stride);
+          total += nbits[i];
+        }
+        for (std::size_t d : lead) rows *= static_cast<std::int64_t>(d);
+        const int threads = checked_threads(num_threads, fn);
+        lead.push_back(static_cast<std::size_t>(onebit::words_for(total)));
+        auto out = new_array<std::uint64_t>(lead);
+        {
+          nb::gil_scoped_release release;
+          onebit::concat_bits(data.data(), strides.data(), offsets.data(), nbits.data(), static_cast<int>(data.size()),
+                              rows, onebit::words_for(total), out.data(), threads);
+        }
+        return out;
+      },
+      nb::arg("srcs"), nb::arg("offsets"), nb::arg("nbits"), nb::arg("num_threads") = 0,
+      "Packed uint64 (..., ceil(sum(nbits) / 64)): per row, part i's nbits[i] bits (from word offsets[i] of "
+      "its row; bits past them 0) after the earlier parts' bits: the concatenation of packed bit strings.");
+
+  m.def(
       "pack_shifted_parts",
       [](const std::vector<AnyArray>& parts, nb::handle shift, int num_threads, const std::string& isa,
          nb::handle scale, nb::handle bias) {

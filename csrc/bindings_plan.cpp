@@ -1,5 +1,10 @@
 // Python bindings of the graph executor's program (executor.h): _core.Plan and its steps.
+#include <array>
 #include <memory>
+#include <tuple>
+#include <vector>
+
+#include <nanobind/stl/tuple.h>
 
 #include "bindings_common.h"
 #include "embedding.h"
@@ -277,6 +282,65 @@ void bind_plan(nb::module_& m) {
           },
           nb::arg("srcs"), nb::arg("channels"), nb::arg("dst"), nb::arg("shift").none(), nb::arg("scale").none(),
           nb::arg("bias").none())
+      .def(
+          "pack_planes",
+          [](Plan& p, int src, int dst, std::int64_t c, const std::vector<std::tuple<nb::handle, nb::handle, nb::handle>>& planes) {
+            const char* fn = "Plan.pack_planes";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
+            if (c < 1 || planes.empty()) throw std::invalid_argument("Plan.pack_planes: c >= 1 and one plane at least");
+            if (p.per_sample(src) % c) throw std::invalid_argument("Plan.pack_planes: bad src size");
+            const std::int64_t rows = p.per_sample(src) / c;
+            const auto np_ = static_cast<std::int64_t>(planes.size());
+            need_value(p, src, rows * c, false, fn, "src");
+            need_value(p, dst, rows * np_ * onebit::words_for(c), true, fn, "dst");
+            // Per plane: shift, scale, bias (each c floats or empty).
+            auto v = std::make_shared<std::vector<std::array<std::vector<float>, 3>>>();
+            for (const auto& [shift, scale, bias] : planes) {
+              if (scale.is_none() != bias.is_none()) throw std::invalid_argument("Plan.pack_planes: scale and bias together");
+              v->push_back({copy_vector(shift, c, fn, "shift"), copy_vector(scale, c, fn, "scale"),
+                            copy_vector(bias, c, fn, "bias")});
+            }
+            p.step("sign planes", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
+              std::vector<const float*> sh, sc, bi;
+              for (const auto& q : *v) {
+                sh.push_back(data_or_null(q[0]));
+                sc.push_back(data_or_null(q[1]));
+                bi.push_back(data_or_null(q[2]));
+              }
+              onebit::pack_planes(at<const float>(s, src), n * rows, c, static_cast<int>(v->size()), sc.data(),
+                                  bi.data(), sh.data(), at<std::uint64_t>(s, dst), threads, isa);
+            });
+          },
+          nb::arg("src"), nb::arg("dst"), nb::arg("c"), nb::arg("planes"))
+      .def(
+          "concat_bits",
+          [](Plan& p, const std::vector<int>& srcs, const std::vector<std::int64_t>& strides,
+             const std::vector<std::int64_t>& offsets, const std::vector<std::int64_t>& nbits, int dst) {
+            const char* fn = "Plan.concat_bits";
+            const std::size_t k = srcs.size();
+            if (k == 0 || strides.size() != k || offsets.size() != k || nbits.size() != k) {
+              throw std::invalid_argument("Plan.concat_bits: one stride, offset and bit count per part, one part at least");
+            }
+            std::int64_t total = 0;
+            for (std::size_t i = 0; i < k; ++i) {
+              if (nbits[i] < 1 || strides[i] < 1 || offsets[i] < 0 || offsets[i] + onebit::words_for(nbits[i]) > strides[i]) {
+                throw std::invalid_argument("Plan.concat_bits: each part's bits must lie within its row");
+              }
+              total += nbits[i];
+            }
+            if (p.per_sample(srcs[0]) % strides[0]) throw std::invalid_argument("Plan.concat_bits: bad part size");
+            const std::int64_t rows = p.per_sample(srcs[0]) / strides[0];
+            for (std::size_t i = 0; i < k; ++i) need_value(p, srcs[i], rows * strides[i], true, fn, "part");
+            const std::int64_t ow = onebit::words_for(total);
+            need_value(p, dst, rows * ow, true, fn, "dst");
+            p.step("concat bits", srcs, {dst}, [=](void* const* s, std::int64_t n, int threads) {
+              std::vector<const std::uint64_t*> parts;
+              for (int id : srcs) parts.push_back(at<const std::uint64_t>(s, id));
+              onebit::concat_bits(parts.data(), strides.data(), offsets.data(), nbits.data(), static_cast<int>(k),
+                                  n * rows, ow, at<std::uint64_t>(s, dst), threads);
+            });
+          },
+          nb::arg("srcs"), nb::arg("strides"), nb::arg("offsets"), nb::arg("nbits"), nb::arg("dst"))
       .def(
           "bgemm_threshold",
           [](Plan& p, int src, int dst, const onebit::PackedWeights& w, const AnyArray& thresholds,

@@ -35,7 +35,32 @@ void unpack_rows_f32_scalar(const std::uint64_t* packed, std::int64_t rows, std:
   }
 }
 
-const BitpackKernels kBitpackScalar = {pack_rows_f32_scalar, unpack_rows_f32_scalar};
+void pack_affine_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ldx,
+                                 const float* scale, const float* bias, const float* shift, std::uint64_t* out,
+                                 std::int64_t ldo) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * ldx;
+    std::uint64_t* dst = out + r * ldo;
+    for (std::int64_t w = 0; w < words_for(cols); ++w) {
+      const std::int64_t begin = w * 64;
+      const std::int64_t n = cols - begin < 64 ? cols - begin : 64;
+      std::uint64_t word = 0;
+      for (std::int64_t j = 0; j < n; ++j) {
+        const std::int64_t k = begin + j;
+        float z = row[k];
+        if (scale != nullptr) {
+          const float t = z * scale[k];
+          z = t + bias[k];
+        }
+        if (shift != nullptr) z = z - shift[k];
+        word |= static_cast<std::uint64_t>(z < 0.0f) << j;
+      }
+      dst[w] = word;
+    }
+  }
+}
+
+const BitpackKernels kBitpackScalar = {pack_rows_f32_scalar, unpack_rows_f32_scalar, pack_affine_rows_f32_scalar};
 
 const BitpackKernels& bitpack_kernels(Isa isa) {
   switch (isa) {

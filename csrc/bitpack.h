@@ -26,10 +26,19 @@ constexpr std::int64_t words_for(std::int64_t bits) { return (bits + 63) / 64; }
 // words_for(cols) words, and back (out: rows x cols floats in {-1, +1}).
 using PackRowsFn = void (*)(const float* x, std::int64_t rows, std::int64_t cols, std::uint64_t* out);
 using UnpackRowsFn = void (*)(const std::uint64_t* packed, std::int64_t rows, std::int64_t cols, float* out);
+// The packed sign of a per-column affine and shift of x, without storing it: for rows of
+// cols floats at x + r * ldx, z = x * scale[j] + bias[j] (a product then a sum, two
+// roundings; skipped when scale is null, bias then ignored), then z - shift[j] (skipped when
+// shift is null); bits of z as pack's, into rows of words_for(cols) words at out + r * ldo
+// (tail bits 0). The sign of a BatchNorm's output for the next binary layer.
+using PackAffineRowsFn = void (*)(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ldx,
+                                  const float* scale, const float* bias, const float* shift, std::uint64_t* out,
+                                  std::int64_t ldo);
 
 struct BitpackKernels {
   PackRowsFn pack;      // nullptr where the ISA is not compiled for this architecture
   UnpackRowsFn unpack;
+  PackAffineRowsFn pack_affine;
 };
 
 extern const BitpackKernels kBitpackScalar;  // bitpack.cpp (the reference)
@@ -45,6 +54,9 @@ const BitpackKernels& bitpack_kernels(Isa isa);
 // The reference implementations.
 void pack_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t cols, std::uint64_t* out);
 void unpack_rows_f32_scalar(const std::uint64_t* packed, std::int64_t rows, std::int64_t cols, float* out);
+void pack_affine_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ldx,
+                                 const float* scale, const float* bias, const float* shift, std::uint64_t* out,
+                                 std::int64_t ldo);
 
 // Dispatched, threaded over rows for large inputs (num_threads is a maximum).
 void pack_rows_f32(const float* x, std::int64_t rows, std::int64_t cols, std::uint64_t* out,

@@ -52,16 +52,55 @@ ONEBIT_TARGET_AVX2 void unpack_avx2(const std::uint64_t* packed, std::int64_t ro
   }
 }
 
+// Full groups of 8 columns in vectors, the row's tail (< 8) with the reference's scalar steps.
+ONEBIT_TARGET_AVX2 void pack_affine_avx2(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ldx,
+                                         const float* scale, const float* bias, const float* shift, std::uint64_t* out,
+                                         std::int64_t ldo) {
+  const std::int64_t words = words_for(cols);
+  const __m256 zero = _mm256_setzero_ps();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * ldx;
+    std::uint64_t* dst = out + r * ldo;
+    for (std::int64_t w = 0; w < words; ++w) {
+      const std::int64_t b = 64 * w, n = cols - b < 64 ? cols - b : 64;
+      std::uint64_t word = 0;
+      std::int64_t j = 0;
+      for (; j + 8 <= n; j += 8) {
+        __m256 z = _mm256_loadu_ps(row + b + j);
+        if (scale != nullptr) {
+          __m256 t = _mm256_mul_ps(z, _mm256_loadu_ps(scale + b + j));
+          __asm__("" : "+x"(t));  // two roundings: no contraction into an FMA
+          z = _mm256_add_ps(t, _mm256_loadu_ps(bias + b + j));
+        }
+        if (shift != nullptr) z = _mm256_sub_ps(z, _mm256_loadu_ps(shift + b + j));
+        word |= static_cast<std::uint64_t>(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(z, zero, _CMP_LT_OQ))))
+                << j;
+      }
+      for (; j < n; ++j) {
+        const std::int64_t k = b + j;
+        float z = row[k];
+        if (scale != nullptr) {
+          const float t = z * scale[k];
+          z = t + bias[k];
+        }
+        if (shift != nullptr) z = z - shift[k];
+        word |= static_cast<std::uint64_t>(z < 0.0f) << j;
+      }
+      dst[w] = word;
+    }
+  }
+}
+
 }  // namespace
 
-const BitpackKernels kBitpackAvx2 = {pack_avx2, unpack_avx2};
+const BitpackKernels kBitpackAvx2 = {pack_avx2, unpack_avx2, pack_affine_avx2};
 
 }  // namespace onebit
 
 #else
 
 namespace onebit {
-const BitpackKernels kBitpackAvx2 = {nullptr, nullptr};
+const BitpackKernels kBitpackAvx2 = {nullptr, nullptr, nullptr};
 }  // namespace onebit
 
 #endif

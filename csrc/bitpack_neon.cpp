@@ -93,14 +93,15 @@ void unpack_neon(const std::uint64_t* packed, std::int64_t rows, std::int64_t co
 
 }  // namespace
 
-const BitpackKernels kBitpackNeon = {pack_neon, unpack_neon};
+// The affine pack runs the scalar reference on NEON (the same bits; not a hot path there yet).
+const BitpackKernels kBitpackNeon = {pack_neon, unpack_neon, pack_affine_rows_f32_scalar};
 
 }  // namespace onebit
 
 #else  // AArch64 without Advanced SIMD
 
 namespace onebit {
-const BitpackKernels kBitpackNeon = {nullptr, nullptr};
+const BitpackKernels kBitpackNeon = {nullptr, nullptr, nullptr};
 }  // namespace onebit
 
 #endif

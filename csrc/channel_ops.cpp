@@ -19,8 +19,9 @@ namespace {
 // only used for the thread count; each thread must get at least kMinMicrosPerThread.
 constexpr double kFloatsPerMicro = 4000.0;
 constexpr double kMinMicrosPerThread = 8.0;
+constexpr double kPartRowsPerMicro = 500.0;
 
-enum class Step { affine, prelu, add, pack_shifted, pack_parts, affine_parts, clip, relu, sigmoid, gate };
+enum class Step { affine, prelu, add, pack_shifted, pack_parts, affine_parts, clip, relu, sigmoid, gate, planes, concat_bits };
 
 struct Job {
   Step step;
@@ -39,6 +40,16 @@ struct Job {
   int n_parts = 0;
   float low = 0.0f, high = 0.0f;  // clip
   std::int64_t hw = 1;            // gate: rows per sample
+  // planes: per plane, the scale, bias and shift vectors (each may be null)
+  const float* const* plane_scale = nullptr;
+  const float* const* plane_bias = nullptr;
+  const float* const* plane_shift = nullptr;
+  int n_planes = 0;
+  // concat_bits: the parts (c: out words per row)
+  const std::uint64_t* const* bit_src = nullptr;
+  const std::int64_t* bit_stride = nullptr;
+  const std::int64_t* bit_offset = nullptr;
+  const std::int64_t* bit_count = nullptr;
 };
 
 __attribute__((always_inline)) inline void affine_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
@@ -81,22 +92,10 @@ __attribute__((always_inline)) inline void add_range(const Job& j, std::int64_t 
   for (std::int64_t i = i0; i < i1; ++i) o[i] = a[i] + b[i];
 }
 
-// Packs rows [r0, r1) of x - shift a chunk of channels at a time, the differences in a
-// buffer on the stack (chunks are whole words: their bits start at a word).
+// Packs rows [r0, r1) of x - shift, the differences never stored (the ISA's pack_affine).
 __attribute__((always_inline)) inline void shifted_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
-  constexpr std::int64_t kChunk = 512;
-  float diff[kChunk];
   const std::int64_t c = j.c, words = words_for(c);
-  const PackRowsFn pack = bitpack_kernels(j.isa).pack;
-  for (std::int64_t r = r0; r < r1; ++r) {
-    for (std::int64_t k0 = 0; k0 < c; k0 += kChunk) {
-      const std::int64_t len = std::min(kChunk, c - k0);
-      const float* __restrict x = j.x + r * c + k0;
-      const float* __restrict s = j.p0 + k0;
-      for (std::int64_t k = 0; k < len; ++k) diff[k] = x[k] - s[k];
-      pack(diff, 1, len, j.bits + r * words + k0 / 64);
-    }
-  }
+  bitpack_kernels(j.isa).pack_affine(j.x + r0 * c, r1 - r0, c, c, nullptr, nullptr, j.p0, j.bits + r0 * words, words);
 }
 
 // Row r of the parts' channel concatenation into d (c floats), through the affine if given.
@@ -120,20 +119,85 @@ __attribute__((always_inline)) inline void join_row(const Job& j, std::int64_t r
   }
 }
 
-// Rows [r0, r1) of the parts joined in a buffer (through the affine and the shift), then
-// packed.
+// Rows [r0, r1) of the parts' packed signs (through the affine and the shift) side by side:
+// a part that starts at a word boundary is packed in place; one that does not is packed into
+// a buffer and shifted into place (the earlier parts' bits are already there, the rest 0).
 __attribute__((always_inline)) inline void parts_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
-  const std::int64_t words = words_for(j.c);
-  const PackRowsFn pack = bitpack_kernels(j.isa).pack;
-  std::vector<float> row(static_cast<std::size_t>(j.c));
-  for (std::int64_t r = r0; r < r1; ++r) {
-    join_row(j, r, row.data());
-    if (j.p0 != nullptr) {  // shift
-      float* __restrict d = row.data();
-      const float* __restrict sh = j.p0;
-      for (std::int64_t k = 0; k < j.c; ++k) d[k] = d[k] - sh[k];
+  const std::int64_t words = words_for(j.c), rows = r1 - r0;
+  const PackAffineRowsFn pack = bitpack_kernels(j.isa).pack_affine;
+  std::uint64_t* out = j.bits + r0 * words;
+  std::vector<std::uint64_t> tmp;
+  std::int64_t at = 0;
+  for (int i = 0; i < j.n_parts; ++i) {
+    const std::int64_t ci = j.part_channels[i], nw = words_for(ci);
+    const float* x = j.parts[i] + r0 * ci;
+    const float* s = j.p1 != nullptr ? j.p1 + at : nullptr;
+    const float* b = j.p1 != nullptr ? j.p2 + at : nullptr;
+    const float* sh = j.p0 != nullptr ? j.p0 + at : nullptr;
+    const std::int64_t w0 = at / 64;
+    const int shift = static_cast<int>(at % 64);
+    if (shift == 0) {
+      pack(x, rows, ci, ci, s, b, sh, out + w0, words);
+    } else {
+      tmp.resize(static_cast<std::size_t>(rows * nw));
+      pack(x, rows, ci, ci, s, b, sh, tmp.data(), nw);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::uint64_t* o = out + r * words + w0;
+        const std::uint64_t* t = tmp.data() + r * nw;
+        const std::int64_t last = words_for(at + ci) - 1 - w0;  // o's last word this part reaches
+        for (std::int64_t w = 1; w <= last; ++w) o[w] = 0;
+        for (std::int64_t w = 0; w < nw; ++w) {
+          o[w] |= t[w] << shift;
+          if (w + 1 <= last) o[w + 1] |= t[w] >> (64 - shift);
+        }
+      }
     }
-    pack(row.data(), 1, j.c, j.bits + r * words);
+    at += ci;
+  }
+}
+
+// Rows [r0, r1) of x packed under each plane's vectors (the ISA's pack_affine, as parts_rows).
+__attribute__((always_inline)) inline void planes_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t c = j.c, words = words_for(c), ldo = j.n_planes * words;
+  const PackAffineRowsFn pack = bitpack_kernels(j.isa).pack_affine;
+  for (int p = 0; p < j.n_planes; ++p) {
+    pack(j.x + r0 * c, r1 - r0, c, c, j.plane_scale[p], j.plane_bias[p], j.plane_shift[p],
+         j.bits + r0 * ldo + p * words, ldo);
+  }
+}
+
+// Rows [r0, r1) of the parts' bit strings joined (c: out words per row), row by row.
+__attribute__((always_inline)) inline void concat_bits_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  struct Part {
+    const std::uint64_t* src;
+    std::int64_t stride, words, w0, last;  // last: the last out word (from w0) the part reaches
+    int shift;
+  };
+  std::vector<Part> parts(static_cast<std::size_t>(j.n_parts));
+  std::int64_t at = 0;
+  for (int i = 0; i < j.n_parts; ++i) {
+    const std::int64_t w0 = at >> 6;
+    parts[static_cast<std::size_t>(i)] = {j.bit_src[i] + j.bit_offset[i], j.bit_stride[i], words_for(j.bit_count[i]),
+                                          w0, words_for(at + j.bit_count[i]) - 1 - w0, static_cast<int>(at & 63)};
+    at += j.bit_count[i];
+  }
+  const std::int64_t ow = j.c;
+  for (std::int64_t r = r0; r < r1; ++r) {
+    std::uint64_t* row = j.bits + r * ow;
+    for (const Part& p : parts) {
+      const std::uint64_t* src = p.src + r * p.stride;
+      std::uint64_t* o = row + p.w0;
+      if (p.shift == 0) {
+        o[0] = src[0];
+        for (std::int64_t w = 1; w < p.words; ++w) o[w] = src[w];
+        continue;
+      }
+      for (std::int64_t w = 1; w <= p.last; ++w) o[w] = 0;  // o[0] holds the earlier parts' bits
+      for (std::int64_t w = 0; w < p.words; ++w) {
+        o[w] |= src[w] << p.shift;
+        if (w + 1 <= p.last) o[w + 1] |= src[w] >> (64 - p.shift);
+      }
+    }
   }
 }
 
@@ -188,6 +252,8 @@ __attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r
     case Step::relu: relu_range(j, r0, r1); break;
     case Step::sigmoid: sigmoid_range(j, r0, r1); break;
     case Step::gate: gate_rows(j, r0, r1); break;
+    case Step::planes: planes_rows(j, r0, r1); break;
+    case Step::concat_bits: concat_bits_rows(j, r0, r1); break;
   }
 }
 
@@ -219,7 +285,11 @@ void task(void* ctx, std::int64_t t, int /*thread*/) {
 
 void run(Job& j, int num_threads) {
   if (j.rows <= 0 || j.c <= 0) return;
-  const double micros = static_cast<double>(j.rows) * static_cast<double>(j.c) / kFloatsPerMicro;
+  // planes: one pass over x per plane; concat_bits: about 2 ns per part and row (strided words)
+  const double micros = j.step == Step::concat_bits
+                            ? static_cast<double>(j.rows) * j.n_parts / kPartRowsPerMicro
+                            : static_cast<double>(j.rows) * static_cast<double>(j.c) *
+                                  (j.step == Step::planes ? j.n_planes : 1) / kFloatsPerMicro;
   const int threads = static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, std::max(num_threads, 1)));
   j.tasks = threads == 1 ? 1 : std::min<std::int64_t>(j.rows, 4 * static_cast<std::int64_t>(threads));
   parallel_run(threads, j.tasks, task, &j, micros);
@@ -267,6 +337,30 @@ void pack_shifted_parts(const float* const* parts, const std::int64_t* channels,
                         const float* scale, const float* bias, const float* shift, std::uint64_t* out,
                         int num_threads, Isa isa) {
   Job j = parts_job(Step::pack_parts, parts, channels, n_parts, rows, shift, scale, bias, nullptr, out, isa);
+  run(j, num_threads);
+}
+
+void pack_planes(const float* x, std::int64_t rows, std::int64_t c, int n_planes, const float* const* scale,
+                 const float* const* bias, const float* const* shift, std::uint64_t* out, int num_threads, Isa isa) {
+  // c: the channels of one plane (the cost estimate counts each plane's pass).
+  Job j{Step::planes, x, nullptr, nullptr, nullptr, nullptr, nullptr, out, rows, c, 1, isa};
+  j.plane_scale = scale;
+  j.plane_bias = bias;
+  j.plane_shift = shift;
+  j.n_planes = n_planes;
+  run(j, num_threads);
+}
+
+void concat_bits(const std::uint64_t* const* src, const std::int64_t* stride, const std::int64_t* offset,
+                 const std::int64_t* nbits, int n_parts, std::int64_t rows, std::int64_t out_words, std::uint64_t* out,
+                 int num_threads) {
+  // The word copies vectorize at no width in particular: the baseline body for every ISA.
+  Job j{Step::concat_bits, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, out, rows, out_words, 1, Isa::scalar};
+  j.bit_src = src;
+  j.bit_stride = stride;
+  j.bit_offset = offset;
+  j.bit_count = nbits;
+  j.n_parts = n_parts;
   run(j, num_threads);
 }
 

@@ -37,6 +37,23 @@ void pack_shifted_parts(const float* const* parts, const std::int64_t* channels,
                         const float* scale, const float* bias, const float* shift, std::uint64_t* out,
                         int num_threads, Isa isa);
 
+// A DenseNet block's feature x (rows x c floats) packed once for every later layer that reads
+// it: plane d < n_planes of row r at out + (r * n_planes + d) * words_for(c), the bits of
+// pack_shifted_parts's rule under plane d's per-channel vectors (each c entries or null):
+// z = x * scale[d] + bias[d] (skipped if scale[d] is null), then z - shift[d] (skipped if
+// null); bit 1 where z < 0. Each x is read once, while it is still in cache, instead of once
+// per later layer.
+void pack_planes(const float* x, std::int64_t rows, std::int64_t c, int n_planes, const float* const* scale,
+                 const float* const* bias, const float* const* shift, std::uint64_t* out, int num_threads, Isa isa);
+
+// out (rows x out_words uint64) = the concatenation of n_parts bit strings per row: part i's
+// nbits[i] bits start at src[i] + r * stride[i] + offset[i] (whole words, bits past nbits[i]
+// are 0) and land at bit nbits[0] + ... + nbits[i - 1]; out's tail bits are 0. A layer's
+// input gathered from the planes of its parts.
+void concat_bits(const std::uint64_t* const* src, const std::int64_t* stride, const std::int64_t* offset,
+                 const std::int64_t* nbits, int n_parts, std::int64_t rows, std::int64_t out_words, std::uint64_t* out,
+                 int num_threads);
+
 // out = the channel concatenation of n_parts arrays (part i: rows x channels[i] floats),
 // through out[r, j] = x * scale[j] + bias[j] when scale is not null (a DenseNet transition's
 // concat and BatchNorm in one pass; the same bits as the two steps apart).

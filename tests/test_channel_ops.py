@@ -93,8 +93,29 @@ def test_pack_shifted_parts_threads(isa):
         np.testing.assert_array_equal(_core.pack_shifted_parts(parts, shift, t, isa), want)
 
 
+@kernel_settings(60)
+@given(widths=st.lists(st.integers(1, 150), min_size=1, max_size=5), rows=st.integers(0, 9),
+       planes=st.lists(st.integers(1, 4), min_size=5, max_size=5), seed=st.integers(0, 2**32 - 1))
+def test_concat_bits_joins_planes(widths, rows, planes, seed):
+    """A DenseNet layer's input gathered from its parts' planes (runtime/fusion.py share_signs):
+    part i's bits from plane k of planes[i] side by side, parts starting mid-word, 1-3 threads,
+    equal to packing the concatenation of the ±1 values."""
+    rng = np.random.default_rng(seed)
+    values = [np.where(rng.random((rows, c)) < 0.5, -1, 1) for c in widths]
+    srcs, offsets = [], []
+    for v, n in zip(values, planes):
+        k = int(rng.integers(0, n))  # the plane that holds this part's bits
+        stack = [pack_pm(v if j == k else -v) for j in range(n)]
+        srcs.append(np.ascontiguousarray(np.concatenate(stack, axis=-1)))
+        offsets.append(k * ((v.shape[-1] + 63) // 64))
+    want = pack_pm(np.concatenate(values, axis=-1))
+    for t in (1, 2, 3):
+        np.testing.assert_array_equal(_core.concat_bits(srcs, offsets, list(widths), t), want)
+
+
 def test_channel_ops_errors():
     x, v = np.zeros((2, 3, 4), np.float32), np.zeros(4, np.float32)
+    w = np.zeros((2, 3, 2), np.uint64)
     cases = [
         (lambda: _core.channel_affine(x, v[:3], v), r"scale needs 4 entries"),
         (lambda: _core.channel_affine(x.astype(np.float64), v, v), "float32"),
@@ -110,6 +131,11 @@ def test_channel_ops_errors():
         (lambda: _core.pack_shifted_parts([x, x.astype(np.float64)], None), "float32"),
         (lambda: _core.pack_shifted_parts([x], None, scale=v), "scale and bias must be given together"),
         (lambda: _core.pack_shifted_parts([x], None, scale=v, bias=v[:3]), "bias needs 4 entries"),
+        (lambda: _core.concat_bits([], [], []), "one part at least"),
+        (lambda: _core.concat_bits([w, w[:1]], [0, 0], [64, 64]), "agree in all but the last axis"),
+        (lambda: _core.concat_bits([w], [1], [65]), "65 bits at word 1 do not fit its rows of 2 words"),
+        (lambda: _core.concat_bits([w], [0], [0]), "at least 1 bit, got 0"),
+        (lambda: _core.concat_bits([w.astype(np.int64)], [0], [64]), "uint64"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -96,7 +96,7 @@ def test_fused_equals_unfused_and_pytorch(tmp_path, name):
     by_output = {layer.output: layer for layer in plain.layers}
     for layer in fused.layers:
         if "+" in layer.name:
-            assert all(v == "input" or v in by_output for v in layer.inputs)
+            assert all(v == "input" or v in by_output or v.endswith(".planes") for v in layer.inputs)
             assert all(v in by_output for v in (layer.output, *layer.also_writes))
 
 
@@ -138,3 +138,30 @@ def test_densenet_blocks_copy_their_features_once(tmp_path):
     assert all(produced[v].op != "concat" for layer in joined for v in layer.inputs)
     signs = [layer for layer in fused if layer.op == "sign" and len(layer.inputs) > 1]
     assert len(signs) == 23 - 4  # every dense layer's sign but the first of each block reads several parts
+
+
+def test_densenet_features_are_packed_once_for_all_their_readers(tmp_path):
+    """share_signs: each feature of a dense block is packed once, right after the layer that makes
+    it, one plane per later layer that reads it; every layer's sign joins its parts' planes. The
+    parts start mid-word here (growth 16), and the result is the unfused graph's, bit for bit, on
+    the executor and on the Python runtime, 1-3 threads (test_fused_equals_unfused_and_pytorch)."""
+    model = MODELS["densenet"]()
+    path = tmp_path / "d.onebit"
+    check_export(model, torch.randn(32, 3, 32, 32), path)
+    fused = rt.load(path).layers
+    position = {layer.output: i for i, layer in enumerate(fused)}
+    planes = [layer for layer in fused if layer.op == "sign_planes"]
+    signs = [layer for layer in fused if layer.op == "sign" and len(layer.inputs) > 1]
+    assert len(signs) == 23 - 4 and all(v.endswith(".planes") for layer in signs for v in layer.inputs)
+    for layer in planes:  # right after the feature's layer, one plane per sign that reads it
+        (feature,) = layer.inputs
+        assert fused[position[feature] + 1] is layer
+        readers = sum(layer.output in s.inputs for s in signs)
+        channels = fused[position[feature]].out_shape[-1]
+        assert layer.out_shape[-1] == readers * ((channels + 63) // 64) * 64
+    # the block's input (the stem's or transition's output) and every dense layer's output but
+    # the block's last are read by a later layer's sign
+    assert len(planes) == 4 + 23 - 4
+    x = np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    python = rt.load(path, executor="python", num_threads=2)
+    assert rt.load(path)(x).tobytes() == python(x).tobytes() == rt.load(path, fuse=False)(x).tobytes()

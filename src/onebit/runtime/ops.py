@@ -379,6 +379,51 @@ def sign_of_parts_run(parts: list[str], shift: np.ndarray | None, affine: tuple[
 Native = Callable[[Any, dict[str, int], Any], None]  # Layer.native: (plan, ids, shapes) -> None
 
 
+Plane = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]  # (shift, scale, bias) of one reader
+
+
+def sign_planes_run(src: str, planes: list[Plane], out: str) -> Callable[[Values, int], None]:
+    """A feature packed once per later layer that reads it, side by side along the last axis:
+    plane d is the sign of ``src`` under reader d's BatchNorm and shift, each
+    ``_core.pack_shifted_parts`` of the one part (the executor's step: ``Plan.pack_planes``)."""
+
+    def run(values: Values, threads: int) -> None:
+        x = np.ascontiguousarray(values[src])
+        values[out] = np.concatenate([_core.pack_shifted_parts([x], shift, threads, scale=scale, bias=bias)
+                                      for shift, scale, bias in planes], axis=-1)
+
+    return run
+
+
+def sign_planes_native(src: str, channels: int, planes: list[Plane], out: str) -> Native:
+    """:func:`sign_planes_run` as an executor step."""
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.pack_planes(ids[src], ids[out], channels, planes)
+
+    return native
+
+
+def concat_planes_run(planes: list[str], offsets: list[int], channels: list[int], out: str) -> Callable[[Values, int], None]:
+    """A layer's packed input joined from its parts' planes: part i's ``channels[i]`` bits from
+    word ``offsets[i]`` of each row of ``planes[i]`` (``_core.concat_bits``)."""
+
+    def run(values: Values, threads: int) -> None:
+        values[out] = _core.concat_bits([values[v] for v in planes], offsets, channels, threads)
+
+    return run
+
+
+def concat_planes_native(planes: list[str], offsets: list[int], channels: list[int], strides: list[int],
+                         out: str) -> Native:
+    """:func:`concat_planes_run` as an executor step (strides: each planes value's words per row)."""
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.concat_bits([ids[v] for v in planes], strides, offsets, channels, ids[out])
+
+    return native
+
+
 def sign_of_parts_native(parts: list[str], shift: np.ndarray | None, affine: tuple[np.ndarray, np.ndarray] | None,
                          out: str) -> Native:
     """:func:`sign_of_parts_run` as an executor step."""
