@@ -313,6 +313,27 @@ void bind_plan(nb::module_& m) {
           },
           nb::arg("src"), nb::arg("dst"), nb::arg("c"), nb::arg("planes"))
       .def(
+          "affine_mean_sign",
+          [](Plan& p, int src, int mean, int bits, std::int64_t hw, std::int64_t c, nb::handle scale, nb::handle bias,
+             nb::handle shift) {
+            const char* fn = "Plan.affine_mean_sign";
+            const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
+            if (hw < 1 || c < 1) throw std::invalid_argument("Plan.affine_mean_sign: hw and c must be >= 1");
+            need_value(p, src, hw * c, false, fn, "src");
+            need_value(p, mean, c, false, fn, "mean");
+            need_value(p, bits, hw * onebit::words_for(c), true, fn, "bits");
+            if (scale.is_none() || bias.is_none()) throw std::invalid_argument("Plan.affine_mean_sign: needs scale and bias");
+            auto v = std::make_shared<std::array<std::vector<float>, 3>>(std::array<std::vector<float>, 3>{
+                copy_vector(scale, c, fn, "scale"), copy_vector(bias, c, fn, "bias"), copy_vector(shift, c, fn, "shift")});
+            p.step("affine, mean and sign", {src}, {mean, bits}, [=](void* const* s, std::int64_t n, int threads) {
+              onebit::affine_mean_sign(at<const float>(s, src), n, hw, c, (*v)[0].data(), (*v)[1].data(),
+                                       data_or_null((*v)[2]), at<float>(s, mean), at<std::uint64_t>(s, bits), threads,
+                                       isa);
+            });
+          },
+          nb::arg("src"), nb::arg("mean"), nb::arg("bits"), nb::arg("hw"), nb::arg("c"), nb::arg("scale"),
+          nb::arg("bias"), nb::arg("shift").none())
+      .def(
           "concat_bits",
           [](Plan& p, const std::vector<int>& srcs, const std::vector<std::int64_t>& strides,
              const std::vector<std::int64_t>& offsets, const std::vector<std::int64_t>& nbits, int dst) {

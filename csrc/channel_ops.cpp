@@ -21,7 +21,7 @@ constexpr double kFloatsPerMicro = 4000.0;
 constexpr double kMinMicrosPerThread = 8.0;
 constexpr double kPartRowsPerMicro = 500.0;
 
-enum class Step { affine, prelu, add, pack_shifted, pack_parts, affine_parts, clip, relu, sigmoid, gate, planes, concat_bits };
+enum class Step { affine, prelu, add, pack_shifted, pack_parts, affine_parts, clip, relu, sigmoid, gate, planes, concat_bits, affine_mean_sign };
 
 struct Job {
   Step step;
@@ -201,6 +201,35 @@ __attribute__((always_inline)) inline void concat_bits_rows(const Job& j, std::i
   }
 }
 
+// Tasks [r0, r1) of (sample, 64-channel word): the word's sign bits for every row of the
+// sample (pack_affine), and its channels' means (hw: rows per sample; out: the means).
+__attribute__((always_inline)) inline void affine_mean_sign_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
+  const std::int64_t c = j.c, words = words_for(c), hw = j.hw;
+  const PackAffineRowsFn pack = bitpack_kernels(j.isa).pack_affine;
+  const float inv = 1.0f / static_cast<float>(hw);
+  float acc[64];
+  for (std::int64_t t = r0; t < r1; ++t) {
+    const std::int64_t b = t / words, w = t % words, k0 = 64 * w, len = std::min<std::int64_t>(64, c - k0);
+    const float* xb = j.x + b * hw * c + k0;
+    const float* __restrict s = j.p1 + k0;
+    const float* __restrict bi = j.p2 + k0;
+    pack(xb, hw, len, c, s, bi, j.p0 != nullptr ? j.p0 + k0 : nullptr, j.bits + b * hw * words + w, words);
+    for (std::int64_t k = 0; k < len; ++k) {
+      const float z = xb[k] * s[k];
+      acc[k] = z + bi[k];
+    }
+    for (std::int64_t r = 1; r < hw; ++r) {
+      const float* __restrict row = xb + r * c;
+      for (std::int64_t k = 0; k < len; ++k) {
+        const float z = row[k] * s[k];
+        acc[k] += z + bi[k];
+      }
+    }
+    float* __restrict m = j.out + b * c + k0;
+    for (std::int64_t k = 0; k < len; ++k) m[k] = acc[k] * inv;
+  }
+}
+
 // Rows [r0, r1) of the parts written side by side into out, through the affine if given.
 __attribute__((always_inline)) inline void affine_parts_rows(const Job& j, std::int64_t r0, std::int64_t r1) {
   for (std::int64_t r = r0; r < r1; ++r) join_row(j, r, j.out + r * j.c);
@@ -254,6 +283,7 @@ __attribute__((always_inline)) inline void run_body(const Job& j, std::int64_t r
     case Step::gate: gate_rows(j, r0, r1); break;
     case Step::planes: planes_rows(j, r0, r1); break;
     case Step::concat_bits: concat_bits_rows(j, r0, r1); break;
+    case Step::affine_mean_sign: affine_mean_sign_rows(j, r0, r1); break;
   }
 }
 
@@ -286,8 +316,10 @@ void task(void* ctx, std::int64_t t, int /*thread*/) {
 void run(Job& j, int num_threads) {
   if (j.rows <= 0 || j.c <= 0) return;
   // planes: one pass over x per plane; concat_bits: about 2 ns per part and row (strided words)
-  const double micros = j.step == Step::concat_bits
-                            ? static_cast<double>(j.rows) * j.n_parts / kPartRowsPerMicro
+  // affine_mean_sign: rows are (sample, word) tasks of hw rows of 64 channels, two passes
+  const double micros = j.step == Step::concat_bits ? static_cast<double>(j.rows) * j.n_parts / kPartRowsPerMicro
+                        : j.step == Step::affine_mean_sign
+                            ? static_cast<double>(j.rows) * static_cast<double>(j.hw) * 128.0 / kFloatsPerMicro
                             : static_cast<double>(j.rows) * static_cast<double>(j.c) *
                                   (j.step == Step::planes ? j.n_planes : 1) / kFloatsPerMicro;
   const int threads = static_cast<int>(std::clamp<double>(micros / kMinMicrosPerThread, 1.0, std::max(num_threads, 1)));
@@ -348,6 +380,16 @@ void pack_planes(const float* x, std::int64_t rows, std::int64_t c, int n_planes
   j.plane_bias = bias;
   j.plane_shift = shift;
   j.n_planes = n_planes;
+  run(j, num_threads);
+}
+
+void affine_mean_sign(const float* x, std::int64_t n, std::int64_t hw, std::int64_t c, const float* scale,
+                      const float* bias, const float* shift, float* mean, std::uint64_t* bits, int num_threads,
+                      Isa isa) {
+  if (hw <= 0) return;
+  // One task per sample and 64-channel word: a word's bits and its channels' sums are its own.
+  Job j{Step::affine_mean_sign, x, nullptr, shift, scale, bias, mean, bits, n * words_for(c), c, 1, isa};
+  j.hw = hw;
   run(j, num_threads);
 }
 

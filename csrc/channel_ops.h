@@ -46,6 +46,16 @@ void pack_shifted_parts(const float* const* parts, const std::int64_t* channels,
 void pack_planes(const float* x, std::int64_t rows, std::int64_t c, int n_planes, const float* const* scale,
                  const float* const* bias, const float* const* shift, std::uint64_t* out, int num_threads, Isa isa);
 
+// A BatchNorm whose output only a global mean and a sign read (Real-to-Binary Net's block
+// input: its gate's squeeze and its binary conv's input), in one pass over x (n samples of hw
+// rows of c floats), the BatchNorm's output never stored: z = x * scale[j] + bias[j] (two
+// roundings); mean[b, j] = the sum of z over the sample's rows in order, from its first row
+// (fpool2d's average with a kernel of the whole image), times the float32 1 / hw;
+// bits[b, r] = pack_affine's of z - shift (shift may be null).
+void affine_mean_sign(const float* x, std::int64_t n, std::int64_t hw, std::int64_t c, const float* scale,
+                      const float* bias, const float* shift, float* mean, std::uint64_t* bits, int num_threads,
+                      Isa isa);
+
 // out (rows x out_words uint64) = the concatenation of n_parts bit strings per row: part i's
 // nbits[i] bits start at src[i] + r * stride[i] + offset[i] (whole words, bits past nbits[i]
 // are 0) and land at bit nbits[0] + ... + nbits[i - 1]; out's tail bits are 0. A layer's

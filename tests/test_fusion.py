@@ -165,3 +165,62 @@ def test_densenet_features_are_packed_once_for_all_their_readers(tmp_path):
     x = np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype(np.float32)
     python = rt.load(path, executor="python", num_threads=2)
     assert rt.load(path)(x).tobytes() == python(x).tobytes() == rt.load(path, fuse=False)(x).tobytes()
+
+
+class _PReLUStem(nn.Module):
+    """Real-to-Binary Net's stem, conv → BN → PReLU → 3×3/2 max-pool, before a binary conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(32),
+                                  nn.PReLU(32), nn.MaxPool2d(3, 2, 1))
+        self.conv = QuantConv2d(32, 64, 3, padding=1, bias=False, input_quantizer="ste_sign",
+                                weight_quantizer="ste_sign")
+        self.head = nn.Sequential(nn.BatchNorm2d(64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.head(self.conv(self.stem(x)))
+
+
+@pytest.mark.parametrize("slopes", ["rising", "one negative"])
+def test_prelu_stem_pools_its_raw_product(tmp_path, slopes):
+    """pool_stems: with every BatchNorm scale > 0 and every PReLU slope >= 0 the conv pools its
+    raw product and the executor gives the unfused bits (1-3 threads, ties and zeros included:
+    the input holds runs of equal pixels); one negative slope leaves the chain apart."""
+    torch.manual_seed(0)
+    model = randomize_bn(_PReLUStem(), positive=True)
+    with torch.no_grad():
+        model.stem[2].weight.uniform_(0.0, 0.5)
+        if slopes == "one negative":
+            model.stem[2].weight[5] = -0.25
+    path = tmp_path / "stem.onebit"
+    check_export(model, torch.randn(16, 3, 32, 32), path)
+    x = np.random.default_rng(4).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    x[:, :, 8:20, 8:20] = 0.5  # flat patches: equal conv outputs inside a pool window
+    plain = rt.load(path, fuse=False)(x)
+    for threads in (1, 2, 3):
+        fused = rt.load(path, num_threads=threads)
+        assert fused(x).tobytes() == plain.tobytes()
+    names = [layer.name for layer in fused.layers]
+    assert any(n.endswith("+stem.2+stem.3") for n in names) == (slopes == "rising"), names
+
+
+def test_real_to_binary_gate_inputs_in_one_pass(tmp_path):
+    """fuse_gate_inputs: each block's BatchNorm, which only the gate's mean and the binary conv's
+    sign read, runs as one step writing both (the BatchNorm's output is not stored); the
+    executor equals the Python runtime and the unfused graph (1-3 threads, a batch of 5)."""
+    torch.manual_seed(0)
+    model = MODELS["real_to_binary_net"]()
+    path = tmp_path / "r2b.onebit"
+    check_export(model, torch.randn(16, 3, 32, 32), path)
+    layers = rt.load(path).layers
+    gates = [layer for layer in layers if layer.also_shapes]
+    assert len(gates) == 16  # one per binary conv
+    for layer in gates:
+        assert "+mean" in layer.name and layer.out_shape[:2] == (1, 1)
+        assert layer.also_shapes[0] == (layer.in_shape, True)  # the sign: one bit per input value
+    x = np.random.default_rng(5).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    plain = rt.load(path, fuse=False)(x)
+    for threads in (1, 2, 3):
+        assert rt.load(path, num_threads=threads)(x).tobytes() == plain.tobytes()
+        assert rt.load(path, num_threads=threads, executor="python")(x).tobytes() == plain.tobytes()

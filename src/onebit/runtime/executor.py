@@ -102,8 +102,9 @@ def plan_runs(layers: list[Layer], graph_output: str, input_shape: tuple[int, ..
     shapes: Shapes = {"input": (tuple(input_shape), False)}
     for layer in layers:
         shapes[layer.output] = (tuple(layer.out_shape), layer.out_bits)
-        for extra in layer.also_writes:
-            shapes[extra] = (tuple(layer.out_shape), True)
+        for k, extra in enumerate(layer.also_writes):
+            shape, bits = layer.also_shapes[k] if layer.also_shapes else (layer.out_shape, True)
+            shapes[extra] = (tuple(shape), bits)
     # Who reads each value, by position; the caller reads the graph output after the last.
     last_read: dict[str, int] = {graph_output: len(layers)}
     for i, layer in enumerate(layers):

@@ -18,6 +18,12 @@ concatenation (see there).
 :func:`share_signs`: each of a DenseNet block's features is packed once, right after it is
 made, for every later layer that reads it; each layer's input is then joined from those bits.
 
+:func:`pool_stems`: a float conv → PReLU → max-pool (Real-to-Binary Net's stem) pools the conv's
+raw product in its kernel, as the exporter does for a ReLU, where every channel's stage rises.
+
+:func:`fuse_gate_inputs`: a BatchNorm read only by a global mean and a sign (Real-to-Binary
+Net's block input) runs as one pass that writes the mean and the bits, not the BatchNorm.
+
 :func:`fuse_transitions`: a BatchNorm affine (of one value or of a concat's parts) read only
 by a float max-pool, itself optionally read only by a ReLU (a DenseNet transition), runs as
 one executor step that makes each input row as it pools it.
@@ -27,6 +33,7 @@ one executor step that makes each input row as it pools it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +42,7 @@ from onebit.runtime.ops import (Layer, Plane, Values, affine_of_parts_native, af
                                 concat_planes_native, concat_planes_run, concat_run, sign_of_parts_native,
                                 sign_of_parts_run, sign_planes_native, sign_planes_run, words)
 
-__all__ = ["fuse_layers", "fuse_transitions", "share_signs", "unfold_concats"]
+__all__ = ["fuse_gate_inputs", "fuse_layers", "fuse_transitions", "pool_stems", "share_signs", "unfold_concats"]
 
 
 def fuse_layers(layers: list[Layer], graph_output: str) -> list[Layer]:
@@ -293,3 +300,119 @@ def share_signs(layers: list[Layer], graph_output: str) -> list[Layer]:
         out.append(joins.get(i, layer))
         out.extend(after.get(i, []))
     return out
+
+
+def pool_stems(layers: list[Layer], graph_output: str) -> list[Layer]:
+    """The layers with every float conv → PReLU → float max-pool chain as one conv that pools.
+
+    The conv (no pool of its own, a BatchNorm stage z = y·scale + bias, no activation) is read
+    only by the PReLU, the PReLU only by the max-pool. Where every scale is > 0 and every slope
+    ≥ 0, z and the PReLU of it rise with y in every channel, so the max of the PReLU over a
+    window is the PReLU of the window's max of y: the conv pools its raw product in its kernel
+    (fconv.h, pool_stage), a quarter of the output at stride 2, and the BatchNorm and PReLU run
+    on the pooled values. The exporter pools a ReLU's input the same way (export/graph.py).
+    The PReLU never gives −0 (its sum has a +0 term), so ties keep their bits. Python runs the
+    three steps in order (the reference); the executor runs the pooled form.
+    """
+    readers: dict[str, list[int]] = defaultdict(list)
+    for i, layer in enumerate(layers):
+        for v in layer.inputs:
+            readers[v].append(i)
+
+    def sole_reader(i: int) -> int | None:
+        users = readers[layers[i].output]
+        if layers[i].output == graph_output or layers[i].also_writes or len(users) != 1:
+            return None
+        return users[0]
+
+    merged: dict[int, Layer] = {}
+    removed: set[int] = set()
+    for i, conv in enumerate(layers):
+        if "fconv" not in conv.fusion or conv.fusion["fconv"][3] is None or i in removed:
+            continue
+        act, pool = sole_reader(i), None
+        if act is not None and isinstance(layers[act].fusion.get("prelu"), tuple):
+            pool = sole_reader(act)
+        if pool is None or "maxpool" not in layers[pool].fusion:
+            continue
+        fconv, (shift_in, slope, shift_out) = conv.fusion["fconv"], layers[act].fusion["prelu"]
+        if not ((fconv[3] > 0).all() and (slope >= 0).all()):
+            continue
+        chain = [conv, layers[act], layers[pool]]
+        merged[pool] = Layer(
+            "+".join(layer.name for layer in chain), "conv2d", conv.kind, conv.in_shape, layers[pool].out_shape,
+            False, output=layers[pool].output, inputs=conv.inputs, run=_in_order([layer.run for layer in chain]),
+            native=_pooled_stem_native(conv.inputs[0], fconv, layers[pool].fusion["maxpool"],
+                                       (shift_in, slope, shift_out), layers[pool].out_shape, layers[pool].output))
+        removed.update((i, act))
+    return [merged.get(i, layer) for i, layer in enumerate(layers) if i not in removed]
+
+
+def _in_order(runs: list[Callable[[Values, int], None]]) -> Callable[[Values, int], None]:
+    def run(values: Values, threads: int) -> None:
+        for step in runs:
+            step(values, threads)
+
+    return run
+
+
+def _pooled_stem_native(src: str, fconv: tuple, pool: tuple, prelu: tuple, out_shape: tuple[int, ...],
+                        out: str) -> Callable[[Any, dict[str, int], Any], None]:
+    """The conv pooling its raw product with its BatchNorm after the pool, then the PReLU."""
+    conv, h, w, scale, bias = fconv
+    kernel, stride, pad, pad_end = pool
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        pooled = plan.value(math.prod(out_shape), False)
+        plan.fconv(ids[src], pooled, conv, h, w, scale, bias, "none", False, (kernel, stride, pad, pad_end), False)
+        plan.prelu(pooled, ids[out], out_shape[-1], *prelu)
+
+    return native
+
+
+def fuse_gate_inputs(layers: list[Layer], graph_output: str) -> list[Layer]:
+    """The layers with every BatchNorm that only a global mean and a sign read as one layer.
+
+    Real-to-Binary Net's block normalizes its input (an affine), then squeezes it for the gate
+    (a global average pool) and packs its sign for the binary conv: three passes over the
+    activation and one stored copy of it. Here one executor step (``Plan.affine_mean_sign``)
+    reads the input once and writes the mean and the bits: the BatchNorm's output is summed in
+    row order from the first row, as the average pool sums it, and packed with the sign's
+    shift, so the results are the three steps' bits. Python runs the three steps in order.
+    """
+    readers: dict[str, list[int]] = defaultdict(list)
+    for i, layer in enumerate(layers):
+        for v in layer.inputs:
+            readers[v].append(i)
+    merged: dict[int, Layer] = {}
+    removed: set[int] = set()
+    for i, affine in enumerate(layers):
+        users = readers[affine.output]
+        if ("affine" not in affine.fusion or affine.output == graph_output or affine.also_writes
+                or len(affine.in_shape) != 3 or len(users) != 2):
+            continue
+        pool = next((j for j in users if "avgpool" in layers[j].fusion), None)
+        sign = next((j for j in users if "sign" in layers[j].fusion and len(layers[j].inputs) == 1), None)
+        if pool is None or sign is None:
+            continue
+        h, w, c = affine.in_shape
+        kernel, _, pad = layers[pool].fusion["avgpool"]
+        if tuple(kernel) != (h, w) or tuple(pad) != (0, 0) or layers[pool].output == graph_output:
+            continue
+        scale, bias = affine.fusion["affine"]
+        shift = layers[sign].fusion["sign"]
+        chain = [affine, layers[pool], layers[sign]]
+        mean_out, bits_out = layers[pool].output, layers[sign].output
+
+        def native(plan: Any, ids: dict[str, int], shapes: Any, src: str = affine.inputs[0], hw: int = h * w,
+                   c: int = c, scale: Any = scale, bias: Any = bias, shift: Any = shift, mean_out: str = mean_out,
+                   bits_out: str = bits_out) -> None:
+            plan.affine_mean_sign(ids[src], ids[mean_out], ids[bits_out], hw, c, scale, bias, shift)
+
+        merged[min(pool, sign)] = Layer(
+            "+".join(layer.name for layer in chain), "affine", "float", affine.in_shape, layers[pool].out_shape,
+            False, output=mean_out, inputs=affine.inputs, also_writes=(bits_out,),
+            also_shapes=((layers[sign].out_shape, True),), run=_in_order([layer.run for layer in chain]),
+            native=native)
+        removed.update((i, pool, sign))
+    return [merged[i] if i in merged else layer for i, layer in enumerate(layers) if i not in removed or i in merged]

@@ -27,7 +27,8 @@ from onebit.runtime import malloc
 from onebit.runtime.bitpack import unpack_bits
 from onebit.runtime.container import MAX_FILE_BYTES, read_container
 from onebit.runtime.executor import Segment, plan_runs, time_layer
-from onebit.runtime.fusion import fuse_layers, fuse_transitions, share_signs, unfold_concats
+from onebit.runtime.fusion import (fuse_gate_inputs, fuse_layers, fuse_transitions, pool_stems, share_signs,
+                                   unfold_concats)
 from onebit.runtime.ops import BUILDERS, MULTI_INPUT, Layer, NodeReader
 
 __all__ = ["EXECUTORS", "FORMAT", "FORMAT_VERSION", "Layer", "Model", "load"]
@@ -55,8 +56,9 @@ class Model:
         _build(self, graph, tensors, where)  # validates everything read below
         if fuse:
             output = graph["output"]
-            self.layers = share_signs(fuse_transitions(unfold_concats(fuse_layers(self.layers, output), output),
-                                                       output), output)
+            layers = fuse_gate_inputs(fuse_layers(pool_stems(self.layers, output), output), output)
+            layers = unfold_concats(layers, output)
+            self.layers = share_signs(fuse_transitions(layers, output), output)
         self.in_shape = tuple(graph["input"]["shape"])
         self._output = graph["output"]
         self.executor = executor

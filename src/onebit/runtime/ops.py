@@ -62,6 +62,8 @@ class Layer:
     output: str = ""  # the value it writes
     inputs: tuple[str, ...] = ()  # the values it reads
     also_writes: tuple[str, ...] = ()  # further values it writes (a fused sign's bits)
+    # their (shape, bits) where they are not (out_shape, True); empty: all are
+    also_shapes: tuple[tuple[tuple[int, ...], bool], ...] = ()
     seconds: float = 0.0  # accumulated while the model runs with profile = True
     calls: int = 0
     run: Callable[[Values, int], None] | None = field(default=None, repr=False)
@@ -695,7 +697,8 @@ def avgpool2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], bits: b
     def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
         plan.fpool(ids[src], ids[out], shape[0], shape[1], shape[2], (kernel, stride, pad, None), True)
 
-    return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run, native=native)
+    return Layer("", "avgpool2d", "float", shape, (ph, pw, shape[2]), False, run=run, native=native,
+                 fusion={"avgpool": (kernel, stride, pad)})
 
 
 def _narrow_group_conv(src: str, out: str, wbits: np.ndarray, cin: int, groups: int, kernel: tuple[int, int],
@@ -863,6 +866,10 @@ def conv2d(r: NodeReader, src: str, out: str, shape: tuple[int, ...], in_bits: b
         def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
             plan.fconv(ids[src], ids[out], conv, h, w, scale, bias, act_name, bits_out, pool, False)
 
+        # runtime/fusion.py (pool_stems): an unpooled float conv with a plain stage takes a max-pool
+        # that follows its PReLU
+        if pool is None and not bits_out and act_name == "none":
+            fusion["fconv"] = (conv, h, w, scale, bias)
         kind = "binary weights, float input" if weights == "bits" else "float"
     return Layer("", "conv2d", kind, shape, (*out_hw, cout), out_kind == "bits", run=run, fusion=fusion,
                  native=native)
