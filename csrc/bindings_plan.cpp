@@ -131,32 +131,6 @@ struct DenseStage {
 template <typename T>
 T* at(void* const* slots, int id) { return static_cast<T*>(slots[id]); }
 
-// fmaxpool2d_rows' row source for a DenseNet transition: row i of image b of the parts'
-// concatenation through the BatchNorm affine (channel_affine_parts' arithmetic).
-struct AffinePartsRows {
-  std::vector<const float*> parts;
-  std::vector<std::int64_t> channels;
-  std::int64_t h, w;
-  const float* scale;
-  const float* bias;
-  onebit::Isa isa;
-
-  static void row(const void* ctx, std::int64_t b, std::int64_t i, float* out) {
-    const auto& r = *static_cast<const AffinePartsRows*>(ctx);
-    const std::int64_t pixel = (b * r.h + i) * r.w;
-    const float* at_row[256];
-    std::vector<const float*> many;
-    const float** p = at_row;
-    if (r.parts.size() > 256) {
-      many.resize(r.parts.size());
-      p = many.data();
-    }
-    for (std::size_t k = 0; k < r.parts.size(); ++k) p[k] = r.parts[k] + pixel * r.channels[k];
-    onebit::channel_affine_parts_serial(p, r.channels.data(), static_cast<int>(r.parts.size()), r.w, r.scale, r.bias,
-                                        out, r.isa);
-  }
-};
-
 }  // namespace
 
 void bind_plan(nb::module_& m) {
@@ -786,7 +760,7 @@ void bind_plan(nb::module_& m) {
           "transition",
           [](Plan& p, const std::vector<int>& srcs, const std::vector<std::int64_t>& channels, int dst, std::int64_t h,
              std::int64_t w, nb::handle scale, nb::handle bias, nb::handle pool, bool relu) {
-            // maxpool(affine(concat(parts))) [then relu], each input row made as it is pooled.
+            // maxpool(affine(concat(parts))) [then relu], each part's window rows read in place.
             const char* fn = "Plan.transition";
             const onebit::Isa isa = onebit::resolve_isa("");  // ONEBIT_ISA, read when the step is planned
             if (srcs.empty() || srcs.size() != channels.size()) {
@@ -806,10 +780,11 @@ void bind_plan(nb::module_& m) {
                 std::array<std::vector<float>, 2>{copy_vector(scale, c, fn, "scale"), copy_vector(bias, c, fn, "bias")});
             if ((*v)[0].empty() || (*v)[1].empty()) throw std::invalid_argument("Plan.transition: scale and bias are required");
             p.step("concat+affine+maxpool2d", srcs, {dst}, [=](void* const* s, std::int64_t n, int threads) {
-              AffinePartsRows rows{{}, channels, h, w, (*v)[0].data(), (*v)[1].data(), isa};
-              for (int id : srcs) rows.parts.push_back(at<const float>(s, id));
-              onebit::fmaxpool2d_rows(&AffinePartsRows::row, &rows, n, h, w, c, pl.kernel, pl.stride, pl.padding, relu,
-                                      at<float>(s, dst), threads, pl.padding_end, isa);
+              std::vector<const float*> parts;
+              for (int id : srcs) parts.push_back(at<const float>(s, id));
+              onebit::faffine_maxpool_parts(parts.data(), channels.data(), static_cast<int>(parts.size()), n, h, w,
+                                            (*v)[0].data(), (*v)[1].data(), pl.kernel, pl.stride, pl.padding,
+                                            pl.padding_end, relu, at<float>(s, dst), threads, isa);
             });
           },
           nb::arg("srcs"), nb::arg("channels"), nb::arg("dst"), nb::arg("h"), nb::arg("w"), nb::arg("scale"),

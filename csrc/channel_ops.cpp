@@ -412,12 +412,6 @@ void channel_affine_parts(const float* const* parts, const std::int64_t* channel
   run(j, num_threads);
 }
 
-void channel_affine_parts_serial(const float* const* parts, const std::int64_t* channels, int n_parts,
-                                 std::int64_t rows, const float* scale, const float* bias, float* out, Isa isa) {
-  Job j = parts_job(Step::affine_parts, parts, channels, n_parts, rows, nullptr, scale, bias, out, nullptr, isa);
-  task(&j, 0, 0);
-}
-
 void relu_f32(const float* x, std::int64_t n, float* out, int num_threads, Isa isa) {
   Job j{Step::relu, x, nullptr, nullptr, nullptr, nullptr, out, nullptr, n, 1, 1, isa};
   run(j, num_threads);

@@ -70,10 +70,6 @@ void concat_bits(const std::uint64_t* const* src, const std::int64_t* stride, co
 void channel_affine_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t rows,
                           const float* scale, const float* bias, float* out, int num_threads, Isa isa);
 
-// The same on the calling thread (a row source of fmaxpool2d_rows).
-void channel_affine_parts_serial(const float* const* parts, const std::int64_t* channels, int n_parts,
-                                 std::int64_t rows, const float* scale, const float* bias, float* out, Isa isa);
-
 // Elementwise on n floats, numpy's semantics: relu is maximum(x, 0) (x <= 0 -> +0, NaN kept),
 // clip is minimum(maximum(x, low), high); sigmoid is 1 / (1 + exp(-x)) in double (std::exp),
 // rounded once to float32 (a gate's squashing: the runtime's reference calls this kernel too).

@@ -100,11 +100,22 @@ using FconvPoolStageFn = void (*)(const float* const* rows, std::int64_t nrows, 
 // the float MACs done. The float side of the roofline (benchmarks/bench_roofline.py).
 using FconvPeakFn = std::uint64_t (*)(std::int64_t iters);
 
+// One output row of a max-pool of a per-channel affine of the input, then optionally ReLU (a
+// DenseNet transition's BatchNorm, max-pool and ReLU on one part of its features): rows[i],
+// i < nrows, are the window's input rows in order, w pixels of c floats each, ldx floats
+// apart. Per channel j < c, a(x) = x * scale[j] + bias[j] (two roundings); output pixel q's
+// columns k as pool_stage's; t_k = a(rows[0][k]), then t_k = max(a(rows[i][k]), t_k);
+// m = t_k0, then m = max(t_k, m); out[q * ldo + j] = m, or with relu (m <= 0 ? +0 : m).
+using FconvAffinePoolFn = void (*)(const float* const* rows, std::int64_t nrows, std::int64_t w, std::int64_t ldx,
+                                   std::int64_t c, std::int64_t pw, std::int64_t kw, std::int64_t sw, std::int64_t pad,
+                                   const float* scale, const float* bias, bool relu, float* out, std::int64_t ldo);
+
 struct FconvKernels {
   FconvGemmFn gemm;            // nullptr where the ISA is not compiled for this architecture
   FconvDepthwiseFn depthwise;
   FconvMaxFn max;
   FconvPoolStageFn pool_stage;
+  FconvAffinePoolFn affine_pool;
   double macs_per_us;          // rough single-thread speed (Zen 5), for the thread planner
   FconvPeakFn peak;            // nullptr for the scalar reference (no peak to speak of)
 };
@@ -199,16 +210,17 @@ void fpool2d(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std
              std::array<std::int64_t, 2> padding, bool mean, float* out, int num_threads,
              std::array<std::int64_t, 2> padding_end = {-1, -1}, Isa isa = Isa::scalar);
 
-// fpool2d's max-pool of an input whose rows are made on demand, never stored whole:
-// source(ctx, b, i, row) writes input row i of image b (w * c floats) into row. Each output
-// row reduces its window's rows in order as fpool2d does (the same bits as fpool2d on the
-// stored input), then with relu takes maximum(y, 0) (x <= 0 -> +0, as numpy). A DenseNet
-// transition's BatchNorm of the block's concatenated features, pooled as it is computed.
-using PoolRowFn = void (*)(const void* ctx, std::int64_t b, std::int64_t i, float* row);
-void fmaxpool2d_rows(PoolRowFn source, const void* source_ctx, std::int64_t n, std::int64_t h, std::int64_t w,
-                     std::int64_t c, std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
-                     std::array<std::int64_t, 2> padding, bool relu, float* out, int num_threads,
-                     std::array<std::int64_t, 2> padding_end = {-1, -1}, Isa isa = Isa::scalar);
+// A DenseNet transition of the channel concatenation of n_parts NHWC arrays (part k: n x h x
+// w x channels[k]): relu?(maxpool(concat * scale + bias)) -> out: n x PH x PW x C, C the
+// channels in all: fpool2d's maxima of the BatchNorm's output, in fpool2d's order, then with
+// relu maximum(y, 0) as numpy (y <= 0 -> +0, NaN kept); the BatchNorm's output is never
+// stored: each part's window rows are read in place by the ISA's affine_pool kernel. Threaded
+// over output rows.
+void faffine_maxpool_parts(const float* const* parts, const std::int64_t* channels, int n_parts, std::int64_t n,
+                           std::int64_t h, std::int64_t w, const float* scale, const float* bias,
+                           std::array<std::int64_t, 2> kernel, std::array<std::int64_t, 2> stride,
+                           std::array<std::int64_t, 2> padding, std::array<std::int64_t, 2> padding_end, bool relu,
+                           float* out, int num_threads, Isa isa);
 
 // The specification of y (no pool, no stage): plain loops, one thread, std::fma.
 // w: O x KH x KW x Cg; y: n x OH x OW x O.

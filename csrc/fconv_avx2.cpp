@@ -177,6 +177,36 @@ ONEBIT_TARGET_AVX2 void pool_stage_avx2(const float* const* rows, std::int64_t n
     }
   }
 }
+// A transition part's row (fconv.h), 8 channels per ymm, as the AVX-512 kernel.
+ONEBIT_TARGET_AVX2 inline __m256 affine8(const float* p, __m256i m, __m256 sc, __m256 bi) {
+  __m256 t = _mm256_mul_ps(_mm256_maskload_ps(p, m), sc);
+  __asm__("" : "+x"(t));  // two roundings: no contraction into an FMA
+  return _mm256_add_ps(t, bi);
+}
+
+ONEBIT_TARGET_AVX2 void affine_pool_avx2(const float* const* rows, std::int64_t nrows, std::int64_t w, std::int64_t ldx,
+                                         std::int64_t c, std::int64_t pw, std::int64_t kw, std::int64_t sw,
+                                         std::int64_t pad, const float* scale, const float* bias, bool relu, float* out,
+                                         std::int64_t ldo) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (std::int64_t c0 = 0; c0 < c; c0 += 8) {
+    const __m256i m = lanes_below(c - c0);
+    const __m256 sc = _mm256_maskload_ps(scale + c0, m), bi = _mm256_maskload_ps(bias + c0, m);
+    for (std::int64_t q = 0; q < pw; ++q) {
+      const std::int64_t k0 = q * sw - pad < 0 ? 0 : q * sw - pad;
+      const std::int64_t k1 = q * sw - pad + kw < w ? q * sw - pad + kw : w;
+      __m256 best = zero;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t at = k * ldx + c0;
+        __m256 t = affine8(rows[0] + at, m, sc, bi);
+        for (std::int64_t i = 1; i < nrows; ++i) t = _mm256_max_ps(affine8(rows[i] + at, m, sc, bi), t);
+        best = k == k0 ? t : _mm256_max_ps(t, best);
+      }
+      if (relu) best = _mm256_blendv_ps(best, zero, _mm256_cmp_ps(best, zero, _CMP_LE_OQ));
+      _mm256_maskstore_ps(out + q * ldo + c0, m, best);
+    }
+  }
+}
 
 // 12 independent FMA chains of 8 lanes (12 + the 2 operands fit the 16 ymm registers); the empty asm keeps the multiplicands opaque
 // so the compiler cannot fold the loop. One iteration = 12 x 8 float MACs.
@@ -198,14 +228,15 @@ ONEBIT_TARGET_AVX2 std::uint64_t peak_avx2(std::int64_t iters) {
 
 }  // namespace
 
-const FconvKernels kFconvAvx2 = {gemm_avx2, depthwise_avx2, max_avx2, pool_stage_avx2, 50000.0, peak_avx2};
+const FconvKernels kFconvAvx2 = {gemm_avx2,       depthwise_avx2, max_avx2, pool_stage_avx2, affine_pool_avx2,
+                                 50000.0,         peak_avx2};
 
 }  // namespace onebit
 
 #else  // not x86
 
 namespace onebit {
-const FconvKernels kFconvAvx2 = {nullptr, nullptr, nullptr, nullptr, 1.0, nullptr};
+const FconvKernels kFconvAvx2 = {nullptr, nullptr, nullptr, nullptr, nullptr, 1.0, nullptr};
 }  // namespace onebit
 
 #endif

@@ -192,6 +192,38 @@ ONEBIT_TARGET_AVX512 void pool_stage_avx512(const float* const* rows, std::int64
     }
   }
 }
+// A transition part's row (fconv.h): per 16-channel vector, each tap through the affine,
+// then the rows' max per column and the columns' max, as specified; relu by a compare
+// (m <= 0 -> +0, NaN kept), not vmaxps (which would turn NaN into 0).
+ONEBIT_TARGET_AVX512 inline __m512 affine16(const float* p, __mmask16 m, __m512 sc, __m512 bi) {
+  __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p), sc);
+  __asm__("" : "+v"(t));  // two roundings: no contraction into an FMA
+  return _mm512_add_ps(t, bi);
+}
+
+ONEBIT_TARGET_AVX512 void affine_pool_avx512(const float* const* rows, std::int64_t nrows, std::int64_t w,
+                                             std::int64_t ldx, std::int64_t c, std::int64_t pw, std::int64_t kw,
+                                             std::int64_t sw, std::int64_t pad, const float* scale, const float* bias,
+                                             bool relu, float* out, std::int64_t ldo) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (std::int64_t c0 = 0; c0 < c; c0 += 16) {
+    const __mmask16 m = lanes_below(c - c0);
+    const __m512 sc = _mm512_maskz_loadu_ps(m, scale + c0), bi = _mm512_maskz_loadu_ps(m, bias + c0);
+    for (std::int64_t q = 0; q < pw; ++q) {
+      const std::int64_t k0 = q * sw - pad < 0 ? 0 : q * sw - pad;
+      const std::int64_t k1 = q * sw - pad + kw < w ? q * sw - pad + kw : w;
+      __m512 best = zero;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t at = k * ldx + c0;
+        __m512 t = affine16(rows[0] + at, m, sc, bi);
+        for (std::int64_t i = 1; i < nrows; ++i) t = _mm512_max_ps(affine16(rows[i] + at, m, sc, bi), t);
+        best = k == k0 ? t : _mm512_max_ps(t, best);
+      }
+      if (relu) best = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), best, zero);
+      _mm512_mask_storeu_ps(out + q * ldo + c0, m, best);
+    }
+  }
+}
 
 // 16 independent FMA chains of 16 lanes; the empty asm keeps the multiplicands opaque
 // so the compiler cannot fold the loop. One iteration = 16 x 16 float MACs.
@@ -213,15 +245,15 @@ ONEBIT_TARGET_AVX512 std::uint64_t peak_avx512(std::int64_t iters) {
 
 }  // namespace
 
-const FconvKernels kFconvAvx512 = {gemm_avx512, depthwise_avx512, max_avx512, pool_stage_avx512, 120000.0,
-                                   peak_avx512};
+const FconvKernels kFconvAvx512 = {gemm_avx512,        depthwise_avx512,   max_avx512, pool_stage_avx512,
+                                   affine_pool_avx512, 120000.0,           peak_avx512};
 
 }  // namespace onebit
 
 #else  // not x86
 
 namespace onebit {
-const FconvKernels kFconvAvx512 = {nullptr, nullptr, nullptr, nullptr, 1.0, nullptr};
+const FconvKernels kFconvAvx512 = {nullptr, nullptr, nullptr, nullptr, nullptr, 1.0, nullptr};
 }  // namespace onebit
 
 #endif

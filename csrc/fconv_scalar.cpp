@@ -131,8 +131,30 @@ void pool_stage_scalar(const float* const* rows, std::int64_t nrows, std::int64_
   }
 }
 
+void affine_pool_scalar(const float* const* rows, std::int64_t nrows, std::int64_t w, std::int64_t ldx, std::int64_t c,
+                        std::int64_t pw, std::int64_t kw, std::int64_t sw, std::int64_t pad, const float* scale,
+                        const float* bias, bool relu, float* out, std::int64_t ldo) {
+  for (std::int64_t q = 0; q < pw; ++q) {
+    const std::int64_t k0 = std::max<std::int64_t>(0, q * sw - pad), k1 = std::min(w, q * sw - pad + kw);
+    for (std::int64_t j = 0; j < c; ++j) {
+      float m = 0.0f;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        float t = 0.0f;
+        for (std::int64_t i = 0; i < nrows; ++i) {
+          const float p = rows[i][k * ldx + j] * scale[j];
+          const float a = p + bias[j];
+          t = i == 0 || t < a ? a : t;
+        }
+        m = k == k0 || m < t ? t : m;
+      }
+      out[q * ldo + j] = relu && m <= 0.0f ? 0.0f : m;
+    }
+  }
+}
+
 }  // namespace
 
-const FconvKernels kFconvScalar = {gemm_scalar, depthwise_scalar, max_scalar, pool_stage_scalar, 500.0, nullptr};
+const FconvKernels kFconvScalar = {gemm_scalar, depthwise_scalar, max_scalar, pool_stage_scalar, affine_pool_scalar,
+                                   500.0, nullptr};
 
 }  // namespace onebit
