@@ -46,14 +46,7 @@ void pack_affine_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t
       const std::int64_t n = cols - begin < 64 ? cols - begin : 64;
       std::uint64_t word = 0;
       for (std::int64_t j = 0; j < n; ++j) {
-        const std::int64_t k = begin + j;
-        float z = row[k];
-        if (scale != nullptr) {
-          const float t = z * scale[k];
-          z = t + bias[k];
-        }
-        if (shift != nullptr) z = z - shift[k];
-        word |= static_cast<std::uint64_t>(z < 0.0f) << j;
+        word |= static_cast<std::uint64_t>(affine_sign_bit(row, scale, bias, shift, begin + j)) << j;
       }
       dst[w] = word;
     }

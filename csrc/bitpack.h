@@ -54,6 +54,18 @@ const BitpackKernels& bitpack_kernels(Isa isa);
 // The reference implementations.
 void pack_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t cols, std::uint64_t* out);
 void unpack_rows_f32_scalar(const std::uint64_t* packed, std::int64_t rows, std::int64_t cols, float* out);
+// pack_affine's rule for column k of a row: 1 iff ((x[k] * scale[k]) + bias[k]) - shift[k] < 0,
+// each step rounded, the affine skipped when scale is null, the shift when shift is null.
+inline bool affine_sign_bit(const float* x, const float* scale, const float* bias, const float* shift,
+                            std::int64_t k) {
+  float z = x[k];
+  if (scale != nullptr) {
+    const float t = z * scale[k];
+    z = t + bias[k];
+  }
+  if (shift != nullptr) z = z - shift[k];
+  return z < 0.0f;
+}
 void pack_affine_rows_f32_scalar(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t ldx,
                                  const float* scale, const float* bias, const float* shift, std::uint64_t* out,
                                  std::int64_t ldo);

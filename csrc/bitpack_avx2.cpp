@@ -76,16 +76,7 @@ ONEBIT_TARGET_AVX2 void pack_affine_avx2(const float* x, std::int64_t rows, std:
         word |= static_cast<std::uint64_t>(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(z, zero, _CMP_LT_OQ))))
                 << j;
       }
-      for (; j < n; ++j) {
-        const std::int64_t k = b + j;
-        float z = row[k];
-        if (scale != nullptr) {
-          const float t = z * scale[k];
-          z = t + bias[k];
-        }
-        if (shift != nullptr) z = z - shift[k];
-        word |= static_cast<std::uint64_t>(z < 0.0f) << j;
-      }
+      for (; j < n; ++j) word |= static_cast<std::uint64_t>(affine_sign_bit(row, scale, bias, shift, b + j)) << j;
       dst[w] = word;
     }
   }

@@ -344,13 +344,13 @@ struct FconvRun {
     }
     s.ring.resize(static_cast<std::size_t>(ring_rows * ow * ytot));
     s.keys.assign(static_cast<std::size_t>(ring_rows), -1);
-    if (pool.on) {
+    // One channel block (groups = 1, or depthwise): the pool and the stage in one kernel pass.
+    const bool one_pass = pool.on && (cv.groups_ == 1 || cv.depthwise_);
+    if (pool.on && !one_pass) {
       s.vmax.resize(static_cast<std::size_t>(ow * ytot));
       s.pooled.resize(static_cast<std::size_t>(pw * ytot));
     }
     if (stage.bits) s.z.resize(static_cast<std::size_t>(pw * o));
-    // One channel block (groups = 1, or depthwise): the pool and the stage in one kernel pass.
-    const bool one_pass = pool.on && (cv.groups_ == 1 || cv.depthwise_);
     for (std::int64_t gr = r0; gr < r1; ++gr) {
       const std::int64_t b = gr / ph, r = gr % ph;
       if (one_pass) {

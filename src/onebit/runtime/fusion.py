@@ -185,17 +185,7 @@ def fuse_transitions(layers: list[Layer], graph_output: str) -> list[Layer]:
     Its Python run is the three runs in order (the reference); its executor step
     (``Plan.transition``) computes each affine row as the pool reads it, so the affine's
     output (5.6 MB at BinaryDenseNet's first transition) is never stored."""
-    readers: dict[str, list[int]] = defaultdict(list)
-    for i, layer in enumerate(layers):
-        for v in layer.inputs:
-            readers[v].append(i)
-
-    def sole_reader(i: int) -> int | None:
-        """The position of the one layer that reads layer i's output (not the caller), if any."""
-        users = readers[layers[i].output]
-        if layers[i].output == graph_output or layers[i].also_writes or len(users) != 1:
-            return None
-        return users[0]
+    sole_reader = _sole_reader(layers, graph_output)
 
     merged: dict[int, Layer] = {}
     removed: set[int] = set()
@@ -314,16 +304,7 @@ def pool_stems(layers: list[Layer], graph_output: str) -> list[Layer]:
     The PReLU never gives −0 (its sum has a +0 term), so ties keep their bits. Python runs the
     three steps in order (the reference); the executor runs the pooled form.
     """
-    readers: dict[str, list[int]] = defaultdict(list)
-    for i, layer in enumerate(layers):
-        for v in layer.inputs:
-            readers[v].append(i)
-
-    def sole_reader(i: int) -> int | None:
-        users = readers[layers[i].output]
-        if layers[i].output == graph_output or layers[i].also_writes or len(users) != 1:
-            return None
-        return users[0]
+    sole_reader = _sole_reader(layers, graph_output)
 
     merged: dict[int, Layer] = {}
     removed: set[int] = set()
@@ -380,10 +361,7 @@ def fuse_gate_inputs(layers: list[Layer], graph_output: str) -> list[Layer]:
     row order from the first row, as the average pool sums it, and packed with the sign's
     shift, so the results are the three steps' bits. Python runs the three steps in order.
     """
-    readers: dict[str, list[int]] = defaultdict(list)
-    for i, layer in enumerate(layers):
-        for v in layer.inputs:
-            readers[v].append(i)
+    readers = _readers(layers)
     merged: dict[int, Layer] = {}
     removed: set[int] = set()
     for i, affine in enumerate(layers):
@@ -399,20 +377,46 @@ def fuse_gate_inputs(layers: list[Layer], graph_output: str) -> list[Layer]:
         kernel, _, pad = layers[pool].fusion["avgpool"]
         if tuple(kernel) != (h, w) or tuple(pad) != (0, 0) or layers[pool].output == graph_output:
             continue
-        scale, bias = affine.fusion["affine"]
-        shift = layers[sign].fusion["sign"]
         chain = [affine, layers[pool], layers[sign]]
         mean_out, bits_out = layers[pool].output, layers[sign].output
-
-        def native(plan: Any, ids: dict[str, int], shapes: Any, src: str = affine.inputs[0], hw: int = h * w,
-                   c: int = c, scale: Any = scale, bias: Any = bias, shift: Any = shift, mean_out: str = mean_out,
-                   bits_out: str = bits_out) -> None:
-            plan.affine_mean_sign(ids[src], ids[mean_out], ids[bits_out], hw, c, scale, bias, shift)
-
         merged[min(pool, sign)] = Layer(
             "+".join(layer.name for layer in chain), "affine", "float", affine.in_shape, layers[pool].out_shape,
             False, output=mean_out, inputs=affine.inputs, also_writes=(bits_out,),
             also_shapes=((layers[sign].out_shape, True),), run=_in_order([layer.run for layer in chain]),
-            native=native)
+            native=_gate_inputs_native(affine.inputs[0], h * w, c, affine.fusion["affine"],
+                                       layers[sign].fusion["sign"], mean_out, bits_out))
         removed.update((i, pool, sign))
     return [merged[i] if i in merged else layer for i, layer in enumerate(layers) if i not in removed or i in merged]
+
+
+def _gate_inputs_native(src: str, hw: int, c: int, affine: tuple, shift: Any, mean_out: str,
+                        bits_out: str) -> Callable[[Any, dict[str, int], Any], None]:
+    scale, bias = affine
+
+    def native(plan: Any, ids: dict[str, int], shapes: Any) -> None:
+        plan.affine_mean_sign(ids[src], ids[mean_out], ids[bits_out], hw, c, scale, bias, shift)
+
+    return native
+
+
+def _readers(layers: list[Layer]) -> dict[str, list[int]]:
+    """Value name -> the positions of the layers that read it."""
+    readers: dict[str, list[int]] = defaultdict(list)
+    for i, layer in enumerate(layers):
+        for v in layer.inputs:
+            readers[v].append(i)
+    return readers
+
+
+def _sole_reader(layers: list[Layer], graph_output: str) -> Callable[[int], int | None]:
+    """sole_reader(i): the position of the one layer that reads layer i's output (not the
+    caller), if any."""
+    readers = _readers(layers)
+
+    def sole_reader(i: int) -> int | None:
+        users = readers[layers[i].output]
+        if layers[i].output == graph_output or layers[i].also_writes or len(users) != 1:
+            return None
+        return users[0]
+
+    return sole_reader
