@@ -264,25 +264,29 @@ void bind_plan(nb::module_& m) {
             if (c < 1 || planes.empty()) throw std::invalid_argument("Plan.pack_planes: c >= 1 and one plane at least");
             if (p.per_sample(src) % c) throw std::invalid_argument("Plan.pack_planes: bad src size");
             const std::int64_t rows = p.per_sample(src) / c;
-            const auto np_ = static_cast<std::int64_t>(planes.size());
+            const int np = static_cast<int>(planes.size());
             need_value(p, src, rows * c, false, fn, "src");
-            need_value(p, dst, rows * np_ * onebit::words_for(c), true, fn, "dst");
-            // Per plane: shift, scale, bias (each c floats or empty).
-            auto v = std::make_shared<std::vector<std::array<std::vector<float>, 3>>>();
+            need_value(p, dst, rows * np * onebit::words_for(c), true, fn, "dst");
+            // Per plane: shift, scale, bias (each c floats or empty), and their pointers (null
+            // for empty), made once here, not per run.
+            struct Planes {
+              std::vector<std::array<std::vector<float>, 3>> data;
+              std::vector<const float*> shift, scale, bias;
+            };
+            auto v = std::make_shared<Planes>();
             for (const auto& [shift, scale, bias] : planes) {
               if (scale.is_none() != bias.is_none()) throw std::invalid_argument("Plan.pack_planes: scale and bias together");
-              v->push_back({copy_vector(shift, c, fn, "shift"), copy_vector(scale, c, fn, "scale"),
-                            copy_vector(bias, c, fn, "bias")});
+              v->data.push_back({copy_vector(shift, c, fn, "shift"), copy_vector(scale, c, fn, "scale"),
+                                 copy_vector(bias, c, fn, "bias")});
+            }
+            for (const auto& q : v->data) {
+              v->shift.push_back(data_or_null(q[0]));
+              v->scale.push_back(data_or_null(q[1]));
+              v->bias.push_back(data_or_null(q[2]));
             }
             p.step("sign planes", {src}, {dst}, [=](void* const* s, std::int64_t n, int threads) {
-              std::vector<const float*> sh, sc, bi;
-              for (const auto& q : *v) {
-                sh.push_back(data_or_null(q[0]));
-                sc.push_back(data_or_null(q[1]));
-                bi.push_back(data_or_null(q[2]));
-              }
-              onebit::pack_planes(at<const float>(s, src), n * rows, c, static_cast<int>(v->size()), sc.data(),
-                                  bi.data(), sh.data(), at<std::uint64_t>(s, dst), threads, isa);
+              onebit::pack_planes(at<const float>(s, src), n * rows, c, np, v->scale.data(), v->bias.data(),
+                                  v->shift.data(), at<std::uint64_t>(s, dst), threads, isa);
             });
           },
           nb::arg("src"), nb::arg("dst"), nb::arg("c"), nb::arg("planes"))
